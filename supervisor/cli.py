@@ -1,0 +1,213 @@
+"""The command line: `video-supervisor` (= `python -m supervisor`).
+
+Without a subcommand it runs the seed's orchestrator: process every discovered
+video, then exit (or with --daemon, run forever). `demo` generates a sample
+tree and processes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import EX_CONFIG, LOG_LEVELS, ConfigError, Settings, load_settings
+from .core import Supervisor
+from .discovery import PathParser, scan
+from .logs import cleanup_old_logs, configure_logging
+from .store import JobStore, SchedulerLock, StoreError
+
+EX_USAGE = 2
+EX_TEMPFAIL = 75
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="video-supervisor",
+        description="Find camera recordings, queue them oldest first, and run detection workers "
+                    "at a parallelism that follows the GPU's health.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--settings", type=Path, help="TOML settings file (flags override it)")
+    p.add_argument("--videos-dir", type=Path, help="directory tree of recordings")
+    p.add_argument("--cameras", nargs="+", metavar="CAMERA", help="only these cameras, e.g. camera_35 camera_22")
+    p.add_argument("--duration", type=float, help="process only the first N seconds of each video (0: all)")
+    p.add_argument("--config", type=Path, dest="rois", metavar="ROI_FILE", help="ROI configuration file")
+    p.add_argument("--list", action="store_true", help="list discovered videos per camera and exit")
+    p.add_argument("--max-parallel", type=int, help="parallel jobs on a healthy GPU (default 4)")
+    p.add_argument("--gpu-temp-limit", type=float, help="temperature (C) above which 1 job runs (default 80)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="logging verbosity (default INFO)")
+    p.add_argument("--daemon", action="store_true", help="run forever: rescan periodically and on SIGHUP")
+    p.add_argument("--state-db", type=Path, help="SQLite job store")
+    p.add_argument("--output-dir", type=Path, help="where results go: OUTPUT/<camera>/<video>/")
+    p.add_argument("--log-dir", type=Path, help="where processing_*.log and errors_*.log go")
+    p.add_argument("--reprocess", action="store_true", help="run again videos already done")
+    p.add_argument("--allow-root", action="store_true", help="allow running as root")
+    p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help=argparse.SUPPRESS)
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Embedded defaults, then the settings file, then flags; validated as a whole."""
+    from .config import validate
+
+    s = load_settings(args.settings)
+    top: dict[str, Any] = {"source": s.source}
+    for flag, key in (("videos_dir", "videos_dir"), ("state_db", "state_db"), ("output_dir", "output_dir"),
+                      ("log_dir", "log_dir"), ("rois", "rois_file"), ("duration", "duration")):
+        value = getattr(args, flag)
+        if value is not None:
+            top[key] = value
+    if args.cameras:
+        top["cameras"] = tuple(args.cameras)
+    if args.reprocess:
+        top["reprocess"] = True
+    if args.allow_root:
+        top["allow_root"] = True
+    if args.max_parallel is not None:
+        top["scheduler"] = dataclasses.replace(s.scheduler, max_parallel=args.max_parallel)
+    if args.gpu_temp_limit is not None:
+        gpu = s.gpu
+        warm = gpu.temp_warm if gpu.temp_warm < args.gpu_temp_limit else args.gpu_temp_limit - 10
+        top["gpu"] = dataclasses.replace(gpu, temp_limit=args.gpu_temp_limit, temp_warm=warm)
+    if args.log_level:
+        top["logging"] = dataclasses.replace(s.logging, level=args.log_level)
+    s = dataclasses.replace(s, **top)
+    if s.source == "defaults":
+        s = dataclasses.replace(s, source="command line")
+    validate(s)
+    return s
+
+
+def run_async(coro: Coroutine[Any, Any, int], loop: str = "auto") -> int:
+    """Run on uvloop when it is installed (or asked for), else on the plain asyncio loop."""
+    if loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def list_videos(s: Settings, out: Any = sys.stdout) -> int:
+    """--list: every discovered video per camera, oldest first, with its job state."""
+    try:
+        result = scan(s.videos_dir, extensions=s.discovery.extensions, settle_seconds=0.0, now=time.time(),
+                      parser=PathParser(s.discovery.pattern), cameras=s.cameras)
+    except OSError as exc:
+        print(f"video-supervisor: {s.videos_dir}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EX_CONFIG
+    store = JobStore.open(s.state_db, readonly=True)
+    try:
+        known = store.by_path()
+    finally:
+        store.close()
+    now = time.time()
+    by_camera: dict[str, list[Any]] = {}
+    for v in result.videos:
+        by_camera.setdefault(v.camera, []).append(v)
+    for camera in sorted(by_camera):
+        videos = by_camera[camera]
+        print(f"{camera}  ({len(videos)} video{'s' if len(videos) != 1 else ''})", file=out)
+        for v in videos:
+            job = known.get(str(v.path))
+            if now - v.mtime < s.discovery.settle_seconds:
+                state = "settling"
+            elif job is None:
+                state = "new"
+            elif job.size != v.size or job.mtime != v.mtime:
+                state = f"{job.state}, changed"
+            else:
+                state = str(job.state)
+            when = v.recorded_at.strftime("%Y-%m-%d %H:%M:%S") + ("*" if v.time_from_mtime else " ")
+            print(f"  {when}  {_human_size(v.size):>10}  {state:<16} {v.path}", file=out)
+    total = len(result.videos)
+    print(f"{total} video{'s' if total != 1 else ''} in {len(by_camera)} camera"
+          f"{'s' if len(by_camera) != 1 else ''}" + ("  (* time from file mtime)" if any(
+              v.time_from_mtime for v in result.videos) else ""), file=out)
+    for path, why in result.skipped:
+        print(f"skipped {path}: {why}", file=out)
+    return 0
+
+
+def check_rois(s: Settings) -> None:
+    if s.rois_file is None:
+        return
+    from workers.rois import RoiError, load_rois
+
+    try:
+        load_rois(s.rois_file)
+    except RoiError as exc:
+        raise ConfigError(exc.source, exc.where, exc.reason) from exc
+
+
+def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto") -> int:
+    if daemon and os.geteuid() == 0 and not s.allow_root:
+        print("video-supervisor: refusing to run the daemon as root; run it as a service user "
+              "(see systemd/video-supervisor.service), or pass --allow-root",
+              file=sys.stderr)
+        return EX_USAGE
+    sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir, console_full=daemon)
+    removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
+    lock = SchedulerLock(s.state_db)
+    try:
+        lock.acquire()
+        store = JobStore.open(s.state_db)
+    except StoreError as exc:
+        lock.release()
+        sinks.close()
+        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL if "in use" in str(exc) else EX_CONFIG
+    import structlog
+
+    if removed:
+        structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
+    try:
+        return run_async(Supervisor(s, store, daemon=daemon).run(), loop)
+    finally:
+        store.close()
+        lock.release()
+        sinks.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        if args.list:
+            return list_videos(settings)
+        check_rois(settings)
+    except ConfigError as exc:
+        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except StoreError as exc:
+        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if not settings.videos_dir.is_dir():
+        print(f"video-supervisor: {settings.videos_dir}: videos directory does not exist", file=sys.stderr)
+        return EX_CONFIG
+    return run_supervisor(settings, daemon=args.daemon, loop=args.loop)

@@ -1,0 +1,277 @@
+"""Typed settings: embedded defaults, a TOML file, then command-line flags.
+
+One frozen `Settings` object is built and validated at the edge; a reload
+builds a new one and swaps it in whole, or keeps the old one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EX_CONFIG = 78
+
+DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
+    "{python}", "-m", "workers.detect",
+    "--video", "{video}", "--camera", "{camera}", "--rois", "{rois}",
+    "--out", "{out}", "--duration", "{duration}",
+)
+PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "attempt", "job_id"})
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+
+
+class ConfigError(Exception):
+    """A settings or ROI file that cannot be used: names the file, the field and why."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source, self.key, self.reason = source, key, reason
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    max_parallel: int = 4
+    rescan_seconds: float = 60.0
+    drain_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySettings:
+    extensions: tuple[str, ...] = ("mp4", "mkv", "avi", "mov", "ts")
+    pattern: str = ""
+    settle_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedGpuSettings:
+    count: int = 1
+    ambient: float = 45.0
+    heat_per_job: float = 13.0
+    tau: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSettings:
+    probe: str = "auto"
+    gpus: tuple[int, ...] = ()
+    temp_warm: float = 70.0
+    temp_limit: float = 80.0
+    warm_parallel: int = 2
+    critical_parallel: int = 1
+    hysteresis: float = 3.0
+    poll_seconds: float = 5.0
+    snapshot_seconds: float = 30.0
+    min_free_memory_mb: int = 1500
+    unknown_grace_seconds: float = 30.0
+    simulated: SimulatedGpuSettings = field(default_factory=SimulatedGpuSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    command: tuple[str, ...] = DEFAULT_WORKER_COMMAND
+    timeout_seconds: float = 4 * 3600.0
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 30.0
+    retry_backoff_max_seconds: float = 1800.0
+    stop_grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = "INFO"
+    retention_days: int = 14
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    videos_dir: Path = Path("videos")
+    output_dir: Path = Path("results")
+    state_db: Path = Path("state/jobs.sqlite3")
+    log_dir: Path = Path("logs")
+    rois_file: Path | None = None
+    cameras: tuple[str, ...] = ()
+    duration: float = 0.0
+    reprocess: bool = False
+    allow_root: bool = False
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    gpu: GpuSettings = field(default_factory=GpuSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: str = "defaults"
+
+
+_NOT_IN_FILE = frozenset({"source"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    return {int: "integer", float: "number", str: "string", bool: "boolean", Path: "path"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, key: str, source: str, base: Path) -> Any:
+    def wrong() -> ConfigError:
+        return ConfigError(source, key, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        inner = next(a for a in typing.get_args(tp) if a is not type(None))
+        if value == "" and inner is Path:
+            return None
+        return _convert(value, inner, key, source, base)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise wrong()
+        item_tp = typing.get_args(tp)[0]
+        return tuple(_convert(v, item_tp, f"{key}[{i}]", source, base) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong()
+        return value
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise wrong()
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"expected a table, got {type(value).__name__}")
+        return _build(tp, value, f"{key}.", source, base)
+    raise TypeError(f"unsupported settings type {tp!r}")  # a bug in this module, not user input
+
+
+def _build(cls: Any, table: dict[str, Any], prefix: str, source: str, base: Path) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - _NOT_IN_FILE
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(source, f"{prefix}{key}", f"unknown key (known here: {known})")
+        kwargs[key] = _convert(value, hints[key], f"{prefix}{key}", source, base)
+    return cls(**kwargs)
+
+
+def parse_settings(data: dict[str, Any], source: str, base: Path) -> Settings:
+    settings: Settings = _build(Settings, data, "", source, base)
+    settings = dataclasses.replace(settings, source=source)
+    validate(settings)
+    return settings
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read a TOML settings file (or the embedded defaults when `path` is None)."""
+    if path is None:
+        settings = Settings()
+        validate(settings)
+        return settings
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "-", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"invalid TOML: {exc}") from exc
+    return parse_settings(data, source, path.resolve().parent)
+
+
+def _check(ok: bool, settings: Settings, key: str, reason: str) -> None:
+    if not ok:
+        raise ConfigError(settings.source, key, reason)
+
+
+def validate(s: Settings) -> None:
+    """Check values that types alone cannot; raise ConfigError naming the key."""
+    _check(s.duration >= 0, s, "duration", "must be >= 0 (0 means the whole video)")
+    _check(s.scheduler.max_parallel >= 1, s, "scheduler.max_parallel", "must be >= 1")
+    _check(s.scheduler.rescan_seconds > 0, s, "scheduler.rescan_seconds", "must be > 0")
+    _check(s.scheduler.drain_seconds >= 0, s, "scheduler.drain_seconds", "must be >= 0")
+    _check(bool(s.discovery.extensions), s, "discovery.extensions", "must name at least one extension")
+    for i, ext in enumerate(s.discovery.extensions):
+        _check(bool(re.fullmatch(r"[A-Za-z0-9]+", ext)), s, f"discovery.extensions[{i}]",
+               f"{ext!r} is not a bare extension such as 'mp4'")
+    _check(s.discovery.settle_seconds >= 0, s, "discovery.settle_seconds", "must be >= 0")
+    if s.discovery.pattern:
+        try:
+            rx = re.compile(s.discovery.pattern)
+        except re.error as exc:
+            raise ConfigError(s.source, "discovery.pattern", f"invalid regular expression: {exc}") from exc
+        groups = set(rx.groupindex)
+        _check("camera" in groups, s, "discovery.pattern", "needs a named group (?P<camera>...)")
+        time_groups = {"year", "month", "day", "hour", "minute", "second"}
+        _check("timestamp" in groups or time_groups <= groups or not groups & (time_groups | {"timestamp"}),
+               s, "discovery.pattern", "needs (?P<timestamp>...) or all of year, month, day, hour, minute, second")
+    g = s.gpu
+    _check(g.probe in ("auto", "nvml", "none", "simulated") or g.probe.startswith("scripted:"), s, "gpu.probe",
+           f"{g.probe!r} is not one of auto, nvml, none, simulated, scripted:PATH")
+    _check(g.temp_warm < g.temp_limit, s, "gpu.temp_warm", f"must be below gpu.temp_limit ({g.temp_limit})")
+    _check(g.warm_parallel >= 1, s, "gpu.warm_parallel", "must be >= 1")
+    _check(g.critical_parallel >= 0, s, "gpu.critical_parallel", "must be >= 0")
+    _check(g.hysteresis >= 0, s, "gpu.hysteresis", "must be >= 0")
+    _check(g.poll_seconds > 0, s, "gpu.poll_seconds", "must be > 0")
+    _check(g.snapshot_seconds > 0, s, "gpu.snapshot_seconds", "must be > 0")
+    _check(g.min_free_memory_mb >= 0, s, "gpu.min_free_memory_mb", "must be >= 0")
+    _check(g.unknown_grace_seconds >= 0, s, "gpu.unknown_grace_seconds", "must be >= 0")
+    _check(all(i >= 0 for i in g.gpus), s, "gpu.gpus", "GPU indices must be >= 0")
+    _check(len(set(g.gpus)) == len(g.gpus), s, "gpu.gpus", "GPU indices must not repeat")
+    _check(g.simulated.count >= 1, s, "gpu.simulated.count", "must be >= 1")
+    _check(g.simulated.tau > 0, s, "gpu.simulated.tau", "must be > 0")
+    w = s.worker
+    _check(bool(w.command), s, "worker.command", "must not be empty")
+    for i, arg in enumerate(w.command):
+        for name in _PLACEHOLDER_RE.findall(arg):
+            _check(name in PLACEHOLDERS, s, f"worker.command[{i}]",
+                   f"unknown placeholder {{{name}}} (known: {', '.join(sorted(PLACEHOLDERS))})")
+    _check(w.timeout_seconds > 0, s, "worker.timeout_seconds", "must be > 0")
+    _check(w.max_attempts >= 1, s, "worker.max_attempts", "must be >= 1")
+    _check(w.retry_backoff_seconds >= 0, s, "worker.retry_backoff_seconds", "must be >= 0")
+    _check(w.retry_backoff_max_seconds >= w.retry_backoff_seconds, s, "worker.retry_backoff_max_seconds",
+           "must be >= worker.retry_backoff_seconds")
+    _check(w.stop_grace_seconds >= 0, s, "worker.stop_grace_seconds", "must be >= 0")
+    _check(s.logging.level.upper() in LOG_LEVELS, s, "logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    _check(s.logging.retention_days >= 1, s, "logging.retention_days", "must be >= 1")
+    for i, cam in enumerate(s.cameras):
+        _check(bool(cam) and "/" not in cam and cam not in (".", ".."), s, f"cameras[{i}]",
+               f"{cam!r} is not a camera id")
+
+
+def expand_command(template: tuple[str, ...], values: dict[str, str]) -> list[str]:
+    """Fill `{name}` placeholders; each template item stays exactly one argument."""
+    def sub(match: re.Match[str]) -> str:
+        return values[match.group(1)]
+
+    return [_PLACEHOLDER_RE.sub(sub, arg) for arg in template]
+
+
+def python_executable() -> str:
+    return sys.executable

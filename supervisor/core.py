@@ -1,0 +1,428 @@
+"""The supervisor: owns the priority queue, the slots, the running-job table and the stop/rescan requests.
+
+Data flows one way: scan -> store -> queue -> slot -> worker -> store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .config import Settings, expand_command
+from .discovery import PathParser, ScanResult, scan
+from .gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
+from .gpu.policy import PolicyConfig
+from .gpu.probe import GpuProbe
+from .gpu.simulated import SimulatedProbe
+from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
+from .slots import GpuId, SlotPool
+from .stats import RunStats
+from .store import READY_STATES, Job, JobStore
+
+log = structlog.get_logger("supervisor")
+
+QueueItem = tuple[str, int, int]  # (recorded_at ISO, insertion sequence, job id)
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """What is known of a job while its worker runs (not stored)."""
+
+    job: Job
+    gpu: GpuId
+    run: WorkerRun
+    started_at: float
+    started_monotonic: float
+    output_dir: Path
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    def percent(self) -> float | None:
+        frame, frames = self.progress.get("frame"), self.progress.get("frames")
+        if isinstance(frame, (int, float)) and isinstance(frames, (int, float)) and frames > 0:
+            return max(0.0, min(100.0, 100.0 * frame / frames))
+        return None
+
+
+def job_output_dir(output_root: Path, camera: str, video: Path) -> Path:
+    """`output_root/<camera>/<video stem>/`, refusing anything that would land outside output_root."""
+    root = output_root.resolve()
+    target = (root / camera / video.stem).resolve()
+    if root not in target.parents:
+        raise ValueError(f"output path for camera {camera!r}, video {video.name!r} escapes {root}")
+    return target
+
+
+class Supervisor:
+    """Runs jobs for every discovered video until done (once) or until told to stop (daemon)."""
+
+    def __init__(self, settings: Settings, store: JobStore, *, daemon: bool = False,
+                 probe: GpuProbe | None = None, probe_warning: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.daemon = daemon
+        self._clock = clock
+        if probe is None:
+            probe, probe_warning = open_probe(settings.gpu)
+        self.probe = probe
+        self._probe_warning = probe_warning
+        gpus: list[GpuId] = list(probe.indices()) or [None]
+        self.slots = SlotPool(gpus, settings.scheduler.max_parallel)
+        self.monitor = GpuMonitor(
+            probe, self.slots, PolicyConfig.from_settings(settings.gpu, settings.scheduler.max_parallel),
+            poll_seconds=settings.gpu.poll_seconds, snapshot_seconds=settings.gpu.snapshot_seconds,
+        )
+        if isinstance(probe, SimulatedProbe):
+            probe.set_load_source(self._running_by_gpu)
+        self.queue: asyncio.PriorityQueue[QueueItem] = asyncio.PriorityQueue()
+        self.running: dict[int, RunningJob] = {}
+        self.stats = RunStats()
+        self.last_scan_at: float | None = None
+        self.scans = 0
+        self._outstanding: set[int] = set()
+        self._retry_timers: dict[int, asyncio.TimerHandle] = {}
+        self._job_tasks: set[asyncio.Task[None]] = set()
+        self._seq = 0
+        self._stop = asyncio.Event()
+        self._stop_now = False
+        self._rescan = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._parser = PathParser(settings.discovery.pattern)
+
+    # --- requests (signal handlers call these; they only record) -----------
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            self._stop_now = True
+            for rj in self.running.values():
+                rj.run.request_stop()
+        self._stop.set()
+
+    def request_rescan(self) -> None:
+        self._rescan.set()
+
+    # --- the front door -----------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Run to completion; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_rescan)
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            self._startup()
+            await self._scan_and_queue(reprocess=self.settings.reprocess)
+            tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
+            tasks.append(asyncio.create_task(self.monitor.run(), name="gpu-health"))
+            tasks.append(asyncio.create_task(self._report_queue(), name="queue-report"))
+            if self.daemon:
+                tasks.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
+            waiters = [asyncio.create_task(self._stop.wait())]
+            if not self.daemon:
+                waiters.append(asyncio.create_task(self._idle.wait()))
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            await self._shutdown()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+            self.probe.close()
+        return self._exit_code()
+
+    def _exit_code(self) -> int:
+        if self._stop.is_set() and not self.daemon and self._outstanding:
+            return 130
+        return 1 if self.stats.dead else 0
+
+    def _startup(self) -> None:
+        recovered = self.store.recover_running()
+        log.info(
+            "supervisor_started", mode="daemon" if self.daemon else "once", pid=os.getpid(),
+            videos_dir=str(self.settings.videos_dir), store=str(self.store.path),
+            max_parallel=self.settings.scheduler.max_parallel, probe=self.probe.name,
+            gpus=[g for g in self.slots.gpus if g is not None], recovered_running=recovered,
+        )
+        if self._probe_warning is not None:
+            log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
+        if self.monitor.monitored:
+            self.monitor.poll_once()  # never start 4 jobs on a GPU that is already hot
+
+    # --- discovery ----------------------------------------------------------
+
+    async def _scan(self) -> ScanResult:
+        s = self.settings
+        now = time.time()
+        return await asyncio.to_thread(
+            scan, s.videos_dir, extensions=s.discovery.extensions, settle_seconds=s.discovery.settle_seconds,
+            now=now, parser=self._parser, cameras=s.cameras,
+        )
+
+    async def _scan_and_queue(self, *, reprocess: bool = False) -> None:
+        started = time.monotonic()
+        try:
+            result = await self._scan()
+        except OSError as exc:
+            log.error("scan_failed", videos_dir=str(self.settings.videos_dir), error=exc.strerror or str(exc))
+            return
+        sync = self.store.sync(result.videos, reprocess=reprocess, now=self._clock())
+        self.scans += 1
+        self.last_scan_at = self._clock()
+        for path, why in result.skipped:
+            log.warning("video_skipped", video=str(path), reason=why)
+        for path, why in result.errors:
+            log.warning("video_unreadable", video=str(path), reason=why)
+        new_paths = set(sync.new_paths)
+        for v in result.videos:
+            if v.time_from_mtime and str(v.path) in new_paths:
+                log.info("recording_time_from_mtime", video=str(v.path), camera=v.camera,
+                         recorded_at=v.recorded_at.isoformat())
+        queued = 0
+        for job in self.store.jobs(READY_STATES):
+            if self._enqueue(job):
+                queued += 1
+        log.info(
+            "scan_complete", found=len(result.videos), new=len(sync.new), changed=len(sync.changed),
+            reprocess=len(sync.requeued), unsettled=len(result.unsettled), queued=queued,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        if result.unsettled:
+            log.info("videos_unsettled", count=len(result.unsettled),
+                     settle_seconds=self.settings.discovery.settle_seconds,
+                     examples=[str(p) for p in result.unsettled[:5]])
+        self._check_idle()
+
+    async def _rescan_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rescan.wait(), self.settings.scheduler.rescan_seconds)
+            # Clear before scanning: a request that arrives during the scan causes one more.
+            self._rescan.clear()
+            await self._scan_and_queue()
+
+    # --- queue --------------------------------------------------------------
+
+    def _enqueue(self, job: Job) -> bool:
+        if job.id in self._outstanding or job.id in self.running:
+            return False
+        self._outstanding.add(job.id)
+        delay = (job.not_before - self._clock()) if job.not_before else 0.0
+        if delay > 0:
+            self._retry_timers[job.id] = asyncio.get_running_loop().call_later(delay, self._put, job)
+        else:
+            self._put(job)
+        return True
+
+    def _put(self, job: Job) -> None:
+        self._retry_timers.pop(job.id, None)
+        self._seq += 1
+        self.queue.put_nowait((job.recorded_at.isoformat(), self._seq, job.id))
+
+    def _check_idle(self) -> None:
+        if not self._outstanding and not self.running:
+            self._idle.set()
+
+    async def _dispatch(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                gpu = await self.slots.acquire()
+            except asyncio.CancelledError:
+                self.queue.put_nowait(item)
+                raise
+            # Something older may have arrived while we waited for the slot: take the oldest now.
+            self.queue.put_nowait(item)
+            item = self.queue.get_nowait()
+            if not self._start(item[2], gpu):
+                self.slots.release(gpu)
+
+    def _start(self, job_id: int, gpu: GpuId) -> bool:
+        try:
+            job = self.store.get(job_id)
+        except KeyError:
+            self._outstanding.discard(job_id)
+            return False
+        if job.state not in READY_STATES:
+            self._outstanding.discard(job_id)
+            self._check_idle()
+            return False
+        try:
+            out_dir = job_output_dir(self.settings.output_dir, job.camera, job.path)
+        except ValueError as exc:
+            self._finish_without_run(job, str(exc))
+            return False
+        if not job.path.is_file():
+            self._finish_without_run(job, f"{job.path}: the video is gone")
+            return False
+        now = self._clock()
+        job = self.store.mark_running(job_id, now=now)
+        run = WorkerRun(
+            self._argv(job, out_dir), env=self._env(job, gpu),
+            timeout=self.settings.worker.timeout_seconds, stop_grace=self.settings.worker.stop_grace_seconds,
+            on_event=lambda event: self._on_worker_event(job_id, event),
+            on_line=lambda line: log.debug("worker_output", line=line[:1000]),
+        )
+        rj = RunningJob(job, gpu, run, now, time.monotonic(), out_dir)
+        self.running[job_id] = rj
+        task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
+        self._job_tasks.add(task)
+        task.add_done_callback(self._job_tasks.discard)
+        return True
+
+    def _finish_without_run(self, job: Job, reason: str) -> None:
+        self.store.mark_running(job.id, now=self._clock())
+        self.store.mark_failed(job.id, now=self._clock(), error=reason, exit_code=None, retry_at=None)
+        self.stats.record_dead(job.camera)
+        log.error("job_dead", job_id=job.id, camera=job.camera, video=str(job.path), error=reason)
+        self._outstanding.discard(job.id)
+        self._check_idle()
+
+    def _argv(self, job: Job, out_dir: Path) -> list[str]:
+        s = self.settings
+        values = {
+            "python": sys.executable, "video": str(job.path.resolve()), "camera": job.camera,
+            "out": str(out_dir), "rois": str(s.rois_file.resolve()) if s.rois_file else "",
+            "duration": f"{s.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
+        }
+        return expand_command(s.worker.command, values)
+
+    def _env(self, job: Job, gpu: GpuId) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "VIDEO_SUPERVISOR_JOB_ID": str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera,
+            "VIDEO_SUPERVISOR_VIDEO": str(job.path), "VIDEO_SUPERVISOR_ATTEMPT": str(job.attempts),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if gpu is not None:
+            # NVML numbers GPUs by PCI bus; make CUDA use the same order so the index means the same card.
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+            env["VIDEO_SUPERVISOR_GPU"] = str(gpu)
+        return env
+
+    def _running_by_gpu(self) -> dict[int, int]:
+        return {g: n for g, n in self.slots.held_by_gpu().items() if g is not None}
+
+    def _on_worker_event(self, job_id: int, event: dict[str, Any]) -> None:
+        rj = self.running.get(job_id)
+        if rj is not None and event.get("event") == "progress":
+            rj.progress = {k: v for k, v in event.items() if k != "event"}
+            rj.progress["at"] = self._clock()
+
+    # --- one job ------------------------------------------------------------
+
+    async def _execute(self, rj: RunningJob) -> None:
+        job = rj.job
+        structlog.contextvars.bind_contextvars(
+            job_id=job.id, camera=job.camera, video=str(job.path), attempt=job.attempts)
+        log.info("job_started", gpu=rj.gpu, argv0=rj.run.argv[0], output=str(rj.output_dir),
+                 running=len(self.running), limit=self.slots.total_limit)
+        outcome: Outcome | None = None
+        try:
+            outcome = await rj.run.run()
+        finally:
+            self.slots.release(rj.gpu)
+            del self.running[job.id]
+            if outcome is None:  # cancelled: the supervisor is going away
+                self.store.requeue_interrupted(job.id)
+            else:
+                self._record(rj, outcome)
+            self._check_idle()
+
+    def _record(self, rj: RunningJob, outcome: Outcome) -> None:
+        job = rj.job
+        now = self._clock()
+        seconds = round(outcome.duration, 3)
+        if outcome.kind is OutcomeKind.SUCCEEDED:
+            result = outcome.result or {}
+            output = str(result.get("output") or rj.output_dir)
+            raw_seconds = result.get("video_seconds")
+            video_seconds = float(raw_seconds) if isinstance(raw_seconds, (int, float)) else None
+            self.store.mark_done(job.id, now=now, duration=outcome.duration, output=output,
+                                 video_seconds=video_seconds)
+            self.stats.record_done(job.camera, outcome.duration)
+            self._outstanding.discard(job.id)
+            log.info("job_succeeded", duration_seconds=seconds, output=output)
+            return
+        if outcome.kind is OutcomeKind.INTERRUPTED:
+            self.store.requeue_interrupted(job.id)
+            self.stats.interrupted += 1
+            log.info("job_interrupted", duration_seconds=seconds)
+            return
+        retry = should_retry(outcome.kind, job.attempts, self.settings.worker.max_attempts)
+        error = outcome.message or str(outcome.kind)
+        self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
+        if retry:
+            w = self.settings.worker
+            delay = backoff_delay(job.attempts, w.retry_backoff_seconds, w.retry_backoff_max_seconds)
+            self.store.mark_failed(job.id, now=now, error=error, exit_code=outcome.exit_code, retry_at=now + delay)
+            log.error("job_failed", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
+                      duration_seconds=seconds, retry_in_seconds=round(delay, 3), stderr_tail=outcome.stderr_tail)
+            self._outstanding.discard(job.id)
+            if not self._stop.is_set():
+                self._enqueue(self.store.get(job.id))
+            return
+        self.store.mark_failed(job.id, now=now, error=error, exit_code=outcome.exit_code, retry_at=None)
+        self.stats.record_dead(job.camera)
+        self._outstanding.discard(job.id)
+        log.error("job_dead", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
+                  attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
+
+    # --- reporting ----------------------------------------------------------
+
+    def queue_status(self) -> dict[str, Any]:
+        return {
+            "queued": self.queue.qsize(), "waiting_retry": len(self._retry_timers),
+            "running": len(self.running), "limit": self.slots.total_limit,
+        }
+
+    async def _report_queue(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.gpu.snapshot_seconds)
+            log.info("queue_status", **self.queue_status())
+
+    # --- the back door ------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        stopping = self._stop.is_set()
+        if stopping:
+            log.info("shutdown_requested", running=len(self.running), queued=self.queue.qsize(),
+                     drain_seconds=self.settings.scheduler.drain_seconds)
+        for handle in self._retry_timers.values():
+            handle.cancel()
+        self._retry_timers.clear()
+        tasks = list(self._job_tasks)
+        if tasks and not self._stop_now:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.scheduler.drain_seconds)
+        else:
+            pending = set(tasks)
+        if pending:
+            for rj in list(self.running.values()):
+                rj.run.request_stop()
+            await asyncio.wait(pending)
+        self._log_summary()
+        if stopping:
+            log.info("shutdown_complete", drained=len(tasks) - len(pending), stopped=len(pending))
+
+    def _log_summary(self) -> None:
+        for camera, c in sorted(self.stats.cameras.items()):
+            log.info("camera_summary", camera=camera, **c.as_dict())
+        log.info("run_summary", **self.stats.totals(), store=self.store.counts())

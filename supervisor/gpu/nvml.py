@@ -1,0 +1,96 @@
+"""NVML probe (pynvml from the nvidia-ml-py distribution): a few microseconds a reading."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .probe import GpuReading, ProbeUnavailable
+
+
+class NvmlProbe:
+    """Initialises NVML once; every reading is optional and an error never escapes `read()`."""
+
+    name = "nvml"
+
+    def __init__(self, indices: Sequence[int] = ()) -> None:
+        try:
+            import pynvml
+        except ImportError as exc:
+            raise ProbeUnavailable(f"pynvml is not installed ({exc})") from exc
+        self._nvml: Any = pynvml
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            raise ProbeUnavailable(f"NVML cannot start: {exc}") from exc
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            wanted = list(indices) if indices else list(range(count))
+            missing = [i for i in wanted if i >= count]
+            if missing:
+                raise ProbeUnavailable(f"GPU index {missing[0]} requested, but only {count} GPU(s) present")
+            self._handles = {i: pynvml.nvmlDeviceGetHandleByIndex(i) for i in wanted}
+            self._thresholds = {i: self._read_thresholds(h) for i, h in self._handles.items()}
+        except pynvml.NVMLError as exc:
+            pynvml.nvmlShutdown()
+            raise ProbeUnavailable(f"NVML cannot list GPUs: {exc}") from exc
+        except ProbeUnavailable:
+            pynvml.nvmlShutdown()
+            raise
+        self._closed = False
+
+    def indices(self) -> list[int]:
+        return list(self._handles)
+
+    def _optional(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._nvml.NVMLError:
+            return None
+
+    def _read_thresholds(self, handle: Any) -> tuple[float | None, float | None]:
+        n = self._nvml
+        slowdown = self._optional(n.nvmlDeviceGetTemperatureThreshold, handle, n.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)
+        shutdown = self._optional(n.nvmlDeviceGetTemperatureThreshold, handle, n.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN)
+        return slowdown, shutdown
+
+    def _throttle_mask(self, handle: Any) -> int:
+        n = self._nvml
+        fn = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
+        value = self._optional(fn, handle)
+        return int(value or 0)
+
+    def read(self) -> list[GpuReading]:
+        n = self._nvml
+        out: list[GpuReading] = []
+        for index, handle in self._handles.items():
+            try:
+                temperature = float(n.nvmlDeviceGetTemperature(handle, n.NVML_TEMPERATURE_GPU))
+            except n.NVMLError as exc:
+                out.append(GpuReading(index=index, error=f"{type(exc).__name__}: {exc}"))
+                continue
+            util = self._optional(n.nvmlDeviceGetUtilizationRates, handle)
+            mem = self._optional(n.nvmlDeviceGetMemoryInfo, handle)
+            power = self._optional(n.nvmlDeviceGetPowerUsage, handle)
+            power_limit = self._optional(n.nvmlDeviceGetEnforcedPowerLimit, handle)
+            slowdown, shutdown = self._thresholds[index]
+            out.append(GpuReading(
+                index=index,
+                temperature=temperature,
+                utilization=float(util.gpu) if util is not None else None,
+                memory_used_mb=mem.used / 2**20 if mem is not None else None,
+                memory_total_mb=mem.total / 2**20 if mem is not None else None,
+                power_w=power / 1000.0 if power is not None else None,  # NVML reports milliwatts
+                power_limit_w=power_limit / 1000.0 if power_limit is not None else None,
+                throttle_mask=self._throttle_mask(handle),
+                slowdown_temp=float(slowdown) if slowdown is not None else None,
+                shutdown_temp=float(shutdown) if shutdown is not None else None,
+            ))
+        return out
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(self._nvml.NVMLError):
+                self._nvml.nvmlShutdown()

@@ -1,0 +1,158 @@
+"""structlog JSON logging to stdout (journald) and to the seed's log files.
+
+- stdout: one JSON object per line. In a once run it is minimal (start,
+  parallelism changes, failures, the summary); in daemon mode it carries
+  everything at the chosen level, each line prefixed with its syslog priority
+  when journald reads it (`<3>` for errors ...).
+- `log_dir/processing_YYYYMMDD_HHMMSS.log`: every event of this run.
+- `log_dir/errors_YYYYMMDD.log`: errors only, shared by all runs of the day.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+# Events shown on the console of a once run; warnings and errors always are.
+CONSOLE_EVENTS = frozenset({
+    "supervisor_started", "parallelism_changed", "gpu_monitoring_unavailable", "run_summary",
+    "camera_summary", "shutdown_requested", "shutdown_complete",
+})
+_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+_LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (Path, datetime)):
+        return str(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return repr(obj)
+
+
+class LogSinks:
+    """The structlog "logger": writes each rendered line to the outputs that want it."""
+
+    def __init__(self, console: TextIO | None, *, console_full: bool, journald: bool,
+                 log_dir: Path | None, started: datetime) -> None:
+        self.console = console
+        self.console_full = console_full
+        self.journald = journald
+        self.log_dir = log_dir
+        self._processing: TextIO | None = None
+        self._errors: TextIO | None = None
+        self._errors_day = ""
+        self.processing_path: Path | None = None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self.processing_path = log_dir / f"processing_{started:%Y%m%d_%H%M%S}.log"
+            self._processing = _open_private(self.processing_path)
+
+    def write(self, level: str, line: str, event: str) -> None:
+        if self._processing is not None:
+            self._processing.write(line + "\n")
+            self._processing.flush()
+        if _LEVEL_RANK.get(level, 20) >= _LEVEL_RANK["error"] and self.log_dir is not None:
+            self._error_file().write(line + "\n")
+            self._error_file().flush()
+        if self.console is not None and (
+            self.console_full or event in CONSOLE_EVENTS or _LEVEL_RANK.get(level, 20) >= _LEVEL_RANK["warning"]
+        ):
+            prefix = f"<{_PRIORITY.get(level, 6)}>" if self.journald else ""
+            try:
+                self.console.write(prefix + line + "\n")
+                self.console.flush()
+            except (BrokenPipeError, ValueError):
+                self.console = None
+
+    def _error_file(self) -> TextIO:
+        day = datetime.now().strftime("%Y%m%d")
+        if self._errors is None or day != self._errors_day:
+            if self._errors is not None:
+                self._errors.close()
+            assert self.log_dir is not None
+            self._errors = _open_private(self.log_dir / f"errors_{day}.log")
+            self._errors_day = day
+        return self._errors
+
+    def close(self) -> None:
+        for f in (self._processing, self._errors):
+            if f is not None:
+                f.close()
+        self._processing = self._errors = None
+
+
+def _open_private(path: Path) -> TextIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+class _SinkLogger:
+    """structlog calls `logger.<level>(line, event=...)`; forward to the sinks."""
+
+    def __init__(self, sinks: LogSinks) -> None:
+        self._sinks = sinks
+
+    def __getattr__(self, level: str) -> Any:
+        def emit(line: str, event: str = "") -> None:
+            self._sinks.write("error" if level == "exception" else level, line, event)
+        return emit
+
+
+def _render(_: Any, __: str, event_dict: dict[str, Any]) -> tuple[tuple[str], dict[str, str]]:
+    event = str(event_dict.get("event", ""))
+    return (json.dumps(event_dict, default=_json_default, ensure_ascii=False),), {"event": event}
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    log_dir: Path | None = None,
+    console: TextIO | None = None,
+    console_full: bool = False,
+    journald: bool | None = None,
+) -> LogSinks:
+    """Set up structlog for this process; returns the sinks so the caller can close them."""
+    if journald is None:
+        journald = bool(os.environ.get("JOURNAL_STREAM"))
+    sinks = LogSinks(sys.stdout if console is None else console, console_full=console_full,
+                     journald=journald, log_dir=log_dir, started=datetime.now())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _render,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=lambda *_: _SinkLogger(sinks),
+        cache_logger_on_first_use=False,
+    )
+    return sinks
+
+
+def cleanup_old_logs(log_dir: Path, retention_days: int, now: float | None = None) -> list[Path]:
+    """Delete this program's log files older than `retention_days`; returns what went."""
+    now = time.time() if now is None else now
+    cutoff = now - retention_days * 86400
+    removed: list[Path] = []
+    if not log_dir.is_dir():
+        return removed
+    for pattern in ("processing_*.log", "errors_*.log"):
+        for path in log_dir.glob(pattern):
+            try:
+                if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                continue
+    return removed

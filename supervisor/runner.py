@@ -1,0 +1,248 @@
+"""One job's worker subprocess: start it, read its progress, bound its time, stop it cleanly.
+
+The worker protocol: an argument list (never a shell), its own process group,
+JSON lines on stdout (`{"event": "progress", ...}` and a final
+`{"event": "done", ...}`), other stdout lines logged, the tail of stderr kept
+for the error log, and an exit code that classifies the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import enum
+import json
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+EX_OK = 0
+EX_DATAERR = 65
+EX_TEMPFAIL = 75
+_LINE_LIMIT = 1 << 20
+_STDERR_TAIL_LINES = 30
+_PR_SET_PDEATHSIG = 1
+
+
+class OutcomeKind(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    BAD_INPUT = "bad_input"  # exit 65: never retried
+    TRANSIENT = "transient"  # exit 75: retried, not counted against max_attempts
+    KILLED = "killed"  # died of a signal we did not send
+    TIMED_OUT = "timed_out"
+    FAILED = "failed"  # any other exit code
+    SPAWN_FAILED = "spawn_failed"
+    INTERRUPTED = "interrupted"  # stopped by the supervisor itself (shutdown)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    exit_code: int | None = None
+    message: str = ""
+    stderr_tail: str = ""
+    result: Mapping[str, Any] | None = None
+    duration: float = 0.0
+
+
+def classify(returncode: int | None, *, timed_out: bool = False, interrupted: bool = False) -> OutcomeKind:
+    """Map how a worker ended to an outcome; pure, tested as a table."""
+    if returncode == EX_OK:
+        return OutcomeKind.SUCCEEDED
+    if interrupted:
+        return OutcomeKind.INTERRUPTED
+    if timed_out:
+        return OutcomeKind.TIMED_OUT
+    if returncode is None:
+        return OutcomeKind.SPAWN_FAILED
+    if returncode == EX_DATAERR:
+        return OutcomeKind.BAD_INPUT
+    if returncode == EX_TEMPFAIL:
+        return OutcomeKind.TRANSIENT
+    if returncode < 0:
+        return OutcomeKind.KILLED
+    return OutcomeKind.FAILED
+
+
+def should_retry(kind: OutcomeKind, attempts: int, max_attempts: int) -> bool:
+    """Whether a failed attempt is followed by another (else the job is dead)."""
+    if kind in (OutcomeKind.SUCCEEDED, OutcomeKind.BAD_INPUT):
+        return False
+    if kind in (OutcomeKind.TRANSIENT, OutcomeKind.INTERRUPTED):
+        return True
+    return attempts < max_attempts
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff: base, 2*base, 4*base, ... never above cap."""
+    if attempts <= 0:
+        return 0.0
+    return float(min(cap, base * (2 ** min(attempts - 1, 30))))
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit {returncode}"
+
+
+def _set_parent_death_signal() -> None:
+    """Runs in the child between fork and exec: die with the supervisor, even if it is SIGKILLed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+EventCallback = Callable[[dict[str, Any]], None]
+LineCallback = Callable[[str], None]
+
+
+class WorkerRun:
+    """One attempt of one job. `run()` once; `request_stop()` from anywhere on the loop."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        timeout: float,
+        stop_grace: float,
+        on_event: EventCallback | None = None,
+        on_line: LineCallback | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.timeout = timeout
+        self.stop_grace = stop_grace
+        self._on_event = on_event
+        self._on_line = on_line
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._result: dict[str, Any] | None = None
+        self._interrupted = False
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def run(self) -> Outcome:
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_set_parent_death_signal,
+                limit=_LINE_LIMIT,
+            )
+        except OSError as exc:
+            return Outcome(OutcomeKind.SPAWN_FAILED, None,
+                           f"cannot start worker {self.argv[0]!r}: {exc.strerror or exc}")
+        self._proc = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = asyncio.gather(self._read_stdout(proc.stdout), self._read_stderr(proc.stderr))
+        timed_out = False
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), self.timeout)
+            except TimeoutError:
+                timed_out = True
+                await self._terminate(proc)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._terminate(proc))
+            readers.cancel()
+            raise
+        try:
+            await asyncio.wait_for(readers, 5.0)
+        except TimeoutError:
+            readers.cancel()  # a grandchild still holds the pipes; the attempt is over all the same
+        if self._stopping is not None:
+            await self._stopping
+        returncode = proc.returncode
+        kind = classify(returncode, timed_out=timed_out, interrupted=self._interrupted)
+        tail = "\n".join(self._stderr_tail)
+        if kind is OutcomeKind.TIMED_OUT:
+            message = f"timed out after {self.timeout:g}s"
+        elif kind is OutcomeKind.INTERRUPTED:
+            message = "stopped by the supervisor"
+        elif returncode is not None and returncode != 0:
+            last = next((ln for ln in reversed(self._stderr_tail) if ln.strip()), "")
+            message = describe_exit(returncode) + (f": {last.strip()}" if last else "")
+        else:
+            message = ""
+        return Outcome(kind, returncode, message, tail, self._result, time.monotonic() - started)
+
+    def request_stop(self) -> None:
+        """Stop the worker (shutdown): SIGTERM to its group, SIGKILL after the grace period."""
+        self._interrupted = True
+        if self._proc is not None and self._proc.returncode is None and self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._terminate(self._proc))
+
+    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is not None:
+            return
+        _signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), self.stop_grace)
+        _signal_group(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+    async def _read_stdout(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:
+                continue  # a line over the limit: asyncio dropped it, carry on with the next
+            if not raw:
+                return
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            event = _parse_event(text)
+            if event is None:
+                if text and self._on_line is not None:
+                    self._on_line(text)
+                continue
+            if event.get("event") == "done":
+                self._result = event
+            if self._on_event is not None:
+                self._on_event(event)
+
+    async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:
+                continue
+            if not raw:
+                return
+            self._stderr_tail.append(raw.decode("utf-8", errors="replace").rstrip("\r\n")[:500])
+
+
+def _parse_event(text: str) -> dict[str, Any] | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("event"), str):
+        return obj
+    return None
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -1,0 +1,362 @@
+"""The durable job table: one row per video, in a SQLite file (WAL).
+
+The store is the memory of the system. Only one scheduler writes to it at a
+time (an advisory lock that dies with its process); read-only commands open it
+beside a running daemon.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .discovery import VideoFile
+
+SCHEMA_VERSION = 2
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # an attempt failed; another will follow
+    DEAD = "dead"  # gave up
+
+
+TERMINAL_STATES = frozenset({JobState.DONE, JobState.DEAD})
+READY_STATES = frozenset({JobState.QUEUED, JobState.FAILED})
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message names the file and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    camera: str
+    path: Path
+    recorded_at: datetime
+    size: int
+    mtime: float
+    state: JobState
+    attempts: int
+    last_error: str | None
+    last_exit_code: int | None
+    discovered_at: float
+    not_before: float | None
+    started_at: float | None
+    finished_at: float | None
+    duration_seconds: float | None
+    output: str | None
+    video_seconds: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        return cls(
+            id=row["id"], camera=row["camera"], path=Path(row["path"]),
+            recorded_at=datetime.fromisoformat(row["recorded_at"]), size=row["size"], mtime=row["mtime"],
+            state=JobState(row["state"]), attempts=row["attempts"], last_error=row["last_error"],
+            last_exit_code=row["last_exit_code"], discovered_at=row["discovered_at"],
+            not_before=row["not_before"], started_at=row["started_at"], finished_at=row["finished_at"],
+            duration_seconds=row["duration_seconds"], output=row["output"], video_seconds=row["video_seconds"],
+        )
+
+
+@dataclass(slots=True)
+class SyncResult:
+    new: list[int] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+    new_paths: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> list[int]:
+        return self.new + self.changed + self.requeued
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    path TEXT NOT NULL UNIQUE,
+    recorded_at TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_exit_code INTEGER,
+    discovered_at REAL NOT NULL,
+    not_before REAL,
+    started_at REAL,
+    finished_at REAL,
+    duration_seconds REAL,
+    output TEXT,
+    video_seconds REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, recorded_at);
+"""
+
+# Version 1 lacked the video length column; each step brings a store up by one version.
+_MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE jobs ADD COLUMN video_seconds REAL;",
+}
+
+
+def _create_private(path: Path) -> None:
+    """Create `path` readable by owner and group only, if it does not exist yet."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+class SchedulerLock:
+    """An exclusive lock beside the store; the kernel drops it when the process dies."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        _create_private(self.path)
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"{self.path.with_suffix('')}: already in use by another scheduler (pid {holder}); "
+                "stop it first, or use --list/status to look without scheduling"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class JobStore:
+    """All reads and writes of the job table. Used from one thread (the event loop)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> JobStore:
+        if readonly:
+            if not path.exists():
+                return cls._empty_readonly(path)
+            uri = f"file:{path.resolve()}?mode=ro"
+            conn = cls._connect(path, uri)
+        else:
+            _create_private(path)
+            conn = cls._connect(path, str(path))
+        store = cls(conn, path, readonly)
+        store._prepare()
+        return store
+
+    @classmethod
+    def _empty_readonly(cls, path: Path) -> JobStore:
+        conn = sqlite3.connect(":memory:")
+        conn.row_factory = sqlite3.Row
+        conn.executescript(_SCHEMA)
+        return cls(conn, path, True)
+
+    @staticmethod
+    def _connect(path: Path, target: str) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(target, uri=target.startswith("file:"), isolation_level=None, timeout=5.0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{path}: not a usable job store ({exc}); move it aside to start a new one, "
+                "or restore it from a backup. It was left untouched."
+            ) from exc
+        return conn
+
+    def _prepare(self) -> None:
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            has_jobs = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='jobs'"
+            ).fetchone() is not None
+            if self.readonly:
+                if has_jobs and version > SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: written by a newer version (schema {version})")
+                return
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: written by a newer version (schema {version}, this one knows "
+                    f"{SCHEMA_VERSION}); upgrade video-supervisor"
+                )
+            with self._transaction():
+                if not has_jobs:
+                    self._run_script(_SCHEMA)
+                    version = SCHEMA_VERSION
+                while version < SCHEMA_VERSION:
+                    self._run_script(_MIGRATIONS[version])
+                    version += 1
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path}: not a usable job store ({exc}); move it aside to start a new one, "
+                "or restore it from a backup. It was left untouched."
+            ) from exc
+
+    def _run_script(self, script: str) -> None:
+        # executescript() would COMMIT the open transaction first; run statement by statement instead.
+        for statement in script.split(";"):
+            if statement.strip():
+                self._conn.execute(statement)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # --- reads -------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return Job.from_row(row)
+
+    def jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
+        if states is None:
+            rows = self._conn.execute("SELECT * FROM jobs ORDER BY recorded_at, camera, path")
+        else:
+            wanted = [str(s) for s in states]
+            marks = ",".join("?" * len(wanted))
+            rows = self._conn.execute(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY recorded_at, camera, path", wanted
+            )
+        return [Job.from_row(r) for r in rows]
+
+    def by_path(self) -> dict[str, Job]:
+        return {str(j.path): j for j in self.jobs()}
+
+    def counts(self) -> dict[str, int]:
+        out = {str(s): 0 for s in JobState}
+        for state, n in self._conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+            out[state] = n
+        return out
+
+    # --- writes ------------------------------------------------------------
+
+    def recover_running(self) -> int:
+        """Rows left `running` by a process that died go back to `queued`, the attempt not counted."""
+        with self._transaction():
+            cur = self._conn.execute(
+                "UPDATE jobs SET state = ?, attempts = max(attempts - 1, 0), started_at = NULL "
+                "WHERE state = ?",
+                (JobState.QUEUED, JobState.RUNNING),
+            )
+        return cur.rowcount
+
+    def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None) -> SyncResult:
+        """Record what a scan found: new videos are queued, changed ones re-queued."""
+        now = time.time() if now is None else now
+        known = {
+            row["path"]: row
+            for row in self._conn.execute("SELECT id, path, size, mtime, state FROM jobs")
+        }
+        result = SyncResult()
+        with self._transaction():
+            for v in videos:
+                row = known.get(str(v.path))
+                if row is None:
+                    cur = self._conn.execute(
+                        "INSERT INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (v.camera, str(v.path), v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, now),
+                    )
+                    result.new.append(int(cur.lastrowid or 0))
+                    result.new_paths.append(str(v.path))
+                    continue
+                state = JobState(row["state"])
+                if state is JobState.RUNNING:
+                    continue
+                if row["size"] != v.size or row["mtime"] != v.mtime:
+                    self._conn.execute(
+                        "UPDATE jobs SET camera = ?, recorded_at = ?, size = ?, mtime = ?, state = ?, "
+                        "attempts = 0, last_error = NULL, last_exit_code = NULL, not_before = NULL "
+                        "WHERE id = ?",
+                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, row["id"]),
+                    )
+                    result.changed.append(row["id"])
+                elif reprocess and state in TERMINAL_STATES:
+                    self._conn.execute(
+                        "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
+                        "not_before = NULL WHERE id = ?",
+                        (JobState.QUEUED, row["id"]),
+                    )
+                    result.requeued.append(row["id"])
+        return result
+
+    def mark_running(self, job_id: int, *, now: float) -> Job:
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, finished_at = NULL, "
+                "not_before = NULL WHERE id = ?",
+                (JobState.RUNNING, now, job_id),
+            )
+        return self.get(job_id)
+
+    def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
+                  video_seconds: float | None = None) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, duration_seconds = ?, output = ?, "
+                "video_seconds = ?, last_error = NULL, last_exit_code = 0 WHERE id = ?",
+                (JobState.DONE, now, duration, output, video_seconds, job_id),
+            )
+
+    def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
+                    retry_at: float | None) -> None:
+        """Record a failed attempt: `retry_at` set means it will be tried again, None means dead."""
+        state = JobState.FAILED if retry_at is not None else JobState.DEAD
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, duration_seconds = ? - started_at, "
+                "last_error = ?, last_exit_code = ?, not_before = ? WHERE id = ?",
+                (state, now, now, error, exit_code, retry_at, job_id),
+            )
+
+    def requeue_interrupted(self, job_id: int) -> None:
+        """A job we stopped ourselves (shutdown): back to queued, the attempt not counted."""
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE jobs SET state = ?, attempts = max(attempts - 1, 0), started_at = NULL WHERE id = ?",
+                (JobState.QUEUED, job_id),
+            )

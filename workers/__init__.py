@@ -1,0 +1,1 @@
+"""Workers the supervisor runs, one subprocess per job."""

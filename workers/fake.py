@@ -1,0 +1,103 @@
+"""A stand-in worker that speaks the worker protocol without doing detection.
+
+It sleeps, prints progress lines, writes a small summary atomically, records
+when it ran, and exits with a chosen code. Scheduling tests, benchmarks and the
+offline demo point `[worker] command` at it:
+
+    {python} -m workers.fake --video {video} --camera {camera} --out {out} --seconds 0.2
+
+`--plan FILE` (JSON) chooses per video file name what each attempt does:
+    {"b.mp4": {"exit": [75, 0], "seconds": 0.1}}  -> attempt 1 exits 75, attempt 2 exits 0.
+`--record FILE` appends one JSON line per run: pid, camera, video, gpu, start, end, exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    # O_APPEND writes of one short line do not interleave between processes.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="workers.fake")
+    p.add_argument("--video", required=True)
+    p.add_argument("--camera", default="")
+    p.add_argument("--out", default="")
+    p.add_argument("--rois", default="")
+    p.add_argument("--duration", default="0")
+    p.add_argument("--seconds", type=float, default=0.1)
+    p.add_argument("--exit", type=int, default=0, dest="exit_code")
+    p.add_argument("--progress", type=int, default=3, help="progress lines to print")
+    p.add_argument("--plan", default="")
+    p.add_argument("--record", default="")
+    p.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM (to test SIGKILL escalation)")
+    args = p.parse_args(argv)
+
+    seconds, exit_code = args.seconds, args.exit_code
+    attempt = int(os.environ.get("VIDEO_SUPERVISOR_ATTEMPT", "1") or 1)
+    if args.plan:
+        plan = json.loads(Path(args.plan).read_text()).get(Path(args.video).name, {})
+        codes = plan.get("exit", [exit_code])
+        codes = codes if isinstance(codes, list) else [codes]
+        exit_code = int(codes[min(attempt, len(codes)) - 1])
+        seconds = float(plan.get("seconds", seconds))
+
+    started = time.time()
+    record = {
+        "pid": os.getpid(), "camera": args.camera, "video": args.video, "attempt": attempt,
+        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": started,
+    }
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        def on_term(signum: int, frame: Any) -> None:
+            if args.record:
+                _append(Path(args.record), {**record, "end": time.time(), "exit": 143})
+            os._exit(143)
+        signal.signal(signal.SIGTERM, on_term)
+
+    if not Path(args.video).is_file():
+        print(f"{args.video}: no such video", file=sys.stderr)
+        return 65
+    frames = max(1, args.progress) * 100
+    steps = max(1, args.progress)
+    for i in range(steps):
+        time.sleep(seconds / steps)
+        print(json.dumps({"event": "progress", "frame": (i + 1) * 100, "frames": frames,
+                          "fps": round(100 * steps / max(seconds, 1e-3), 1)}), flush=True)
+    if exit_code != 0:
+        print(f"fake worker failing on purpose with exit {exit_code}", file=sys.stderr)
+    elif args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = out / "summary.json"
+        _write_atomic(summary, json.dumps({"video": args.video, "camera": args.camera, "frames": frames}))
+        print(json.dumps({"event": "done", "output": str(summary), "video_seconds": float(args.duration or 0)
+                          or seconds}), flush=True)
+    if args.record:
+        _append(Path(args.record), {**record, "end": time.time(), "exit": exit_code})
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
