@@ -80,6 +80,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.log_level:
         top["logging"] = dataclasses.replace(s.logging, level=args.log_level)
     s = dataclasses.replace(s, **top)
+    # Absolute paths from here on: the store keys jobs by path, whatever the working directory.
+    s = dataclasses.replace(
+        s, videos_dir=s.videos_dir.absolute(), output_dir=s.output_dir.absolute(),
+        state_db=s.state_db.absolute(), log_dir=s.log_dir.absolute(),
+        rois_file=s.rois_file.absolute() if s.rois_file else None,
+    )
     if s.source == "defaults":
         s = dataclasses.replace(s, source="command line")
     validate(s)
@@ -189,7 +195,16 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto") -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # Output piped into `head` and the like: not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "demo":
         from .demo import main as demo_main
 

@@ -1,0 +1,95 @@
+"""Hand-written fakes and builders shared by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from supervisor.config import (
+    DiscoverySettings,
+    GpuSettings,
+    LoggingSettings,
+    SchedulerSettings,
+    Settings,
+    WorkerSettings,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fake_worker_command(*extra: str, seconds: float = 0.05, record: Path | None = None,
+                        plan: Path | None = None) -> tuple[str, ...]:
+    cmd = ["{python}", "-m", "workers.fake", "--video", "{video}", "--camera", "{camera}", "--out", "{out}",
+           "--seconds", f"{seconds:g}", "--progress", "2"]
+    if record is not None:
+        cmd += ["--record", str(record)]
+    if plan is not None:
+        cmd += ["--plan", str(plan)]
+    return (*cmd, *extra)
+
+
+def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    """Settings for a run inside `tmp` with the fake worker and fast timings."""
+    worker = overrides.pop("worker", None) or WorkerSettings(
+        command=fake_worker_command(record=tmp / "runs.jsonl"), timeout_seconds=30,
+        retry_backoff_seconds=0.05, retry_backoff_max_seconds=0.2, stop_grace_seconds=1.0,
+    )
+    base = Settings(
+        videos_dir=tmp / "videos", output_dir=tmp / "results", state_db=tmp / "state" / "jobs.sqlite3",
+        log_dir=tmp / "logs", source="test",
+        scheduler=SchedulerSettings(max_parallel=2, rescan_seconds=0.2, drain_seconds=5),
+        discovery=DiscoverySettings(settle_seconds=0),
+        gpu=GpuSettings(probe="none", poll_seconds=0.05, snapshot_seconds=60),
+        worker=worker, logging=LoggingSettings(level="DEBUG"),
+    )
+    return replace(base, **overrides)
+
+
+def make_video(path: Path, *, size: int = 2048, age: float = 3600.0) -> Path:
+    """A stand-in recording: bytes with a video extension, finished `age` seconds ago."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+def make_tree(videos: Path, names: list[str]) -> list[Path]:
+    return [make_video(videos / name) for name in names]
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def max_overlap(runs: list[dict[str, Any]]) -> int:
+    """Most runs alive at one instant, from the start/end stamps the fake worker records."""
+    edges = sorted([(r["start"], 1) for r in runs] + [(r["end"], -1) for r in runs])
+    best = cur = 0
+    for _, step in edges:
+        cur += step
+        best = max(best, cur)
+    return best
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "supervisor", *args]
+
+
+def write_settings(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from supervisor.cli import build_parser, settings_from_args
+from supervisor.config import DEFAULT_WORKER_COMMAND, ConfigError, Settings, expand_command, load_settings
+
+from .fakes import REPO, cli, cli_env
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "vs.toml"
+    p.write_text(text)
+    return p
+
+
+def test_embedded_defaults_follow_the_seed():
+    s = load_settings(None)
+    assert s.scheduler.max_parallel == 4
+    assert (s.gpu.temp_warm, s.gpu.temp_limit, s.gpu.warm_parallel, s.gpu.critical_parallel) == (70, 80, 2, 1)
+    assert s.worker.max_attempts == 3
+    assert s.discovery.settle_seconds == 30
+    assert s.logging.retention_days == 14
+    assert s.discovery.extensions == ("mp4", "mkv", "avi", "mov", "ts")
+
+
+def test_the_documented_example_file_is_the_defaults():
+    s = load_settings(REPO / "etc" / "video-supervisor.toml")
+    d = Settings()
+    for section in ("scheduler", "discovery", "gpu", "worker", "logging"):
+        assert getattr(s, section) == getattr(d, section), section
+    assert s.duration == d.duration and s.cameras == d.cameras
+
+
+def test_file_values_are_read_and_relative_paths_follow_the_file(tmp_path):
+    p = write(tmp_path, 'videos_dir = "v"\nstate_db = "/srv/jobs.db"\n[scheduler]\nmax_parallel = 2\n'
+                        '[gpu]\ntemp_warm = 65\ntemp_limit = 75.5\n[worker]\ncommand = ["w", "{video}"]\n')
+    s = load_settings(p)
+    assert s.videos_dir == tmp_path / "v"
+    assert s.state_db == Path("/srv/jobs.db")
+    assert s.scheduler.max_parallel == 2 and s.gpu.temp_limit == 75.5
+    assert s.worker.command == ("w", "{video}")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("max_paralel = 3\n", "max_paralel", "unknown key"),
+        ("[scheduler]\nmax_parallel = \"4\"\n", "scheduler.max_parallel", "expected integer"),
+        ("[scheduler]\nmax_parallel = true\n", "scheduler.max_parallel", "expected integer"),
+        ("[scheduler]\nmax_parallel = 0\n", "scheduler.max_parallel", "must be >= 1"),
+        ("[gpu]\ntemp_warm = 85\n", "gpu.temp_warm", "below gpu.temp_limit"),
+        ("[gpu]\nprobe = \"nvidia-smi\"\n", "gpu.probe", "not one of"),
+        ("[gpu.simulated]\ntau = 0\n", "gpu.simulated.tau", "> 0"),
+        ("[worker]\ncommand = \"python -m x\"\n", "worker.command", "expected list of string"),
+        ("[worker]\ncommand = [\"x\", \"{vidoe}\"]\n", "worker.command[1]", "unknown placeholder {vidoe}"),
+        ("[worker]\nmax_attempts = 0\n", "worker.max_attempts", ">= 1"),
+        ("[discovery]\nextensions = [\".mp4\"]\n", "discovery.extensions[0]", "bare extension"),
+        ("[discovery]\npattern = \"(?P<cam>x\"\n", "discovery.pattern", "invalid regular expression"),
+        ("[discovery]\npattern = \"(?P<cam>.*)\"\n", "discovery.pattern", "(?P<camera>"),
+        ("[logging]\nlevel = \"LOUD\"\n", "logging.level", "must be one of"),
+        ("cameras = [\"../etc\"]\n", "cameras[0]", "not a camera id"),
+        ("scheduler = 3\n", "scheduler", "expected a table"),
+        ("[scheduler\n", "-", "invalid TOML"),
+    ],
+)
+def test_bad_settings_name_the_key_and_the_reason(tmp_path, text, key, reason):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(p)
+    assert info.value.key == key
+    assert reason in info.value.reason
+    assert str(info.value).startswith(f"{p}: {key}: ")
+
+
+def test_flags_override_the_file(tmp_path):
+    p = write(tmp_path, "[scheduler]\nmax_parallel = 2\n[gpu]\ntemp_limit = 85\n")
+    args = build_parser().parse_args(["--settings", str(p), "--max-parallel", "3", "--gpu-temp-limit", "75",
+                                      "--cameras", "camera_35", "camera_22", "--duration", "60",
+                                      "--videos-dir", "vids"])
+    s = settings_from_args(args)
+    assert s.scheduler.max_parallel == 3
+    assert s.gpu.temp_limit == 75 and s.gpu.temp_warm < 75
+    assert s.cameras == ("camera_35", "camera_22") and s.duration == 60
+    assert s.videos_dir == Path("vids").absolute()
+
+
+def test_command_template_fills_whole_arguments_only():
+    argv = expand_command(DEFAULT_WORKER_COMMAND, {
+        "python": "py", "video": "/v/a b;rm -rf.mp4", "camera": "c", "rois": "", "out": "/o", "duration": "0",
+        "attempt": "1", "job_id": "1"})
+    assert argv[:3] == ["py", "-m", "workers.detect"]
+    assert "/v/a b;rm -rf.mp4" in argv  # one argument, never split or interpreted
+    assert argv[argv.index("--rois") + 1] == ""
+
+
+def test_bad_settings_file_exits_78_with_one_line(tmp_path):
+    p = write(tmp_path, "[worker]\nmax_attempts = \"three\"\n")
+    proc = subprocess.run(cli("--settings", str(p), "--videos-dir", str(tmp_path)), capture_output=True,
+                          text=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 78
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(p) in lines[0] and "worker.max_attempts" in lines[0] and "expected integer" in lines[0]
+
+
+def test_usage_error_exits_2(tmp_path):
+    proc = subprocess.run(cli("--max-parallel", "many"), capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 2

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import pytest
+
+from supervisor.runner import (
+    OutcomeKind,
+    WorkerRun,
+    backoff_delay,
+    classify,
+    describe_exit,
+    should_retry,
+)
+
+from .fakes import make_video
+
+
+@pytest.mark.parametrize(
+    ("code", "timed_out", "interrupted", "kind"),
+    [
+        (0, False, False, OutcomeKind.SUCCEEDED),
+        (0, False, True, OutcomeKind.SUCCEEDED),  # it finished before our stop reached it
+        (65, False, False, OutcomeKind.BAD_INPUT),
+        (75, False, False, OutcomeKind.TRANSIENT),
+        (-9, False, False, OutcomeKind.KILLED),
+        (1, False, False, OutcomeKind.FAILED),
+        (78, False, False, OutcomeKind.FAILED),
+        (-15, True, False, OutcomeKind.TIMED_OUT),
+        (-15, False, True, OutcomeKind.INTERRUPTED),
+        (None, False, False, OutcomeKind.SPAWN_FAILED),
+    ],
+)
+def test_exit_codes_classify_the_outcome(code, timed_out, interrupted, kind):
+    assert classify(code, timed_out=timed_out, interrupted=interrupted) is kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempts", "retry"),
+    [
+        (OutcomeKind.BAD_INPUT, 1, False),
+        (OutcomeKind.TRANSIENT, 10, True),
+        (OutcomeKind.KILLED, 2, True),
+        (OutcomeKind.KILLED, 3, False),
+        (OutcomeKind.FAILED, 1, True),
+        (OutcomeKind.FAILED, 3, False),
+        (OutcomeKind.TIMED_OUT, 3, False),
+    ],
+)
+def test_retry_decision(kind, attempts, retry):
+    assert should_retry(kind, attempts, max_attempts=3) is retry
+
+
+def test_backoff_doubles_and_is_capped():
+    assert [backoff_delay(n, 30, 100) for n in range(0, 6)] == [0, 30, 60, 100, 100, 100]
+    assert backoff_delay(10_000, 1, 50) == 50
+
+
+def test_describe_exit_names_signals():
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(3) == "exit 3"
+
+
+def fake(video, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "workers.fake", "--video", str(video), *extra]
+
+
+def run_worker(argv, **kw):
+    events: list[dict] = []
+    lines: list[str] = []
+    run = WorkerRun(argv, env=dict(os.environ), timeout=kw.pop("timeout", 30), stop_grace=kw.pop("grace", 1),
+                    on_event=events.append, on_line=lines.append)
+    outcome = asyncio.run(run.run())
+    return outcome, events, lines
+
+
+def test_success_reports_progress_and_the_done_result(tmp_path):
+    v = make_video(tmp_path / "cam_20251114_100000.mp4")
+    outcome, events, _ = run_worker(fake(v, "--out", str(tmp_path / "out"), "--seconds", "0.05"))
+    assert outcome.kind is OutcomeKind.SUCCEEDED and outcome.exit_code == 0
+    kinds = [e["event"] for e in events]
+    assert kinds.count("progress") == 3 and kinds[-1] == "done"
+    assert outcome.result is not None and outcome.result["output"].endswith("summary.json")
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def test_failure_keeps_the_stderr_tail_and_a_one_line_message(tmp_path):
+    v = make_video(tmp_path / "a.mp4")
+    outcome, _, _ = run_worker(fake(v, "--exit", "65"))
+    assert outcome.kind is OutcomeKind.BAD_INPUT
+    assert outcome.message == "exit 65: fake worker failing on purpose with exit 65"
+    assert "failing on purpose" in outcome.stderr_tail
+
+
+def test_non_json_stdout_is_passed_on_as_lines(tmp_path):
+    outcome, events, lines = run_worker(
+        [sys.executable, "-c", "print('hello'); print('{not json'); print('{\"event\": \"progress\", \"frame\": 1}')"])
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert lines == ["hello", "{not json"]
+    assert events == [{"event": "progress", "frame": 1}]
+
+
+def test_a_huge_stdout_line_does_not_break_the_reader():
+    code = "import sys; sys.stdout.write('x' * (3 << 20) + '\\n'); print('{\"event\": \"progress\", \"frame\": 2}')"
+    outcome, events, _ = run_worker([sys.executable, "-c", code])
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert events == [{"event": "progress", "frame": 2}]
+
+
+def test_timeout_sends_sigterm_then_sigkill_to_the_whole_group(tmp_path):
+    v = make_video(tmp_path / "a.mp4")
+    started = time.monotonic()
+    outcome, _, _ = run_worker(fake(v, "--seconds", "30", "--ignore-term"), timeout=0.5, grace=0.3)
+    assert outcome.kind is OutcomeKind.TIMED_OUT
+    assert outcome.exit_code == -9
+    assert outcome.message == "timed out after 0.5s"
+    assert time.monotonic() - started < 10
+
+
+def test_request_stop_interrupts_and_is_not_a_failure(tmp_path):
+    v = make_video(tmp_path / "a.mp4")
+
+    async def main():
+        run = WorkerRun(fake(v, "--seconds", "30"), env=dict(os.environ), timeout=60, stop_grace=2)
+        task = asyncio.create_task(run.run())
+        while run.pid is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        run.request_stop()
+        return await task
+
+    outcome = asyncio.run(main())
+    assert outcome.kind is OutcomeKind.INTERRUPTED
+
+
+def test_grandchildren_die_with_the_worker_group(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    outcome, _, _ = run_worker([sys.executable, "-c", code], timeout=1.0, grace=0.5)
+    assert outcome.kind is OutcomeKind.TIMED_OUT
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the worker's child outlived its process group")
+
+
+def test_a_missing_worker_program_is_a_spawn_failure():
+    outcome, _, _ = run_worker(["/nonexistent/worker", "--video", "x"])
+    assert outcome.kind is OutcomeKind.SPAWN_FAILED
+    assert "cannot start worker" in outcome.message

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from supervisor.discovery import VideoFile
+from supervisor.store import SCHEMA_VERSION, JobState, JobStore, SchedulerLock, StoreError
+
+
+def video(name: str, size: int = 100, mtime: float = 1000.0, hour: int = 10) -> VideoFile:
+    return VideoFile("cam", datetime(2025, 11, 14, hour), Path(f"/v/cam/{name}"), size, mtime)
+
+
+def test_new_videos_are_queued_once_and_done_ones_stay_done(tmp_path):
+    store = JobStore.open(tmp_path / "jobs.db")
+    r1 = store.sync([video("a.mp4"), video("b.mp4", hour=9)])
+    assert len(r1.new) == 2
+    assert [j.path.name for j in store.jobs([JobState.QUEUED])] == ["b.mp4", "a.mp4"]
+    job = store.mark_running(r1.new[0], now=1.0)
+    assert job.attempts == 1 and job.state is JobState.RUNNING
+    store.mark_done(job.id, now=2.0, duration=1.0, output="/o")
+    r2 = store.sync([video("a.mp4"), video("b.mp4", hour=9)])
+    assert r2.ready == []
+    assert store.get(job.id).state is JobState.DONE
+
+
+def test_changed_file_is_queued_again_and_reprocess_requeues_done(tmp_path):
+    store = JobStore.open(tmp_path / "jobs.db")
+    jid = store.sync([video("a.mp4")]).new[0]
+    store.mark_running(jid, now=1.0)
+    store.mark_done(jid, now=2.0, duration=1.0, output=None)
+    assert store.sync([video("a.mp4", size=200)]).changed == [jid]
+    assert store.get(jid).state is JobState.QUEUED and store.get(jid).attempts == 0
+    store.mark_running(jid, now=3.0)
+    store.mark_failed(jid, now=4.0, error="boom", exit_code=65, retry_at=None)
+    assert store.get(jid).state is JobState.DEAD
+    assert store.sync([video("a.mp4", size=200)]).ready == []
+    assert store.sync([video("a.mp4", size=200)], reprocess=True).requeued == [jid]
+
+
+def test_running_rows_go_back_to_queued_on_recovery_without_counting_the_attempt(tmp_path):
+    path = tmp_path / "jobs.db"
+    store = JobStore.open(path)
+    jid = store.sync([video("a.mp4")]).new[0]
+    store.mark_running(jid, now=1.0)
+    store.close()
+    store = JobStore.open(path)
+    assert store.recover_running() == 1
+    job = store.get(jid)
+    assert job.state is JobState.QUEUED and job.attempts == 0
+
+
+def test_store_and_lock_files_are_private(tmp_path):
+    store = JobStore.open(tmp_path / "state" / "jobs.db")
+    store.close()
+    assert (tmp_path / "state" / "jobs.db").stat().st_mode & 0o777 == 0o640
+    lock = SchedulerLock(tmp_path / "state" / "jobs.db")
+    lock.acquire()
+    assert lock.path.stat().st_mode & 0o777 == 0o640
+    lock.release()
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from supervisor.store import SchedulerLock
+SchedulerLock(Path(sys.argv[1])).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_second_scheduler_is_refused_and_the_lock_dies_with_a_killed_process(tmp_path):
+    db = tmp_path / "jobs.db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match=f"already in use by another scheduler \\(pid {holder.pid}\\)"):
+            SchedulerLock(db).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    lock = SchedulerLock(db)
+    lock.acquire()  # the SIGKILLed holder left nothing behind that blocks us
+    lock.release()
+
+
+def test_readonly_store_reads_beside_a_writer(tmp_path):
+    db = tmp_path / "jobs.db"
+    writer = JobStore.open(db)
+    writer.sync([video("a.mp4")])
+    reader = JobStore.open(db, readonly=True)
+    assert [j.path.name for j in reader.jobs()] == ["a.mp4"]
+    writer.sync([video("b.mp4")])
+    assert len(reader.jobs()) == 2
+    with pytest.raises(sqlite3.OperationalError):
+        reader._conn.execute("DELETE FROM jobs")
+
+
+def test_missing_store_reads_as_empty_without_creating_it(tmp_path):
+    reader = JobStore.open(tmp_path / "none.db", readonly=True)
+    assert reader.jobs() == []
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_corrupt_store_is_refused_with_advice_and_left_untouched(tmp_path):
+    db = tmp_path / "jobs.db"
+    junk = os.urandom(8192)
+    db.write_bytes(junk)
+    with pytest.raises(StoreError, match=r"not a usable job store.*move it aside"):
+        JobStore.open(db)
+    assert db.read_bytes() == junk
+
+
+def test_store_from_an_older_schema_is_migrated(tmp_path):
+    db = tmp_path / "jobs.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY, camera TEXT NOT NULL, path TEXT NOT NULL UNIQUE,
+            recorded_at TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_exit_code INTEGER,
+            discovered_at REAL NOT NULL, not_before REAL, started_at REAL, finished_at REAL,
+            duration_seconds REAL, output TEXT);
+        INSERT INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at)
+            VALUES ('cam', '/v/cam/a.mp4', '2025-11-14T10:00:00', 1, 1.0, 'done', 1.0);
+        PRAGMA user_version = 1;
+    """)
+    conn.close()
+    store = JobStore.open(db)
+    job = store.jobs()[0]
+    assert job.state is JobState.DONE and job.video_seconds is None
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_newer_schema_is_refused(tmp_path):
+    db = tmp_path / "jobs.db"
+    JobStore.open(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer version"):
+        JobStore.open(db)
+
+
+def test_ten_thousand_rows_sync_in_one_transaction(tmp_path):
+    store = JobStore.open(tmp_path / "jobs.db")
+    vids = [video(f"v{i:05d}.mp4") for i in range(10_000)]
+    t = time.perf_counter()
+    assert len(store.sync(vids).new) == 10_000
+    assert store.sync(vids).ready == []
+    assert time.perf_counter() - t < 30  # generous: this guards against per-row commits, not speed
