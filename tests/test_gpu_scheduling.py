@@ -1,0 +1,190 @@
+"""GPU health driving concurrency: scripted and simulated probes, fake workers, no GPU needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import replace
+
+import pytest
+from structlog.contextvars import merge_contextvars
+from structlog.processors import TimeStamper
+from structlog.testing import capture_logs
+
+from supervisor.config import GpuSettings, SchedulerSettings, SimulatedGpuSettings, WorkerSettings
+from supervisor.gpu.monitor import NO_DRIVER_WARNING, open_probe
+from supervisor.gpu.nvml import NvmlProbe
+from supervisor.gpu.probe import ProbeUnavailable
+from supervisor.gpu.scripted import ScriptedProbe, ScriptError
+
+from .fakes import cli, cli_env, fake_worker_command, make_settings, make_video, max_overlap, read_runs
+from .test_scheduling import run_sup
+
+
+def timed_logs():
+    return capture_logs(processors=[merge_contextvars, TimeStamper(fmt=None)])
+
+
+def write_script(path, steps):
+    path.write_text("\n".join(json.dumps(s) for s in steps) + "\n")
+    return path
+
+
+def test_concurrency_follows_a_scripted_heat_up_and_cool_down_within_one_poll(tmp_path):
+    for i in range(40):
+        make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
+    script = write_script(tmp_path / "gpu.jsonl", [
+        {"t": 0, "gpu": 0, "temperature": 50, "memory_used_mb": 1000, "memory_total_mb": 24000},
+        {"t": 1.0, "gpu": 0, "temperature": 75, "memory_used_mb": 1000, "memory_total_mb": 24000},
+        {"t": 2.5, "gpu": 0, "temperature": 86, "memory_used_mb": 1000, "memory_total_mb": 24000},
+        {"t": 4.5, "gpu": 0, "temperature": 60, "memory_used_mb": 1000, "memory_total_mb": 24000},
+    ])
+    poll = 0.05
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=4),
+                      gpu=GpuSettings(probe=f"scripted:{script}", poll_seconds=poll, snapshot_seconds=60),
+                      worker=WorkerSettings(command=fake_worker_command(seconds=0.25, record=tmp_path / "runs.jsonl")))
+    probe = ScriptedProbe(script)
+    t0 = time.time()
+    with timed_logs() as logs:
+        code, _ = run_sup(s, probe=probe)
+    assert code == 0
+    changes = [(round(e["timestamp"] - t0, 2), e["old"], e["new"]) for e in logs if e["event"] == "parallelism_changed"]
+    assert [(old, new) for _, old, new in changes] == [(4, 2), (2, 1), (1, 4)]
+    for (at, _, _), scripted in zip(changes, (1.0, 2.5, 4.5), strict=True):
+        assert scripted <= at + 0.01 <= scripted + poll + 0.25, changes  # within one poll (plus scheduling slack)
+    starts = [e for e in logs if e["event"] == "job_started"]
+    assert all(e["running"] <= e["limit"] for e in starts)
+    runs = read_runs(tmp_path / "runs.jsonl")
+    critical = [r for r in runs if t0 + 2.5 + 0.45 < r["start"] and r["end"] < t0 + 4.5]
+    assert critical and max_overlap(critical) == 1
+    warm = [r for r in runs if t0 + 1.0 + 0.45 < r["start"] and r["end"] < t0 + 2.5]
+    assert warm and max_overlap(warm) == 2
+    cool = [r for r in runs if r["start"] > t0 + 4.5 + poll + 0.1]
+    assert cool and max_overlap(cool) == 4
+
+
+def test_gpu_faults_change_limits_but_never_kill_running_jobs(tmp_path):
+    for i in range(10):
+        make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
+    script = write_script(tmp_path / "gpu.jsonl", [
+        {"t": 0, "gpu": 0, "temperature": 50},
+        {"t": 0.3, "gpu": 0, "temperature": 95, "throttle": ["hw_slowdown"]},
+        {"t": 0.6, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
+        {"t": 0.65, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
+        {"t": 1.0, "gpu": 0, "missing": True},
+        {"t": 1.5, "gpu": 0, "temperature": 55},
+    ])
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=3),
+                      gpu=GpuSettings(probe=f"scripted:{script}", poll_seconds=0.05, snapshot_seconds=60,
+                                      unknown_grace_seconds=0.3),
+                      worker=WorkerSettings(command=fake_worker_command(seconds=0.6, record=tmp_path / "runs.jsonl")))
+    with timed_logs() as logs:
+        code, _ = run_sup(s, probe=ScriptedProbe(script))
+    assert code == 0
+    runs = read_runs(tmp_path / "runs.jsonl")
+    assert len(runs) == 10 and all(r["exit"] == 0 for r in runs)  # nobody was killed by a health change
+    errors = [e for e in logs if e["event"] == "gpu_read_error"]
+    assert len(errors) == 2  # once per kind: the lost GPU, then the missing reading
+    assert any(e["event"] == "gpu_monitoring_lost" for e in logs)
+    limits = [e["new"] for e in logs if e["event"] == "parallelism_changed"]
+    assert limits[:2] == [1, 3]  # critical on throttle; back to max_parallel after the grace period
+
+
+def test_no_new_job_on_a_gpu_short_of_memory(tmp_path):
+    for i in range(4):
+        make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
+    script = write_script(tmp_path / "gpu.jsonl", [
+        {"t": 0, "gpu": 0, "temperature": 50, "memory_used_mb": 23500, "memory_total_mb": 24000},
+        {"t": 0.8, "gpu": 0, "temperature": 50, "memory_used_mb": 2000, "memory_total_mb": 24000},
+    ])
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=4),
+                      gpu=GpuSettings(probe=f"scripted:{script}", poll_seconds=0.05, snapshot_seconds=60),
+                      worker=WorkerSettings(command=fake_worker_command(seconds=0.1, record=tmp_path / "runs.jsonl")))
+    t0 = time.time()
+    code, _ = run_sup(s, probe=ScriptedProbe(script))
+    assert code == 0
+    assert min(r["start"] for r in read_runs(tmp_path / "runs.jsonl")) > t0 + 0.8
+
+
+def test_two_simulated_gpus_share_the_work_each_within_its_own_limit(tmp_path):
+    for i in range(12):
+        make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=2),
+                      gpu=GpuSettings(probe="simulated", poll_seconds=0.05, snapshot_seconds=60,
+                                      simulated=SimulatedGpuSettings(count=2)),
+                      worker=WorkerSettings(command=fake_worker_command(seconds=0.3, record=tmp_path / "runs.jsonl")))
+    code, sup = run_sup(s)
+    assert code == 0
+    runs = read_runs(tmp_path / "runs.jsonl")
+    by_gpu = {g: [r for r in runs if r["gpu"] == g] for g in ("0", "1")}
+    assert len(by_gpu["0"]) + len(by_gpu["1"]) == 12
+    assert abs(len(by_gpu["0"]) - len(by_gpu["1"])) <= 2  # spread, not piled on one card
+    assert max_overlap(by_gpu["0"]) <= 2 and max_overlap(by_gpu["1"]) <= 2
+    assert max_overlap(runs) == 4
+    assert sup.monitor.readings[0].temperature > 45  # the model heated with the load
+
+
+def test_simulated_gpu_heats_toward_its_load_and_cools_when_idle():
+    from supervisor.gpu.simulated import SimulatedProbe
+
+    now = [0.0]
+    load = {0: 2}
+    sim = SimulatedProbe(1, ambient=45, heat_per_job=13, tau=60, clock=lambda: now[0])
+    sim.set_load_source(lambda: dict(load))
+    sim.read()
+    now[0] = 60.0
+    t1 = sim.read()[0].temperature
+    assert t1 == pytest.approx(71 - 26 * 0.36788, abs=0.01)  # one time constant: 63% of the way
+    now[0] = 6000.0
+    assert sim.read()[0].temperature == pytest.approx(71, abs=0.01)
+    load[0] = 0
+    sim.read()
+    now[0] = 12000.0
+    assert sim.read()[0].temperature == pytest.approx(45, abs=0.01)
+
+
+def test_without_an_nvidia_driver_one_warning_and_a_normal_run(tmp_path):
+    with pytest.raises(ProbeUnavailable):
+        NvmlProbe()
+    probe, why = open_probe(GpuSettings(probe="auto"))
+    assert probe.name == "none" and why
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    settings = tmp_path / "vs.toml"
+    cmd = fake_worker_command()
+    settings.write_text(f'videos_dir = "videos"\n[discovery]\nsettle_seconds = 0\n[worker]\ncommand = {json.dumps(cmd)}\n')
+    proc = subprocess.run(cli("--settings", str(settings)), capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 0
+    warnings = [json.loads(line) for line in proc.stdout.splitlines() if '"level": "warning"' in line]
+    assert [w["message"] for w in warnings] == [NO_DRIVER_WARNING]
+
+
+def test_scripted_probe_rejects_a_bad_file_with_its_line(tmp_path):
+    bad = tmp_path / "gpu.jsonl"
+    bad.write_text('{"t": 0, "temperature": 50}\n{"t": 1, "temprature": 60}\n')
+    with pytest.raises(ScriptError, match=r"gpu.jsonl:2: unknown field 'temprature'"):
+        ScriptedProbe(bad)
+
+
+def test_scripted_probe_replays_by_time():
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = write_script(Path(d) / "s.jsonl", [
+            {"t": 0, "gpu": 0, "temperature": 40}, {"t": 5, "gpu": 0, "temperature": 90},
+            {"t": 5, "gpu": 1, "temperature": 30}])
+        now = [0.0]
+        probe = ScriptedProbe(path, clock=lambda: now[0])
+        assert probe.indices() == [0, 1]
+        first = probe.read()
+        assert first[0].temperature == 40 and not first[1].known
+        now[0] = 5.0
+        assert [r.temperature for r in probe.read()] == [90, 30]
+
+
+def test_settings_choose_the_probe(tmp_path):
+    assert open_probe(GpuSettings(probe="none"))[0].name == "none"
+    assert open_probe(GpuSettings(probe="simulated", simulated=SimulatedGpuSettings(count=3)))[0].indices() == [0, 1, 2]
+    script = write_script(tmp_path / "s.jsonl", [{"t": 0, "gpu": 2, "temperature": 40}])
+    assert open_probe(replace(GpuSettings(), probe=f"scripted:{script}"))[0].indices() == [2]
