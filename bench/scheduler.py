@@ -10,30 +10,28 @@ files and record it in the job store.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervisor.cli import run_async  # noqa: E402
-from supervisor.config import (  # noqa: E402
+from supervisor.cli import run_async
+from supervisor.config import (
     DiscoverySettings,
     GpuSettings,
     SchedulerSettings,
     Settings,
     WorkerSettings,
 )
-from supervisor.core import Supervisor  # noqa: E402
-from supervisor.discovery import PathParser, scan  # noqa: E402
-from supervisor.logs import configure_logging  # noqa: E402
-from supervisor.store import JobStore  # noqa: E402
+from supervisor.core import Supervisor
+from supervisor.discovery import PathParser, scan
+from supervisor.logs import configure_logging
+from supervisor.store import JobStore
 
 
 def make_files(root: Path, count: int, cameras: int = 20) -> None:
@@ -43,7 +41,8 @@ def make_files(root: Path, count: int, cameras: int = 20) -> None:
         d = root / f"camera_{c:02d}"
         d.mkdir(parents=True, exist_ok=True)
         for i in range(per):
-            p = d / f"camera_{c:02d}_2025{1 + i // 28000 % 12:02d}{1 + i // 1000 % 28:02d}_{i // 60 % 24:02d}{i % 60:02d}{c % 60:02d}.mp4"
+            stamp = f"2025{1 + i // 28000 % 12:02d}{1 + i // 1000 % 28:02d}_{i // 60 % 24:02d}{i % 60:02d}{c % 60:02d}"
+            p = d / f"camera_{c:02d}_{stamp}.mp4"
             with open(p, "wb") as f:
                 f.write(b"x")
             os.utime(p, (old, old))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from supervisor.gpu.policy import Health, HealthPolicy, PolicyConfig
@@ -45,7 +47,7 @@ def test_cooling_needs_the_hysteresis_margin():
 def test_a_gpu_sitting_on_a_threshold_does_not_flap():
     temps = [70 + (0.5 if i % 2 else -0.5) for i in range(40)]
     states = walk(temps)
-    changes = sum(1 for a, b in zip(states, states[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(states) if a != b)
     assert changes <= 1
 
 

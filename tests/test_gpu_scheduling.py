@@ -152,7 +152,8 @@ def test_without_an_nvidia_driver_one_warning_and_a_normal_run(tmp_path):
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
     settings = tmp_path / "vs.toml"
     cmd = fake_worker_command()
-    settings.write_text(f'videos_dir = "videos"\n[discovery]\nsettle_seconds = 0\n[worker]\ncommand = {json.dumps(cmd)}\n')
+    settings.write_text(
+        f'videos_dir = "videos"\n[discovery]\nsettle_seconds = 0\n[worker]\ncommand = {json.dumps(cmd)}\n')
     proc = subprocess.run(cli("--settings", str(settings)), capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0
     warnings = [json.loads(line) for line in proc.stdout.splitlines() if '"level": "warning"' in line]
