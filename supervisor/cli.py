@@ -13,7 +13,7 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from .config import EX_CONFIG, LOG_LEVELS, ConfigError, Settings, load_settings
 from .core import Supervisor
 from .discovery import PathParser, scan
 from .logs import cleanup_old_logs, configure_logging
+from .notify import Notifier
 from .store import JobStore, SchedulerLock, StoreError
 
 EX_USAGE = 2
@@ -165,7 +166,8 @@ def check_rois(s: Settings) -> None:
         raise ConfigError(exc.source, exc.where, exc.reason) from exc
 
 
-def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto") -> int:
+def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
+                   reload: Callable[[], Settings] | None = None) -> int:
     if daemon and os.geteuid() == 0 and not s.allow_root:
         print("video-supervisor: refusing to run the daemon as root; run it as a service user "
               "(see systemd/video-supervisor.service), or pass --allow-root",
@@ -186,9 +188,11 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto") -> int:
 
     if removed:
         structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
+    notifier = Notifier()
     try:
-        return run_async(Supervisor(s, store, daemon=daemon).run(), loop)
+        return run_async(Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload).run(), loop)
     finally:
+        notifier.close()
         store.close()
         lock.release()
         sinks.close()
@@ -225,4 +229,9 @@ def _main(argv: list[str]) -> int:
     if not settings.videos_dir.is_dir():
         print(f"video-supervisor: {settings.videos_dir}: videos directory does not exist", file=sys.stderr)
         return EX_CONFIG
-    return run_supervisor(settings, daemon=args.daemon, loop=args.loop)
+    def reload() -> Settings:
+        fresh = settings_from_args(args)
+        check_rois(fresh)
+        return fresh
+
+    return run_supervisor(settings, daemon=args.daemon, loop=args.loop, reload=reload)

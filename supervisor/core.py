@@ -12,18 +12,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from .config import Settings, expand_command
+from .config import ConfigError, Settings, expand_command
 from .discovery import PathParser, ScanResult, scan
 from .gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from .gpu.policy import PolicyConfig
 from .gpu.probe import GpuProbe
 from .gpu.simulated import SimulatedProbe
+from .notify import Notifier
 from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
 from .slots import GpuId, SlotPool
 from .stats import RunStats
@@ -31,6 +32,7 @@ from .store import READY_STATES, Job, JobStore
 
 log = structlog.get_logger("supervisor")
 
+MIN_RESCAN_INTERVAL = 1.0
 QueueItem = tuple[str, int, int]  # (recorded_at ISO, insertion sequence, job id)
 
 
@@ -62,16 +64,31 @@ def job_output_dir(output_root: Path, camera: str, video: Path) -> Path:
     return target
 
 
+def format_duration(seconds: float) -> str:
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    minutes = total // 60
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
 class Supervisor:
     """Runs jobs for every discovered video until done (once) or until told to stop (daemon)."""
 
     def __init__(self, settings: Settings, store: JobStore, *, daemon: bool = False,
                  probe: GpuProbe | None = None, probe_warning: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, notifier: Notifier | None = None,
+                 reload: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.daemon = daemon
         self._clock = clock
+        self.notifier = notifier if notifier is not None else Notifier("")
+        self._reload = reload
         if probe is None:
             probe, probe_warning = open_probe(settings.gpu)
         self.probe = probe
@@ -94,8 +111,10 @@ class Supervisor:
         self._job_tasks: set[asyncio.Task[None]] = set()
         self._seq = 0
         self._stop = asyncio.Event()
-        self._stop_now = False
+        self._stop_now = asyncio.Event()
         self._rescan = asyncio.Event()
+        self._reload_requested = False
+        self.reloads = 0
         self._idle = asyncio.Event()
         self._parser = PathParser(settings.discovery.pattern)
 
@@ -103,12 +122,17 @@ class Supervisor:
 
     def request_stop(self) -> None:
         if self._stop.is_set():
-            self._stop_now = True
+            self._stop_now.set()
             for rj in self.running.values():
                 rj.run.request_stop()
         self._stop.set()
 
     def request_rescan(self) -> None:
+        self._rescan.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the settings and ROI files, then rescan."""
+        self._reload_requested = True
         self._rescan.set()
 
     # --- the front door -----------------------------------------------------
@@ -119,14 +143,16 @@ class Supervisor:
         if handle_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, self.request_rescan)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         tasks: list[asyncio.Task[Any]] = []
         try:
             self._startup()
             await self._scan_and_queue(reprocess=self.settings.reprocess)
+            self.notifier.ready(self.status_line())
             tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
             tasks.append(asyncio.create_task(self.monitor.run(), name="gpu-health"))
             tasks.append(asyncio.create_task(self._report_queue(), name="queue-report"))
+            tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
             if self.daemon:
                 tasks.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
             waiters = [asyncio.create_task(self._stop.wait())]
@@ -211,12 +237,56 @@ class Supervisor:
         self._check_idle()
 
     async def _rescan_loop(self) -> None:
+        last_scan = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rescan.wait(), self.settings.scheduler.rescan_seconds)
-            # Clear before scanning: a request that arrives during the scan causes one more.
+            # A burst of SIGHUPs becomes at most one scan a second: the first at once, the rest together.
+            wait = last_scan + MIN_RESCAN_INTERVAL - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Clear before scanning: requests that arrive during the scan cause exactly one more.
             self._rescan.clear()
-            await self._scan_and_queue()
+            last_scan = time.monotonic()
+            if self._reload_requested:
+                self._reload_requested = False
+                self.notifier.reloading()
+                self._reload_settings()
+                await self._scan_and_queue()
+                self.notifier.ready(self.status_line())
+            else:
+                await self._scan_and_queue()
+
+    def _reload_settings(self) -> None:
+        """Swap in freshly read settings whole, or keep the old ones when the new files are bad."""
+        if self._reload is None:
+            return
+        try:
+            new = self._reload()
+        except ConfigError as exc:
+            log.error("reload_failed", error=str(exc), kept=self.settings.source)
+            return
+        old = self.settings
+        # These are bound at start (open files, the store lock, the probe): they need a restart.
+        fixed = {
+            "state_db": (old.state_db, new.state_db), "log_dir": (old.log_dir, new.log_dir),
+            "gpu.probe": (old.gpu.probe, new.gpu.probe), "gpu.gpus": (old.gpu.gpus, new.gpu.gpus),
+            "logging.level": (old.logging.level, new.logging.level),
+        }
+        needs_restart = sorted(k for k, (a, b) in fixed.items() if a != b)
+        if needs_restart:
+            log.warning("reload_needs_restart", keys=needs_restart)
+        new = replace(new, state_db=old.state_db, log_dir=old.log_dir, logging=old.logging,
+                      gpu=replace(new.gpu, probe=old.gpu.probe, gpus=old.gpu.gpus), reprocess=False)
+        self.settings = new
+        self._parser = PathParser(new.discovery.pattern)
+        self.monitor.poll_seconds = new.gpu.poll_seconds
+        self.monitor.snapshot_seconds = new.gpu.snapshot_seconds
+        self.monitor.reconfigure(PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel))
+        if self.monitor.monitored:
+            self.monitor.poll_once()
+        self.reloads += 1
+        log.info("settings_reloaded", source=new.source, max_parallel=new.scheduler.max_parallel)
 
     # --- queue --------------------------------------------------------------
 
@@ -394,6 +464,42 @@ class Supervisor:
             "running": len(self.running), "limit": self.slots.total_limit,
         }
 
+    def status_line(self) -> str:
+        """One line for `systemctl status`: jobs, GPU health and limit, ETA."""
+        counts = self.store.counts()
+        queued = self.queue.qsize() + len(self._retry_timers)
+        parts = [f"{len(self.running)} running, {queued} queued, {counts['dead']} failed"]
+        gpus = []
+        for g in self.monitor.snapshot():
+            temp = f"{g['temperature']:.0f} C " if g["temperature"] is not None else ""
+            gpus.append(f"gpu{g['gpu']} {temp}{g['health']}, limit {g['limit']}")
+        parts.append(" · ".join(gpus) if gpus else f"no GPU monitoring, limit {self.slots.total_limit}")
+        eta = self.eta_seconds()
+        if eta is not None and (queued or self.running):
+            parts.append(f"ETA {format_duration(eta)}")
+        return " · ".join(parts)
+
+    def eta_seconds(self) -> float | None:
+        """Time to empty the queue at the mean job time seen so far and the current limit."""
+        done = self.stats.completed
+        if not done:
+            return None
+        mean = sum(c.processing_seconds for c in self.stats.cameras.values()) / max(
+            1, done + self.stats.failed_attempts)
+        remaining = self.queue.qsize() + len(self._retry_timers) + len(self.running)
+        return mean * remaining / max(1, self.slots.total_limit)
+
+    async def _heartbeat(self) -> None:
+        """Watchdog pings from the event loop itself, so a hung loop gets restarted; STATUS kept current."""
+        interval = 2.0
+        if self.notifier.watchdog_seconds:
+            interval = min(interval, self.notifier.watchdog_seconds / 2)
+        while True:
+            if self.notifier.watchdog_seconds:
+                self.notifier.watchdog()
+            self.notifier.status(self.status_line())
+            await asyncio.sleep(interval)
+
     async def _report_queue(self) -> None:
         while True:
             await asyncio.sleep(self.settings.gpu.snapshot_seconds)
@@ -404,16 +510,22 @@ class Supervisor:
     async def _shutdown(self) -> None:
         stopping = self._stop.is_set()
         if stopping:
+            self.notifier.stopping()
             log.info("shutdown_requested", running=len(self.running), queued=self.queue.qsize(),
                      drain_seconds=self.settings.scheduler.drain_seconds)
         for handle in self._retry_timers.values():
             handle.cancel()
         self._retry_timers.clear()
         tasks = list(self._job_tasks)
-        if tasks and not self._stop_now:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.scheduler.drain_seconds)
-        else:
-            pending = set(tasks)
+        if tasks and not self._stop_now.is_set():
+            # Let running jobs finish for drain_seconds, unless a second stop request cuts it short.
+            drained = asyncio.create_task(asyncio.wait(tasks))
+            hurry = asyncio.create_task(self._stop_now.wait())
+            await asyncio.wait({drained, hurry}, timeout=self.settings.scheduler.drain_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for helper in (drained, hurry):
+                helper.cancel()
+        pending = {t for t in tasks if not t.done()}
         if pending:
             for rj in list(self.running.values()):
                 rj.run.request_stop()

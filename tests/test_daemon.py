@@ -1,0 +1,224 @@
+"""The daemon under systemd's protocol: notify socket, HUP rescan/reload, TERM drain, KILL cleanup."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from supervisor.store import JobState, JobStore
+
+from .daemon_harness import Daemon, NotifySocket, daemon_settings, wait_gone
+from .fakes import make_video, read_runs
+
+LOOPS = ["uvloop", "asyncio"]
+
+
+@pytest.fixture
+def notify(tmp_path):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+def stored(tmp_path):
+    store = JobStore.open(tmp_path / "state" / "jobs.sqlite3", readonly=True)
+    try:
+        return {j.path.name: j for j in store.jobs()}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_notify_protocol_ready_status_watchdog_reloading_stopping(tmp_path, notify, loop):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    d = Daemon(daemon_settings(tmp_path), loop=loop,
+               env={"NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "400000"})
+    try:
+        ready = notify.wait_for("READY", "1")
+        assert "STATUS" in ready and "queued" in ready["STATUS"]
+        notify.wait_for("WATCHDOG", "1")
+        d.wait_for("job_succeeded")
+        status = notify.wait_for("STATUS", after=notify.messages.index(ready) + 1)
+        assert "running" in status["STATUS"] and "no GPU monitoring" in status["STATUS"]
+        # Watchdog pings keep coming at about half of WATCHDOG_USEC.
+        before = sum("WATCHDOG" in m for m in notify.messages)
+        time.sleep(1.0)
+        assert sum("WATCHDOG" in m for m in notify.messages) - before >= 3
+        mark = len(notify.messages)
+        d.signal(signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING", "1", after=mark)
+        assert int(reloading["MONOTONIC_USEC"]) > 0
+        notify.wait_for("READY", "1", after=notify.messages.index(reloading))
+        d.signal(signal.SIGTERM)
+        notify.wait_for("STOPPING", "1")
+        assert d.wait() == 0
+    finally:
+        d.stop()
+
+
+def test_abstract_notify_socket_names_work(tmp_path):
+    sock = NotifySocket(abstract=f"video-supervisor-test-{time.monotonic_ns()}")
+    d = Daemon(daemon_settings(tmp_path), env={"NOTIFY_SOCKET": sock.address})
+    try:
+        sock.wait_for("READY", "1")
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        d.stop()
+        sock.close()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_hup_rescans_at_once_and_a_burst_makes_no_duplicates(tmp_path, loop):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    d = Daemon(daemon_settings(tmp_path, rescan=3600), loop=loop)
+    try:
+        d.wait_for("job_succeeded")
+        make_video(tmp_path / "videos" / "cam" / "cam_20251114_110000.mp4")
+        d.signal(signal.SIGHUP)
+        d.wait_for("job_succeeded", n=2, timeout=10)  # without waiting an hour for the periodic rescan
+        scans_before = d.count("scan_complete")
+        make_video(tmp_path / "videos" / "cam" / "cam_20251114_120000.mp4")
+        for _ in range(100):
+            d.signal(signal.SIGHUP)
+            time.sleep(0.005)
+        d.wait_for("job_succeeded", n=3, timeout=10)
+        time.sleep(0.5)
+        assert 1 <= d.count("scan_complete") - scans_before <= 3
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        d.stop()
+    runs = read_runs(tmp_path / "runs.jsonl")
+    assert sorted(r["video"].rsplit("/", 1)[1] for r in runs) == [
+        "cam_20251114_100000.mp4", "cam_20251114_110000.mp4", "cam_20251114_120000.mp4"]  # each exactly once
+
+
+def test_invalid_settings_on_reload_keep_the_daemon_on_the_old_ones(tmp_path):
+    settings = daemon_settings(tmp_path)
+    d = Daemon(settings)
+    try:
+        d.wait_for("scan_complete")
+        good = settings.read_text()
+        settings.write_text(good.replace("max_parallel = 2", "max_parallel = \"lots\""))
+        d.signal(signal.SIGHUP)
+        failed = d.wait_for("reload_failed")
+        assert "scheduler.max_parallel" in failed["error"] and "expected integer" in failed["error"]
+        make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+        d.signal(signal.SIGHUP)
+        d.wait_for("job_succeeded")  # still alive and working on the old settings
+        settings.write_text(good.replace("max_parallel = 2", "max_parallel = 3"))
+        d.signal(signal.SIGHUP)
+        assert d.wait_for("settings_reloaded")["max_parallel"] == 3
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        d.stop()
+
+
+def test_bad_roi_file_on_reload_is_refused_too(tmp_path):
+    rois = tmp_path / "rois.toml"
+    rois.write_text('[cameras.cam]\n[[cameras.cam.regions]]\nname = "a"\npoints = [[0,0],[1,0],[1,1]]\n')
+    d = Daemon(daemon_settings(tmp_path, extra=f'rois_file = "{rois}"'))
+    try:
+        d.wait_for("scan_complete")
+        rois.write_text('[cameras.cam]\n[[cameras.cam.regions]]\nname = "a"\npoints = [[0,0],[2,0],[1,1]]\n')
+        d.signal(signal.SIGHUP)
+        assert "out of range" in d.wait_for("reload_failed")["error"]
+        assert d.proc.poll() is None
+    finally:
+        d.signal(signal.SIGTERM)
+        d.wait()
+        d.stop()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_term_drains_then_the_next_start_finishes_exactly_the_interrupted_jobs(tmp_path, loop):
+    for h in range(4):
+        make_video(tmp_path / "videos" / "cam" / f"cam_20251114_1{h}0000.mp4")
+    d = Daemon(daemon_settings(tmp_path, job_seconds=30, drain=0.5), loop=loop)
+    try:
+        d.wait_for("job_started", n=2)
+        time.sleep(0.3)
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+        done = d.wait_for("shutdown_complete")
+        assert done["stopped"] == 2
+    finally:
+        d.stop()
+    jobs = stored(tmp_path)
+    assert {j.state for j in jobs.values()} == {JobState.QUEUED}
+    assert all(j.attempts == 0 for j in jobs.values())  # an interruption is not a failed attempt
+    interrupted = {r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 143}
+    assert len(interrupted) == 2
+    d2 = Daemon(daemon_settings(tmp_path, job_seconds=0.05))
+    try:
+        d2.wait_for("job_succeeded", n=4)
+        d2.signal(signal.SIGTERM)
+        assert d2.wait() == 0
+    finally:
+        d2.stop()
+    runs = read_runs(tmp_path / "runs.jsonl")
+    succeeded = [r["video"] for r in runs if r["exit"] == 0]
+    assert sorted(succeeded) == sorted(str(p) for p in (tmp_path / "videos" / "cam").iterdir())
+    assert {j.state for j in stored(tmp_path).values()} == {JobState.DONE}
+
+
+def test_a_second_term_stops_at_once(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    d = Daemon(daemon_settings(tmp_path, job_seconds=60, drain=60))
+    try:
+        d.wait_for("job_started")
+        time.sleep(0.3)
+        started = time.monotonic()
+        d.signal(signal.SIGTERM)
+        d.wait_for("shutdown_requested")
+        d.signal(signal.SIGTERM)
+        assert d.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10  # not the 60 s drain
+    finally:
+        d.stop()
+    assert stored(tmp_path)["cam_20251114_100000.mp4"].state is JobState.QUEUED
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_sigkill_of_the_daemon_leaves_no_worker_behind(tmp_path, loop):
+    for h in range(2):
+        make_video(tmp_path / "videos" / "cam" / f"cam_20251114_1{h}0000.mp4")
+    d = Daemon(daemon_settings(tmp_path, job_seconds=60), loop=loop)
+    try:
+        d.wait_for("job_started", n=2)
+        time.sleep(0.5)
+        workers = [int(p) for p in _children(d.proc.pid)]
+        assert len(workers) == 2
+        d.signal(signal.SIGKILL)
+        d.wait()
+        assert wait_gone(workers) == []
+    finally:
+        d.stop()
+
+
+def _children(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return f.read().split()
+
+
+def test_under_journald_each_line_carries_its_priority(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    settings = daemon_settings(tmp_path)
+    settings.write_text(settings.read_text().replace('"--seconds"', '"--exit", "3", "--seconds"')
+                        .replace("retry_backoff_seconds = 0.1", "retry_backoff_seconds = 0.1\nmax_attempts = 1"))
+    d = Daemon(settings, env={"JOURNAL_STREAM": "8:12345"})
+    try:
+        d.wait_for("job_dead")
+        d.signal(signal.SIGTERM)
+        d.wait()
+    finally:
+        d.stop()
+    assert all(line.startswith("<") for line in d.lines if line)
+    dead = next(line for line in d.lines if '"job_dead"' in line)
+    assert dead.startswith("<3>{")
+    started = next(line for line in d.lines if '"job_started"' in line)
+    assert started.startswith("<6>{") and '"camera": "cam"' in started and '"job_id": 1' in started
