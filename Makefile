@@ -3,7 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean sysdeps
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,15 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check supervisor workers tests bench
 
-test: lint
+# The systemd tests need systemd-analyze and systemd-nspawn (Debian: systemd, systemd-container).
+sysdeps:
+	@if ! command -v systemd-nspawn >/dev/null || ! command -v systemd-analyze >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd systemd-container >/dev/null; \
+	  else echo "note: install systemd and systemd-container for the systemd tests"; fi; \
+	fi
+
+test: lint sysdeps
 	$(BIN)/pytest -q
 
 bench: $(BIN)/.installed

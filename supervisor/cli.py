@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import faulthandler
 import os
 import sys
 import time
@@ -173,6 +174,8 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
               "(see systemd/video-supervisor.service), or pass --allow-root",
               file=sys.stderr)
         return EX_USAGE
+    if daemon:
+        faulthandler.enable()  # a watchdog SIGABRT leaves the hung stack in the journal
     sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir, console_full=daemon)
     removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
     lock = SchedulerLock(s.state_db)
