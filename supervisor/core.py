@@ -371,6 +371,7 @@ class Supervisor:
             "python": sys.executable, "video": str(job.path.resolve()), "camera": job.camera,
             "out": str(out_dir), "rois": str(s.rois_file.resolve()) if s.rois_file else "",
             "duration": f"{s.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
+            "model": str(s.worker.model.absolute()), "recorded_at": job.recorded_at.isoformat(),
         }
         return expand_command(s.worker.command, values)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,11 @@ def test_embedded_defaults_follow_the_seed():
 def test_the_documented_example_file_is_the_defaults():
     s = load_settings(REPO / "etc" / "video-supervisor.toml")
     d = Settings()
-    for section in ("scheduler", "discovery", "gpu", "worker", "logging"):
+    for section in ("scheduler", "discovery", "gpu", "logging"):
         assert getattr(s, section) == getattr(d, section), section
+    # Paths in a file are relative to the file: only the model path differs from the embedded default.
+    assert replace(s.worker, model=d.worker.model) == d.worker
+    assert s.worker.model == REPO / "etc" / "models" / "person.pt"
     assert s.duration == d.duration and s.cameras == d.cameras
 
 
@@ -91,7 +95,7 @@ def test_flags_override_the_file(tmp_path):
 def test_command_template_fills_whole_arguments_only():
     argv = expand_command(DEFAULT_WORKER_COMMAND, {
         "python": "py", "video": "/v/a b;rm -rf.mp4", "camera": "c", "rois": "", "out": "/o", "duration": "0",
-        "attempt": "1", "job_id": "1"})
+        "attempt": "1", "job_id": "1", "model": "/m.pt", "recorded_at": "2025-11-14T10:00:00"})
     assert argv[:3] == ["py", "-m", "workers.detect"]
     assert "/v/a b;rm -rf.mp4" in argv  # one argument, never split or interpreted
     assert argv[argv.index("--rois") + 1] == ""

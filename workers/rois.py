@@ -126,14 +126,14 @@ def _parse_region(raw: Any, source: str, camera: str, index: int,
     where = f"camera {camera!r}, region #{index + 1}"
     if not isinstance(raw, dict):
         raise RoiError(source, where, "expected a table with name and points")
-    known = {"name", "points", "classes", "min_dwell_seconds", "frame_size"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise RoiError(source, where, f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RoiError(source, where, "needs a non-empty name")
     where = f"camera {camera!r}, region {name!r}"
+    known = {"name", "points", "classes", "min_dwell_seconds", "frame_size"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise RoiError(source, where, f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     frame = _frame_size(raw.get("frame_size"), source, where) or camera_frame
     pts_raw = raw.get("points")
     if not isinstance(pts_raw, list):
