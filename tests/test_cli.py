@@ -48,7 +48,7 @@ def test_once_run_processes_everything_writes_the_seed_logs_and_exits_0(tmp_path
     p = settings_file(tmp_path)
     proc = run_cli("--settings", str(p), "--cameras", "camera_35")
     assert proc.returncode == 0, proc.stderr
-    assert [Path(r["video"]).name for r in read_runs(tmp_path / "runs.jsonl")] == [
+    assert [Path(r["video"]).name for r in sorted(read_runs(tmp_path / "runs.jsonl"), key=lambda r: r["start"])] == [
         "camera_35_20251114_100000.mp4", "camera_35_20251114_110000.mp4"]
     console = [json.loads(line) for line in proc.stdout.splitlines()]
     events = [e["event"] for e in console]

@@ -18,6 +18,7 @@ from .fakes import REPO, make_video, read_runs
 
 UNIT = REPO / "systemd" / "video-supervisor.service"
 GUEST = Path("/srv/vs-test")
+GUEST_REPO = Path("/opt/vs-repo")  # the checkout may live under /tmp, which PrivateTmp= hides
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -122,7 +123,7 @@ def container(tmp_path_factory):
     work = tmp_path_factory.mktemp("nspawn")
     log = work / "container.log"
     # The work folder appears at /srv/vs-test inside: under /tmp, PrivateTmp= would hide it.
-    binds = {str(REPO), sys.base_prefix, f"{work}:{GUEST}"}
+    binds = {f"{REPO}:{GUEST_REPO}", sys.base_prefix, f"{work}:{GUEST}"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             ["systemd-nspawn", "-D", "/", "--volatile=yes", "-b", "--console=pipe", "--register=no",
@@ -173,8 +174,9 @@ def test_the_real_unit_under_a_real_systemd(container):
     # This checkout's interpreter lives under /root here, and the container has no service user:
     # run as root with --allow-root, everything else as shipped. A short watchdog to test it quickly.
     text = UNIT.read_text()
-    text = re.sub(r"^ExecStart=.*$", f"ExecStart={sys.executable} -m supervisor --daemon --settings "
-                  f"{GUEST}/vs.toml --allow-root", text, flags=re.M)
+    python = GUEST_REPO / Path(sys.executable).relative_to(REPO)
+    text = re.sub(r"^ExecStart=.*$", f"ExecStart={python} -m supervisor --daemon --settings "
+                  f"{GUEST}/vs.toml --allow-root\nEnvironment=PYTHONPATH={GUEST_REPO}", text, flags=re.M)
     text = re.sub(r"^(User|Group)=.*\n", "", text, flags=re.M)
     text = text.replace("ProtectHome=yes", "ProtectHome=no")
     text = re.sub(r"^ReadWritePaths=.*$", f"ReadWritePaths={GUEST}", text, flags=re.M)
