@@ -74,7 +74,9 @@ def test_counts_people_in_each_region_as_the_scene_contains(scene, model, tmp_pa
     assert summary["regions"]["left"]["person_seconds"] == pytest.approx(3.0, abs=0.51)
     assert summary["model"]["classes"] == ["person"] and summary["device"] == "cpu"
     t = summary["timing"]
-    assert t["decode_seconds"] + t["inference_seconds"] <= t["total_seconds"] + 1e-3
+    # Decoding runs on its own thread, beside inference: each is part of the total, not their sum.
+    assert 0 < t["inference_seconds"] <= t["total_seconds"] and 0 < t["decode_seconds"] <= t["total_seconds"]
+    assert t["skipped_frames"] == 70 - 14
     assert sorted(os.listdir(tmp_path / "out")) == ["counts.csv", "events.jsonl", "summary.json"]
 
 

@@ -17,9 +17,11 @@ import argparse
 import csv
 import json
 import os
+import queue
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -123,6 +125,8 @@ class Timings:
 
     def __init__(self) -> None:
         self.decode = 0.0
+        self.skip_decode = 0.0  # the part of `decode` spent on frames that were not sampled
+        self.skipped = 0
         self.inference = 0.0
         self.load = 0.0
         self.started = time.perf_counter()
@@ -137,6 +141,7 @@ class Timings:
         return {
             "model_load_seconds": round(self.load, 3),
             "total_seconds": round(total, 3), "decode_seconds": round(self.decode, 3),
+            "skipped_frames": self.skipped, "skipped_decode_seconds": round(self.skip_decode, 4),
             "inference_seconds": round(self.inference, 3),
             "other_seconds": round(max(0.0, total - self.decode - self.inference), 3),
             "video_seconds_per_second": round(video_seconds / total, 3) if total > 0 else 0.0,
@@ -146,27 +151,93 @@ class Timings:
 
 def sample_frames(cap: Any, info: VideoInfo, sample_fps: float, max_seconds: float,
                   timings: Timings) -> Iterator[tuple[int, float, Any]]:
-    """Every frame is grabbed (decoded just enough to advance); only sampled ones are converted."""
+    """Frames between samples are only grabbed (decoded just enough to advance), in a tight loop;
+    sampled ones are converted too."""
     limit = round(max_seconds * info.fps) if max_seconds > 0 else None
     step = info.fps / sample_fps
-    k, target, index = 0, 0, 0
-    while limit is None or index < limit:
+    k, index = 0, 0
+    grab = cap.grab
+    while True:
+        target = round(k * step)
+        if limit is not None:
+            target = min(target, limit)
         t0 = time.perf_counter()
-        ok = cap.grab()
-        if ok and index >= target:
+        skipped = 0
+        ended = False
+        while index < target:
+            if not grab():
+                ended = True
+                break
+            index += 1
+            skipped += 1
+        spent = time.perf_counter() - t0
+        timings.decode += spent
+        timings.skip_decode += spent
+        timings.skipped += skipped
+        if ended or (limit is not None and index >= limit):
+            break
+        t0 = time.perf_counter()
+        ok = grab()
+        if ok:
             ok, frame = cap.retrieve()
-            timings.decode += time.perf_counter() - t0
-            if not ok:
-                break
-            yield index, index / info.fps, frame
-            k += 1
-            target = round(k * step)
-        else:
-            timings.decode += time.perf_counter() - t0
-            if not ok:
-                break
+        timings.decode += time.perf_counter() - t0
+        if not ok:
+            break
+        yield index, index / info.fps, frame
         index += 1
+        k += 1
     timings.frames_decoded = index  # type: ignore[attr-defined]
+
+
+class FrameReader:
+    """Decodes on its own thread, ahead of inference, so decoding overlaps the model's work.
+
+    OpenCV releases the GIL while it decodes; the queue is small, so memory stays bounded.
+    """
+
+    _END = object()
+
+    def __init__(self, frames: Iterator[tuple[int, float, Any]], depth: int) -> None:
+        self._frames = frames
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, depth))
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._frames:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self.error = exc
+        finally:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(self._END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def __iter__(self) -> Iterator[tuple[int, float, Any]]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                if self.error is not None:
+                    raise self.error
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
 
 def configure_offline() -> Path:
@@ -260,6 +331,7 @@ def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, 
     except OSError as exc:
         raise WorkerError(EX_TEMPFAIL, f"cannot write results under {args.out}: {exc.strerror or exc}") from exc
     sampled = detections_total = 0
+    readers: list[FrameReader] = []
     last_progress = 0.0
     last_t = 0.0
     try:
@@ -285,7 +357,9 @@ def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, 
             sampled += len(pending)
             pending.clear()
 
-        for index, t, frame in sample_frames(cap, info, args.sample_fps, args.duration, timings):
+        reader = FrameReader(sample_frames(cap, info, args.sample_fps, args.duration, timings), depth=2 * batch)
+        readers.append(reader)
+        for index, t, frame in reader:
             pending.append((index, t, frame))
             last_t = t
             if len(pending) >= batch:
@@ -334,6 +408,9 @@ def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, 
     except BaseException:
         outputs.abort()
         raise
+    finally:
+        for reader in readers:
+            reader.close()  # before the capture is released under it
     emit({"event": "done", "output": str(args.out / "summary.json"), "video_seconds": round(processed_seconds, 3),
           "frames_sampled": sampled, "detections": detections_total,
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})
