@@ -20,11 +20,15 @@ demo: $(BIN)/.installed models/person.pt
 lint: $(BIN)/.installed
 	$(BIN)/ruff check supervisor workers tests bench
 
-# The systemd tests need systemd-analyze and systemd-nspawn (Debian: systemd, systemd-container).
+# The systemd tests need systemd-analyze and systemd-nspawn (Debian: systemd, systemd-container);
+# the metrics test also runs promtool when it is there (Debian: prometheus).
 sysdeps:
-	@if ! command -v systemd-nspawn >/dev/null || ! command -v systemd-analyze >/dev/null; then \
+	@if ! command -v systemd-nspawn >/dev/null || ! command -v systemd-analyze >/dev/null \
+	    || ! command -v promtool >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd systemd-container >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+	      || echo "note: promtool not installed; metrics are checked with prometheus_client's parser"; \
 	  else echo "note: install systemd and systemd-container for the systemd tests"; fi; \
 	fi
 

@@ -11,19 +11,27 @@ import argparse
 import asyncio
 import dataclasses
 import faulthandler
+import json
 import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .alerts import Alerts
 from .config import EX_CONFIG, LOG_LEVELS, ConfigError, Settings, load_settings
 from .core import Supervisor
 from .discovery import PathParser, scan
 from .logs import cleanup_old_logs, configure_logging
+from .metrics import Metrics
 from .notify import Notifier
+from .observers import Observer
+from .progress import ProgressBar
+from .progress import wanted as progress_wanted
+from .status import StatusFile, status_path
 from .store import JobStore, SchedulerLock, StoreError
 
 EX_USAGE = 2
@@ -156,6 +164,53 @@ def list_videos(s: Settings, out: Any = sys.stdout) -> int:
     return 0
 
 
+def _inspect(command: str, argv: list[str]) -> int:
+    """`status` and `report`: read-only looks at the store (and the daemon's snapshot)."""
+    p = argparse.ArgumentParser(prog=f"video-supervisor {command}")
+    p.add_argument("--settings", type=Path)
+    p.add_argument("--state-db", type=Path)
+    p.add_argument("--log-dir", type=Path, help="accepted for symmetry with the main command")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if command == "report":
+        p.add_argument("--csv", action="store_true")
+        p.add_argument("--since", help="only jobs finished since this date/time (e.g. 2025-11-14)")
+    args = p.parse_args(argv)
+    try:
+        s = load_settings(args.settings)
+    except ConfigError as exc:
+        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    db = (args.state_db or s.state_db).absolute()
+    try:
+        store = JobStore.open(db, readonly=True)
+    except StoreError as exc:
+        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        if command == "status":
+            from .status import collect_status, read_snapshot, render_status
+
+            st = collect_status(store, read_snapshot(status_path(db)))
+            print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
+            return 0
+        from .report import build_report, render_csv, render_json, render_table
+
+        since = None
+        if args.since:
+            try:
+                since = datetime.fromisoformat(args.since).timestamp()
+            except ValueError:
+                print(f"video-supervisor report: --since {args.since!r} is not a date (e.g. 2025-11-14)",
+                      file=sys.stderr)
+                return EX_USAGE
+        report = build_report(store.finished_since(since))
+        print(render_json(report) if args.json else render_csv(report) if args.csv else render_table(report),
+              end="" if args.csv else "\n")
+        return 0
+    finally:
+        store.close()
+
+
 def check_rois(s: Settings) -> None:
     if s.rois_file is None:
         return
@@ -192,8 +247,12 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     if removed:
         structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
     notifier = Notifier()
+    observers: list[Observer] = [StatusFile(status_path(s.state_db)), Metrics(s.metrics.listen), Alerts(s.alerts)]
+    if not daemon and progress_wanted():
+        observers.append(ProgressBar())
     try:
-        return run_async(Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload).run(), loop)
+        sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
+        return run_async(sup.run(), loop)
     finally:
         notifier.close()
         store.close()
@@ -216,6 +275,8 @@ def _main(argv: list[str]) -> int:
         from .demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] in ("status", "report"):
+        return _inspect(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

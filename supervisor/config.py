@@ -86,6 +86,20 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: str = "127.0.0.1:9808"  # "" turns the Prometheus endpoint off
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    webhooks: tuple[str, ...] = ()
+    min_interval_seconds: float = 300.0
+    timeout_seconds: float = 5.0
+    max_retries: int = 3
+    retry_backoff_seconds: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
     retention_days: int = 14
@@ -107,6 +121,8 @@ class Settings:
     gpu: GpuSettings = field(default_factory=GpuSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     source: str = "defaults"
 
 
@@ -262,6 +278,16 @@ def validate(s: Settings) -> None:
     _check(w.stop_grace_seconds >= 0, s, "worker.stop_grace_seconds", "must be >= 0")
     _check(s.logging.level.upper() in LOG_LEVELS, s, "logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
     _check(s.logging.retention_days >= 1, s, "logging.retention_days", "must be >= 1")
+    if s.metrics.listen:
+        host, sep, port = s.metrics.listen.rpartition(":")
+        _check(bool(sep) and bool(host) and port.isdigit() and 0 <= int(port) < 65536, s, "metrics.listen",
+               f"{s.metrics.listen!r} is not HOST:PORT (or \"\" for off)")
+    for i, url in enumerate(s.alerts.webhooks):
+        _check(url.startswith(("http://", "https://")), s, f"alerts.webhooks[{i}]", "must be an http(s) URL")
+    _check(s.alerts.min_interval_seconds >= 0, s, "alerts.min_interval_seconds", "must be >= 0")
+    _check(s.alerts.timeout_seconds > 0, s, "alerts.timeout_seconds", "must be > 0")
+    _check(s.alerts.max_retries >= 0, s, "alerts.max_retries", "must be >= 0")
+    _check(s.alerts.retry_backoff_seconds >= 0, s, "alerts.retry_backoff_seconds", "must be >= 0")
     for i, cam in enumerate(s.cameras):
         _check(bool(cam) and "/" not in cam and cam not in (".", ".."), s, f"cameras[{i}]",
                f"{cam!r} is not a camera id")

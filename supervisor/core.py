@@ -25,14 +25,16 @@ from .gpu.policy import PolicyConfig
 from .gpu.probe import GpuProbe
 from .gpu.simulated import SimulatedProbe
 from .notify import Notifier
+from .observers import Observer, call
 from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
 from .slots import GpuId, SlotPool
 from .stats import RunStats
-from .store import READY_STATES, Job, JobStore
+from .store import READY_STATES, Job, JobState, JobStore
 
 log = structlog.get_logger("supervisor")
 
 MIN_RESCAN_INTERVAL = 1.0
+HEARTBEAT_SECONDS = 2.0
 QueueItem = tuple[str, int, int]  # (recorded_at ISO, insertion sequence, job id)
 
 
@@ -64,31 +66,21 @@ def job_output_dir(output_root: Path, camera: str, video: Path) -> Path:
     return target
 
 
-def format_duration(seconds: float) -> str:
-    total = round(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes = total // 60
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
 class Supervisor:
     """Runs jobs for every discovered video until done (once) or until told to stop (daemon)."""
 
     def __init__(self, settings: Settings, store: JobStore, *, daemon: bool = False,
                  probe: GpuProbe | None = None, probe_warning: str | None = None,
                  clock: Callable[[], float] = time.time, notifier: Notifier | None = None,
-                 reload: Callable[[], Settings] | None = None) -> None:
+                 reload: Callable[[], Settings] | None = None, observers: list[Observer] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.daemon = daemon
         self._clock = clock
         self.notifier = notifier if notifier is not None else Notifier("")
         self._reload = reload
+        self.observers: list[Observer] = list(observers or [])
+        self.started_at = time.time()
         if probe is None:
             probe, probe_warning = open_probe(settings.gpu)
         self.probe = probe
@@ -98,6 +90,7 @@ class Supervisor:
         self.monitor = GpuMonitor(
             probe, self.slots, PolicyConfig.from_settings(settings.gpu, settings.scheduler.max_parallel),
             poll_seconds=settings.gpu.poll_seconds, snapshot_seconds=settings.gpu.snapshot_seconds,
+            on_health_change=lambda *args: call(self.observers, "gpu_health_changed", *args),
         )
         if isinstance(probe, SimulatedProbe):
             probe.set_load_source(self._running_by_gpu)
@@ -148,7 +141,10 @@ class Supervisor:
         try:
             self._startup()
             await self._scan_and_queue(reprocess=self.settings.reprocess)
-            self.notifier.ready(self.status_line())
+            for obs in self.observers:
+                await obs.start(self)
+            call(self.observers, "tick", self)
+            self.notifier.ready(self.notifier.last_status or None)
             tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
             tasks.append(asyncio.create_task(self.monitor.run(), name="gpu-health"))
             tasks.append(asyncio.create_task(self._report_queue(), name="queue-report"))
@@ -212,6 +208,7 @@ class Supervisor:
         sync = self.store.sync(result.videos, reprocess=reprocess, now=self._clock())
         self.scans += 1
         self.last_scan_at = self._clock()
+        call(self.observers, "scan_completed", len(result.videos), len(sync.new))
         for path, why in result.skipped:
             log.warning("video_skipped", video=str(path), reason=why)
         for path, why in result.errors:
@@ -253,7 +250,7 @@ class Supervisor:
                 self.notifier.reloading()
                 self._reload_settings()
                 await self._scan_and_queue()
-                self.notifier.ready(self.status_line())
+                self.notifier.ready(self.notifier.last_status or None)
             else:
                 await self._scan_and_queue()
 
@@ -352,6 +349,7 @@ class Supervisor:
         )
         rj = RunningJob(job, gpu, run, now, time.monotonic(), out_dir)
         self.running[job_id] = rj
+        call(self.observers, "job_started", rj)
         task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
         self._job_tasks.add(task)
         task.add_done_callback(self._job_tasks.discard)
@@ -415,10 +413,12 @@ class Supervisor:
             if outcome is None:  # cancelled: the supervisor is going away
                 self.store.requeue_interrupted(job.id)
             else:
-                self._record(rj, outcome)
+                state = self._record(rj, outcome)
+                call(self.observers, "job_finished", rj, outcome, state)
             self._check_idle()
 
-    def _record(self, rj: RunningJob, outcome: Outcome) -> None:
+    def _record(self, rj: RunningJob, outcome: Outcome) -> JobState:
+        """Store what the attempt came to; returns the job's new state."""
         job = rj.job
         now = self._clock()
         seconds = round(outcome.duration, 3)
@@ -432,12 +432,12 @@ class Supervisor:
             self.stats.record_done(job.camera, outcome.duration)
             self._outstanding.discard(job.id)
             log.info("job_succeeded", duration_seconds=seconds, output=output)
-            return
+            return JobState.DONE
         if outcome.kind is OutcomeKind.INTERRUPTED:
             self.store.requeue_interrupted(job.id)
             self.stats.interrupted += 1
             log.info("job_interrupted", duration_seconds=seconds)
-            return
+            return JobState.QUEUED
         retry = should_retry(outcome.kind, job.attempts, self.settings.worker.max_attempts)
         error = outcome.message or str(outcome.kind)
         self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
@@ -450,14 +450,20 @@ class Supervisor:
             self._outstanding.discard(job.id)
             if not self._stop.is_set():
                 self._enqueue(self.store.get(job.id))
-            return
+            return JobState.FAILED
         self.store.mark_failed(job.id, now=now, error=error, exit_code=outcome.exit_code, retry_at=None)
         self.stats.record_dead(job.camera)
         self._outstanding.discard(job.id)
         log.error("job_dead", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
                   attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
+        return JobState.DEAD
 
     # --- reporting ----------------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        """Jobs this run still has to finish: queued, waiting to retry, or running."""
+        return len(self._outstanding | set(self.running))
 
     def queue_status(self) -> dict[str, Any]:
         return {
@@ -465,41 +471,16 @@ class Supervisor:
             "running": len(self.running), "limit": self.slots.total_limit,
         }
 
-    def status_line(self) -> str:
-        """One line for `systemctl status`: jobs, GPU health and limit, ETA."""
-        counts = self.store.counts()
-        queued = self.queue.qsize() + len(self._retry_timers)
-        parts = [f"{len(self.running)} running, {queued} queued, {counts['dead']} failed"]
-        gpus = []
-        for g in self.monitor.snapshot():
-            temp = f"{g['temperature']:.0f} C " if g["temperature"] is not None else ""
-            gpus.append(f"gpu{g['gpu']} {temp}{g['health']}, limit {g['limit']}")
-        parts.append(" · ".join(gpus) if gpus else f"no GPU monitoring, limit {self.slots.total_limit}")
-        eta = self.eta_seconds()
-        if eta is not None and (queued or self.running):
-            parts.append(f"ETA {format_duration(eta)}")
-        return " · ".join(parts)
-
-    def eta_seconds(self) -> float | None:
-        """Time to empty the queue at the mean job time seen so far and the current limit."""
-        done = self.stats.completed
-        if not done:
-            return None
-        mean = sum(c.processing_seconds for c in self.stats.cameras.values()) / max(
-            1, done + self.stats.failed_attempts)
-        remaining = self.queue.qsize() + len(self._retry_timers) + len(self.running)
-        return mean * remaining / max(1, self.slots.total_limit)
-
     async def _heartbeat(self) -> None:
-        """Watchdog pings from the event loop itself, so a hung loop gets restarted; STATUS kept current."""
-        interval = 2.0
+        """Watchdog pings from the event loop itself, so a hung loop gets restarted; observers' tick."""
+        interval = HEARTBEAT_SECONDS
         if self.notifier.watchdog_seconds:
             interval = min(interval, self.notifier.watchdog_seconds / 2)
         while True:
+            await asyncio.sleep(interval)
             if self.notifier.watchdog_seconds:
                 self.notifier.watchdog()
-            self.notifier.status(self.status_line())
-            await asyncio.sleep(interval)
+            call(self.observers, "tick", self)
 
     async def _report_queue(self) -> None:
         while True:
@@ -532,6 +513,11 @@ class Supervisor:
                 rj.run.request_stop()
             await asyncio.wait(pending)
         self._log_summary()
+        for obs in self.observers:
+            try:
+                await obs.stop()
+            except Exception as exc:  # the summary is out; an observer's trouble changes nothing now
+                log.error("observer_failed", observer=type(obs).__name__, hook="stop", error=str(exc))
         if stopping:
             log.info("shutdown_complete", drained=len(tasks) - len(pending), stopped=len(pending))
 

@@ -43,7 +43,9 @@ class LogSinks:
 
     def __init__(self, console: TextIO | None, *, console_full: bool, journald: bool,
                  log_dir: Path | None, started: datetime) -> None:
-        self.console = console
+        # None: whatever sys.stdout is at the time of writing (a progress display may stand in for it).
+        self._console = console
+        self._console_closed = False
         self.console_full = console_full
         self.journald = journald
         self.log_dir = log_dir
@@ -63,15 +65,16 @@ class LogSinks:
         if _LEVEL_RANK.get(level, 20) >= _LEVEL_RANK["error"] and self.log_dir is not None:
             self._error_file().write(line + "\n")
             self._error_file().flush()
-        if self.console is not None and (
+        if not self._console_closed and (
             self.console_full or event in CONSOLE_EVENTS or _LEVEL_RANK.get(level, 20) >= _LEVEL_RANK["warning"]
         ):
             prefix = f"<{_PRIORITY.get(level, 6)}>" if self.journald else ""
+            console = self._console if self._console is not None else sys.stdout
             try:
-                self.console.write(prefix + line + "\n")
-                self.console.flush()
+                console.write(prefix + line + "\n")
+                console.flush()
             except (BrokenPipeError, ValueError):
-                self.console = None
+                self._console_closed = True
 
     def _error_file(self) -> TextIO:
         day = datetime.now().strftime("%Y%m%d")
@@ -123,7 +126,7 @@ def configure_logging(
     """Set up structlog for this process; returns the sinks so the caller can close them."""
     if journald is None:
         journald = bool(os.environ.get("JOURNAL_STREAM"))
-    sinks = LogSinks(sys.stdout if console is None else console, console_full=console_full,
+    sinks = LogSinks(console, console_full=console_full,
                      journald=journald, log_dir=log_dir, started=datetime.now())
     structlog.configure(
         processors=[

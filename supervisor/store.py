@@ -272,6 +272,44 @@ class JobStore:
             out[state] = n
         return out
 
+    def pending_bytes_by_camera(self) -> dict[str, float]:
+        rows = self._conn.execute(
+            "SELECT camera, SUM(size) FROM jobs WHERE state IN (?, ?) GROUP BY camera",
+            (JobState.QUEUED, JobState.FAILED),
+        )
+        return {camera: float(total) for camera, total in rows}
+
+    def done_work_by_camera(self, since: float | None = None) -> dict[str, tuple[float, float, float]]:
+        """{camera: (processing seconds, bytes, video seconds)} over finished jobs: what speed is learnt from."""
+        rows = self._conn.execute(
+            "SELECT camera, SUM(duration_seconds), SUM(size), SUM(COALESCE(video_seconds, 0)) FROM jobs "
+            "WHERE state = ? AND duration_seconds > 0 AND finished_at >= ? GROUP BY camera",
+            (JobState.DONE, since if since is not None else 0.0),
+        )
+        return {camera: (float(secs), float(size), float(video)) for camera, secs, size, video in rows}
+
+    def ready_count_by_camera(self) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT camera, COUNT(*) FROM jobs WHERE state IN (?, ?) GROUP BY camera",
+            (JobState.QUEUED, JobState.FAILED),
+        )
+        return {camera: int(n) for camera, n in rows}
+
+    def recent_failures(self, limit: int = 5) -> list[Job]:
+        rows = self._conn.execute(
+            "SELECT * FROM jobs WHERE state IN (?, ?) AND last_error IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT ?",
+            (JobState.DEAD, JobState.FAILED, limit),
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def finished_since(self, since: float | None) -> list[Job]:
+        rows = self._conn.execute(
+            "SELECT * FROM jobs WHERE state IN (?, ?) AND finished_at >= ? ORDER BY finished_at",
+            (JobState.DONE, JobState.DEAD, since if since is not None else 0.0),
+        )
+        return [Job.from_row(r) for r in rows]
+
     # --- writes ------------------------------------------------------------
 
     def recover_running(self) -> int:

@@ -47,13 +47,15 @@ class GpuMonitor:
     """Owns the per-GPU policies and the latest readings; sets the SlotPool's targets."""
 
     def __init__(self, probe: GpuProbe, slots: SlotPool, config: PolicyConfig, *, poll_seconds: float,
-                 snapshot_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 snapshot_seconds: float, clock: Callable[[], float] = time.monotonic,
+                 on_health_change: Callable[[int, str, str, str], None] | None = None) -> None:
         self.probe = probe
         self.slots = slots
         self.config = config
         self.poll_seconds = poll_seconds
         self.snapshot_seconds = snapshot_seconds
         self._clock = clock
+        self._on_health_change = on_health_change
         self.policies = {gpu: HealthPolicy(config) for gpu in slots.gpus if gpu is not None}
         self.readings: dict[int, GpuReading] = {}
         self.decisions: dict[int, Decision] = {}
@@ -105,6 +107,8 @@ class GpuMonitor:
             if previous is not None and previous.health != decision.health:
                 log.info("gpu_health_changed", gpu=gpu, old=str(previous.health), new=str(decision.health),
                          reason=decision.reason)
+                if self._on_health_change is not None:
+                    self._on_health_change(gpu, str(previous.health), str(decision.health), decision.reason)
             if previous is not None and previous.monitored and not decision.monitored:
                 log.warning("gpu_monitoring_lost", gpu=gpu, reason=decision.reason)
         if now - self._last_snapshot >= self.snapshot_seconds:

@@ -1,0 +1,115 @@
+"""Prometheus metrics on `[metrics] listen` (127.0.0.1:9808 by default), from the supervisor's hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .observers import Observer
+
+if TYPE_CHECKING:
+    from .core import RunningJob, Supervisor
+    from .runner import Outcome
+    from .store import JobState
+
+log = structlog.get_logger("supervisor.metrics")
+NS = "video_supervisor"
+DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+HEALTH_STATES = ("healthy", "warm", "critical", "unknown")
+
+
+class Metrics(Observer):
+    """Owns one registry (no global state) and, when listening, the HTTP endpoint that serves it."""
+
+    def __init__(self, listen: str = "") -> None:
+        self.listen = listen
+        r = self.registry = CollectorRegistry()
+        self.jobs = Gauge(f"{NS}_jobs", "Jobs in the store, by state", ["state"], registry=r)
+        self.queue_depth = Gauge(f"{NS}_queue_depth", "Jobs waiting to start, including those waiting to retry",
+                                 registry=r)
+        self.running = Gauge(f"{NS}_running_jobs", "Workers running now", registry=r)
+        self.limit = Gauge(f"{NS}_parallel_limit", "Parallel job limit in force, per GPU", ["gpu"], registry=r)
+        self.gpu_temp = Gauge(f"{NS}_gpu_temperature_celsius", "GPU temperature", ["gpu"], registry=r)
+        self.gpu_util = Gauge(f"{NS}_gpu_utilization_ratio", "GPU utilization (0-1)", ["gpu"], registry=r)
+        self.gpu_mem_used = Gauge(f"{NS}_gpu_memory_used_bytes", "GPU memory in use", ["gpu"], registry=r)
+        self.gpu_mem_total = Gauge(f"{NS}_gpu_memory_total_bytes", "GPU memory in all", ["gpu"], registry=r)
+        self.gpu_health = Gauge(f"{NS}_gpu_health", "1 for the GPU's current health state, 0 for the others",
+                                ["gpu", "state"], registry=r)
+        self.duration = Histogram(f"{NS}_job_duration_seconds", "Wall time of finished job attempts",
+                                  ["camera"], buckets=DURATION_BUCKETS, registry=r)
+        self.video_seconds = Counter(f"{NS}_video_processed_seconds", "Seconds of video processed", ["camera"],
+                                     registry=r)
+        self.fps = Gauge(f"{NS}_worker_frames_per_second", "Frames per second last reported by a running worker",
+                         ["camera"], registry=r)
+        self.finished = Counter(f"{NS}_job_attempts", "Finished job attempts, by outcome", ["camera", "outcome"],
+                                registry=r)
+        self.retries = Counter(f"{NS}_job_retries", "Failed attempts that will be tried again", registry=r)
+        self.rescans = Counter(f"{NS}_rescans", "Scans of the videos directory", registry=r)
+        self.last_scan = Gauge(f"{NS}_last_successful_scan_timestamp_seconds", "When the last scan finished",
+                               registry=r)
+        self._server: Any = None
+        self.port: int | None = None
+
+    async def start(self, sup: Supervisor) -> None:
+        if not self.listen:
+            return
+        host, _, port = self.listen.rpartition(":")
+        try:
+            self._server, _ = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        except OSError as exc:
+            log.warning("metrics_unavailable", listen=self.listen, error=exc.strerror or str(exc))
+            return
+        self.port = self._server.server_address[1]
+        log.info("metrics_listening", listen=f"{host}:{self.port}")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def job_finished(self, rj: RunningJob, outcome: Outcome, state: JobState) -> None:
+        camera = rj.job.camera
+        self.duration.labels(camera).observe(outcome.duration)
+        self.finished.labels(camera, str(outcome.kind)).inc()
+        if str(state) == "failed":
+            self.retries.inc()
+        result = outcome.result or {}
+        seconds = result.get("video_seconds")
+        if str(state) == "done" and isinstance(seconds, (int, float)) and seconds > 0:
+            self.video_seconds.labels(camera).inc(float(seconds))
+        with contextlib.suppress(KeyError):
+            self.fps.remove(camera)  # no worker of this camera runs now
+
+    def scan_completed(self, found: int, new: int) -> None:
+        self.rescans.inc()
+        self.last_scan.set(time.time())
+
+    def tick(self, sup: Supervisor) -> None:
+        for state, n in sup.store.counts().items():
+            self.jobs.labels(state).set(n)
+        q = sup.queue_status()
+        self.queue_depth.set(q["queued"] + q["waiting_retry"])
+        self.running.set(q["running"])
+        for gpu in sup.slots.gpus:
+            self.limit.labels("none" if gpu is None else str(gpu)).set(sup.slots.limit(gpu))
+        for g in sup.monitor.snapshot():
+            label = str(g["gpu"])
+            if g["temperature"] is not None:
+                self.gpu_temp.labels(label).set(g["temperature"])
+            if g["utilization"] is not None:
+                self.gpu_util.labels(label).set(g["utilization"] / 100.0)
+            if g["memory_used_mb"] is not None:
+                self.gpu_mem_used.labels(label).set(g["memory_used_mb"] * 2**20)
+            if g["memory_total_mb"] is not None:
+                self.gpu_mem_total.labels(label).set(g["memory_total_mb"] * 2**20)
+            for state in HEALTH_STATES:
+                self.gpu_health.labels(label, state).set(1 if g["health"] == state else 0)
+        for rj in sup.running.values():
+            fps = rj.progress.get("fps")
+            if isinstance(fps, (int, float)):
+                self.fps.labels(rj.job.camera).set(fps)

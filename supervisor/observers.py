@@ -1,0 +1,52 @@
+"""The seam between the scheduler and what watches it (metrics, alerts, status file, progress bar).
+
+The supervisor calls these hooks; an observer never blocks the loop and
+never raises into it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .core import RunningJob, Supervisor
+    from .runner import Outcome
+    from .store import JobState
+
+
+class Observer:
+    """Every hook is optional: the defaults do nothing."""
+
+    async def start(self, sup: Supervisor) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def job_started(self, rj: RunningJob) -> None:
+        return None
+
+    def job_finished(self, rj: RunningJob, outcome: Outcome, state: JobState) -> None:
+        return None
+
+    def gpu_health_changed(self, gpu: int, old: str, new: str, reason: str) -> None:
+        return None
+
+    def scan_completed(self, found: int, new: int) -> None:
+        return None
+
+    def tick(self, sup: Supervisor) -> None:
+        """Every couple of seconds, from the event loop."""
+        return None
+
+
+def call(observers: list[Observer], hook: str, *args: Any) -> None:
+    """Run one hook on every observer; a failing observer is logged, never fatal."""
+    import structlog
+
+    for obs in observers:
+        try:
+            getattr(obs, hook)(*args)
+        except Exception as exc:  # an observer bug must not stop the scheduler
+            structlog.get_logger("supervisor").error("observer_failed", observer=type(obs).__name__, hook=hook,
+                                                     error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,78 @@
+"""A progress display for a once run on a terminal: one overall bar and a line per running job.
+
+Only when stdout is a terminal; under systemd, in pipes and in CI nothing is
+drawn and no escape code is written: the JSON lines alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from .observers import Observer
+
+if TYPE_CHECKING:
+    from .core import RunningJob, Supervisor
+    from .runner import Outcome
+    from .store import JobState
+
+
+def wanted(stream: TextIO | None = None) -> bool:
+    stream = sys.stdout if stream is None else stream
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class ProgressBar(Observer):
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.console = Console(file=stream or sys.stdout)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[extra]}"), TimeRemainingColumn(), console=self.console, transient=True,
+        )
+        self._overall: TaskID | None = None
+        self._jobs: dict[int, TaskID] = {}
+        self._video_seconds = 0.0
+
+    async def start(self, sup: Supervisor) -> None:
+        total = sup.outstanding + sup.stats.completed
+        self._overall = self.progress.add_task("videos", total=total, extra="")
+        self.progress.start()
+
+    async def stop(self) -> None:
+        self.progress.stop()
+
+    def job_started(self, rj: RunningJob) -> None:
+        name = rj.job.path.name
+        self._jobs[rj.job.id] = self.progress.add_task(f"  {rj.job.camera} {name}", total=100, extra="")
+
+    def job_finished(self, rj: RunningJob, outcome: Outcome, state: JobState) -> None:
+        task = self._jobs.pop(rj.job.id, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        if self._overall is not None and str(state) in ("done", "dead"):
+            seconds = (outcome.result or {}).get("video_seconds")
+            if isinstance(seconds, (int, float)):
+                self._video_seconds += float(seconds)
+            self.progress.advance(self._overall)
+            self.progress.update(self._overall, extra=f"{self._video_seconds / 3600:.2f} video-h")
+
+    def tick(self, sup: Supervisor) -> None:
+        for job_id, task in self._jobs.items():
+            rj = sup.running.get(job_id)
+            if rj is None:
+                continue
+            fields: dict[str, Any] = {}
+            fps = rj.progress.get("fps")
+            if isinstance(fps, (int, float)):
+                fields["extra"] = f"{fps:.1f} fps"
+            pct = rj.percent()
+            self.progress.update(task, completed=pct or 0.0, **fields)
+        if self._overall is not None:
+            total = sup.outstanding + sup.stats.completed + sup.stats.dead
+            self.progress.update(self._overall, total=max(total, 1))

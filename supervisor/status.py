@@ -1,0 +1,235 @@
+"""What is it doing: the live snapshot the daemon keeps, and `video-supervisor status`.
+
+The daemon rewrites `<state_db>.status.json` atomically every couple of
+seconds (GPU readings, limits, running jobs with their progress). `status`
+reads it together with the job store, so it works beside a running daemon and
+without one, and needs no network port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiofiles
+
+from .estimate import Rates, format_duration, queue_eta, running_remaining
+from .observers import Observer
+from .store import JobStore
+
+if TYPE_CHECKING:
+    from .core import Supervisor
+
+STALE_AFTER_SECONDS = 15.0
+RATES_REFRESH_SECONDS = 30.0
+
+
+def status_path(state_db: Path) -> Path:
+    return state_db.with_name(state_db.name + ".status.json")
+
+
+class SpeedModel:
+    """Per-camera processing speed learnt from the store, refreshed now and then (cheap SQL aggregates)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.rates = Rates({}, None)
+        self._refreshed = float("-inf")
+
+    def refresh(self, force: bool = False) -> Rates:
+        now = time.monotonic()
+        if force or now - self._refreshed >= RATES_REFRESH_SECONDS:
+            self._refreshed = now
+            self.rates = Rates.learn(self.store.done_work_by_camera())
+        return self.rates
+
+
+def running_jobs(sup: Supervisor, rates: Rates) -> list[dict[str, Any]]:
+    now = time.time()
+    out = []
+    for rj in sorted(sup.running.values(), key=lambda r: r.started_at):
+        p = rj.progress
+        elapsed = now - rj.started_at
+        expected = rates.seconds_for(rj.job.camera, rj.job.size)
+        remaining = running_remaining(p.get("frame"), p.get("frames"), p.get("fps"), expected, elapsed)
+        out.append({
+            "job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path), "gpu": rj.gpu,
+            "attempt": rj.job.attempts, "started_at": rj.started_at, "elapsed_seconds": round(elapsed, 1),
+            "percent": None if rj.percent() is None else round(rj.percent() or 0.0, 1),
+            "fps": p.get("fps"), "eta_seconds": None if remaining is None else round(remaining, 1),
+        })
+    return out
+
+
+def daemon_eta(sup: Supervisor, rates: Rates, running: list[dict[str, Any]]) -> float | None:
+    pending = sup.store.pending_bytes_by_camera()  # queued and waiting-to-retry rows; running ones are not in it
+    return queue_eta(pending, rates, [r["eta_seconds"] for r in running], sup.slots.total_limit)
+
+
+def build_snapshot(sup: Supervisor, speed: SpeedModel) -> dict[str, Any]:
+    rates = speed.refresh()
+    running = running_jobs(sup, rates)
+    return {
+        "pid": os.getpid(), "mode": "daemon" if sup.daemon else "once", "updated_at": time.time(),
+        "started_at": sup.started_at, "limit": sup.slots.total_limit, "monitored": sup.monitor.monitored,
+        "gpus": sup.monitor.snapshot(), "running": running, "queue": sup.queue_status(),
+        "scans": sup.scans, "last_scan_at": sup.last_scan_at, "reloads": sup.reloads,
+        "eta_seconds": daemon_eta(sup, rates, running),
+    }
+
+
+def status_line(sup: Supervisor, snapshot: dict[str, Any]) -> str:
+    """One line for `systemctl status`: "3 running, 41 queued, 2 failed · gpu0 74 C warm, limit 2 · ETA 2h10m"."""
+    counts = sup.store.counts()
+    queued = counts["queued"] + counts["failed"]
+    parts = [f"{len(snapshot['running'])} running, {queued} queued, {counts['dead']} failed"]
+    gpus = []
+    for g in snapshot["gpus"]:
+        temp = f"{g['temperature']:.0f} C " if g["temperature"] is not None else ""
+        gpus.append(f"gpu{g['gpu']} {temp}{g['health']}, limit {g['limit']}")
+    parts.append(" · ".join(gpus) if gpus else f"no GPU monitoring, limit {snapshot['limit']}")
+    if snapshot["eta_seconds"] is not None and (queued or snapshot["running"]):
+        parts.append(f"ETA {format_duration(snapshot['eta_seconds'])}")
+    return " · ".join(parts)
+
+
+class StatusFile(Observer):
+    """Keeps the snapshot file and systemd's STATUS line current."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writing: asyncio.Task[None] | None = None
+        self._speed: SpeedModel | None = None
+        self.last: dict[str, Any] | None = None
+
+    async def start(self, sup: Supervisor) -> None:
+        self._speed = SpeedModel(sup.store)
+
+    def tick(self, sup: Supervisor) -> None:
+        assert self._speed is not None
+        snapshot = build_snapshot(sup, self._speed)
+        self.last = snapshot
+        sup.notifier.status(status_line(sup, snapshot))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write(snapshot))
+
+    def job_finished(self, *_: Any) -> None:
+        if self._speed is not None:
+            self._speed.refresh(force=True)
+
+    async def _write(self, snapshot: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            async with aiofiles.open(tmp, "w") as f:
+                await f.write(json.dumps(snapshot, default=str))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a full disk must not stop the scheduler; the store still has the truth
+
+    async def stop(self) -> None:
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+# --- the `status` command ---------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_snapshot(path: Path, now: float | None = None) -> dict[str, Any] | None:
+    """The daemon's snapshot, or None when there is none or it is stale (the daemon is gone)."""
+    now = time.time() if now is None else now
+    try:
+        snap = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(snap, dict) or now - float(snap.get("updated_at", 0)) > STALE_AFTER_SECONDS:
+        return None
+    if not _pid_alive(int(snap.get("pid", 0))):
+        return None
+    return snap
+
+
+def collect_status(store: JobStore, snapshot: dict[str, Any] | None) -> dict[str, Any]:
+    work = store.done_work_by_camera()
+    rates = Rates.learn(work)
+    counts = store.counts()
+    queued_by_camera = store.ready_count_by_camera()
+    running = snapshot["running"] if snapshot else []
+    limit = snapshot["limit"] if snapshot else None
+    eta = queue_eta(store.pending_bytes_by_camera(), rates, [r["eta_seconds"] for r in running], limit or 1) \
+        if snapshot else None
+    speed = {}
+    for camera, (secs, _, video) in work.items():
+        speed[camera] = {"processing_seconds": round(secs, 1), "video_seconds": round(video, 1),
+                         "video_seconds_per_second": round(video / secs, 3) if secs and video else None}
+    return {
+        "daemon": {"running": snapshot is not None, "pid": snapshot["pid"] if snapshot else None,
+                   "mode": snapshot["mode"] if snapshot else None,
+                   "started_at": snapshot["started_at"] if snapshot else None},
+        "gpus": snapshot["gpus"] if snapshot else [],
+        "limit": limit, "running": running, "jobs": counts, "queued_by_camera": queued_by_camera,
+        "recent_failures": [
+            {"job_id": j.id, "camera": j.camera, "video": str(j.path), "state": str(j.state), "attempts": j.attempts,
+             "error": (j.last_error or "").splitlines()[0][:300] if j.last_error else "",
+             "finished_at": j.finished_at}
+            for j in store.recent_failures()
+        ],
+        "speed": speed, "eta_seconds": None if eta is None else round(eta, 1),
+    }
+
+
+def render_status(st: dict[str, Any]) -> str:
+    lines = []
+    d = st["daemon"]
+    if d["running"]:
+        up = format_duration(time.time() - d["started_at"]) if d["started_at"] else "?"
+        lines.append(f"supervisor: running ({d['mode']}, pid {d['pid']}, up {up}), limit {st['limit']}")
+    else:
+        lines.append("supervisor: not running")
+    for g in st["gpus"]:
+        mem = ""
+        if g.get("memory_used_mb") is not None and g.get("memory_total_mb"):
+            mem = f", {g['memory_used_mb'] / 1024:.1f}/{g['memory_total_mb'] / 1024:.1f} GB"
+        util = f", {g['utilization']:.0f}% busy" if g.get("utilization") is not None else ""
+        temp = f"{g['temperature']:.0f} C" if g.get("temperature") is not None else "no reading"
+        lines.append(f"gpu {g['gpu']}: {temp}{util}{mem}, {g['health']}, limit {g['limit']}, running {g['running']}")
+    j = st["jobs"]
+    lines.append(f"jobs: {j['done']} done, {j['running']} running, {j['queued'] + j['failed']} queued "
+                 f"({j['failed']} waiting to retry), {j['dead']} dead")
+    if st["running"]:
+        lines.append("running:")
+        for r in st["running"]:
+            pct = f"{r['percent']:5.1f}%" if r["percent"] is not None else "    ?%"
+            fps = f"{r['fps']:6.1f} fps" if r.get("fps") else "     ? fps"
+            eta = format_duration(r["eta_seconds"]) if r["eta_seconds"] is not None else "?"
+            lines.append(f"  {r['camera']:<14} {Path(r['video']).name:<36} {pct} {fps}  ETA {eta}")
+    if st["queued_by_camera"]:
+        per = ", ".join(f"{c} {n}" for c, n in sorted(st["queued_by_camera"].items()))
+        lines.append(f"queue: {sum(st['queued_by_camera'].values())} ({per})")
+    if st["eta_seconds"] is not None:
+        lines.append(f"queue ETA: {format_duration(st['eta_seconds'])} (from each camera's measured speed)")
+    if st["recent_failures"]:
+        lines.append("recent failures:")
+        for f in st["recent_failures"]:
+            when = datetime.fromtimestamp(f["finished_at"]).strftime("%m-%d %H:%M") if f["finished_at"] else "?"
+            lines.append(f"  {when} {f['camera']:<14} {Path(f['video']).name}: {f['state']} after "
+                         f"{f['attempts']} attempt(s): {f['error']}")
+    return "\n".join(lines)
