@@ -36,6 +36,7 @@ from .store import JobStore, SchedulerLock, StoreError
 
 EX_USAGE = 2
 EX_TEMPFAIL = 75
+_EARLY_SIGNALS: list[int] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +124,38 @@ def _human_size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def printable(value: object) -> str:
+    """A name as one line of text: control characters (a newline in a file name) are escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def check_cameras(s: Settings) -> None:
+    """A camera named in --cameras or the ROI file that never recorded here is most likely a typo."""
+    import difflib
+
+    if not s.videos_dir.is_dir():
+        return
+    present = {p.name for p in s.videos_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if not present:
+        return
+    for i, cam in enumerate(s.cameras):
+        if cam not in present:
+            near = difflib.get_close_matches(cam, sorted(present), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (cameras here: {', '.join(sorted(present)[:8])})"
+            raise ConfigError(s.source, f"cameras[{i}]", f"no camera {cam!r} under {s.videos_dir}{hint}")
+    if s.rois_file is not None:
+        from workers.rois import load_rois
+
+        for cam in load_rois(s.rois_file).cameras:
+            near = difflib.get_close_matches(cam, sorted(present), n=1, cutoff=0.8)
+            if cam not in present and near:
+                raise ConfigError(str(s.rois_file), f"camera {cam!r}",
+                                  f"no such camera under {s.videos_dir}; did you mean {near[0]!r}?")
+
+
 def list_videos(s: Settings, out: Any = sys.stdout) -> int:
     """--list: every discovered video per camera, oldest first, with its job state."""
     try:
@@ -142,7 +175,7 @@ def list_videos(s: Settings, out: Any = sys.stdout) -> int:
         by_camera.setdefault(v.camera, []).append(v)
     for camera in sorted(by_camera):
         videos = by_camera[camera]
-        print(f"{camera}  ({len(videos)} video{'s' if len(videos) != 1 else ''})", file=out)
+        print(f"{printable(camera)}  ({len(videos)} video{'s' if len(videos) != 1 else ''})", file=out)
         for v in videos:
             job = known.get(str(v.path))
             if now - v.mtime < s.discovery.settle_seconds:
@@ -154,13 +187,13 @@ def list_videos(s: Settings, out: Any = sys.stdout) -> int:
             else:
                 state = str(job.state)
             when = v.recorded_at.strftime("%Y-%m-%d %H:%M:%S") + ("*" if v.time_from_mtime else " ")
-            print(f"  {when}  {_human_size(v.size):>10}  {state:<16} {v.path}", file=out)
+            print(f"  {when}  {_human_size(v.size):>10}  {state:<16} {printable(v.path)}", file=out)
     total = len(result.videos)
     print(f"{total} video{'s' if total != 1 else ''} in {len(by_camera)} camera"
           f"{'s' if len(by_camera) != 1 else ''}" + ("  (* time from file mtime)" if any(
               v.time_from_mtime for v in result.videos) else ""), file=out)
     for path, why in result.skipped:
-        print(f"skipped {path}: {why}", file=out)
+        print(f"skipped {printable(path)}: {why}", file=out)
     return 0
 
 
@@ -252,7 +285,7 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
         observers.append(ProgressBar())
     try:
         sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
-        return run_async(sup.run(), loop)
+        return run_async(sup.run(early_signals=_EARLY_SIGNALS), loop)
     finally:
         notifier.close()
         store.close()
@@ -260,7 +293,10 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
         sinks.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, early_signals: list[int] | None = None) -> int:
+    """`early_signals`: signals that arrived before the supervisor could handle them (see entry.py)."""
+    global _EARLY_SIGNALS
+    _EARLY_SIGNALS = early_signals if early_signals is not None else []
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:
@@ -284,6 +320,7 @@ def _main(argv: list[str]) -> int:
         if args.list:
             return list_videos(settings)
         check_rois(settings)
+        check_cameras(settings)
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -296,6 +333,7 @@ def _main(argv: list[str]) -> int:
     def reload() -> Settings:
         fresh = settings_from_args(args)
         check_rois(fresh)
+        check_cameras(fresh)
         return fresh
 
     return run_supervisor(settings, daemon=args.daemon, loop=args.loop, reload=reload)

@@ -130,13 +130,20 @@ class Supervisor:
 
     # --- the front door -----------------------------------------------------
 
-    async def run(self, *, handle_signals: bool = True) -> int:
-        """Run to completion; returns the process exit code."""
+    async def run(self, *, handle_signals: bool = True, early_signals: list[int] | None = None) -> int:
+        """Run to completion; returns the process exit code.
+
+        `early_signals` arrived before the loop could handle them; they are acted on now, in order.
+        """
         loop = asyncio.get_running_loop()
         if handle_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            for signum in early_signals or ():
+                (self.request_reload if signum == signal.SIGHUP else self.request_stop)()
+            if early_signals:
+                early_signals.clear()
         tasks: list[asyncio.Task[Any]] = []
         try:
             self._startup()

@@ -99,6 +99,10 @@ def status_line(sup: Supervisor, snapshot: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o640)
+
+
 class StatusFile(Observer):
     """Keeps the snapshot file and systemd's STATUS line current."""
 
@@ -126,7 +130,7 @@ class StatusFile(Observer):
     async def _write(self, snapshot: dict[str, Any]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            async with aiofiles.open(tmp, "w") as f:
+            async with aiofiles.open(tmp, "w", opener=_private_opener) as f:
                 await f.write(json.dumps(snapshot, default=str))
             os.replace(tmp, self.path)
         except OSError:

@@ -222,3 +222,15 @@ def test_under_journald_each_line_carries_its_priority(tmp_path):
     assert dead.startswith("<3>{")
     started = next(line for line in d.lines if '"job_started"' in line)
     assert started.startswith("<6>{") and '"camera": "cam"' in started and '"job_id": 1' in started
+
+
+def test_a_term_during_start_up_is_honoured_not_fatal(tmp_path):
+    """SIGTERM while the program is still importing: remembered, then a clean stop (exit 0)."""
+    d = Daemon(daemon_settings(tmp_path))
+    try:
+        time.sleep(0.15)
+        d.signal(signal.SIGTERM)
+        assert d.wait(timeout=20) == 0
+        assert d.count("shutdown_complete") == 1
+    finally:
+        d.stop()

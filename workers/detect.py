@@ -105,6 +105,11 @@ def open_video(path: Path) -> tuple[Any, VideoInfo]:
         raise WorkerError(EX_DATAERR, "no such video file")
     if path.stat().st_size == 0:
         raise WorkerError(EX_DATAERR, "the video file is empty")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise WorkerError(EX_DATAERR, f"cannot read the file: {exc.strerror or exc}") from exc
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise WorkerError(EX_DATAERR, "cannot open as a video (not a video, damaged, or an MP4 whose recorder "

@@ -32,10 +32,23 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, pad_bytes: int = 0, write_seconds: float = 0.0) -> None:
+    """Like the real worker: a hidden temporary name, renamed once complete; removed if writing fails."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            chunks = max(1, int(write_seconds / 0.05)) if pad_bytes else 0
+            for _ in range(chunks):
+                f.write(" " * (pad_bytes // chunks))
+                f.flush()
+                time.sleep(write_seconds / chunks)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan", default="")
     p.add_argument("--record", default="")
     p.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM (to test SIGKILL escalation)")
+    p.add_argument("--output-bytes", type=int, default=0, help="pad the summary to this size (disk-full tests)")
+    p.add_argument("--write-seconds", type=float, default=0.0, help="spread the write over this long")
     args = p.parse_args(argv)
 
     seconds, exit_code = args.seconds, args.exit_code
@@ -89,9 +104,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fake worker failing on purpose with exit {exit_code}", file=sys.stderr)
     elif args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         summary = out / "summary.json"
-        _write_atomic(summary, json.dumps({"video": args.video, "camera": args.camera, "frames": frames}))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for stale in out.glob(".*.tmp"):  # left by an attempt that was killed mid-write
+                stale.unlink(missing_ok=True)
+            _write_atomic(summary, json.dumps({"video": args.video, "camera": args.camera, "frames": frames}),
+                          args.output_bytes, args.write_seconds)
+        except OSError as exc:
+            print(f"{args.video}: cannot write results under {out}: {exc.strerror or exc}", file=sys.stderr)
+            if args.record:
+                _append(Path(args.record), {**record, "end": time.time(), "exit": 75})
+            return 75
         print(json.dumps({"event": "done", "output": str(summary), "video_seconds": float(args.duration or 0)
                           or seconds}), flush=True)
     if args.record:

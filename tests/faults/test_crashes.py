@@ -1,0 +1,104 @@
+"""Promise: a daemon or worker killed at any moment loses nothing and runs nothing twice to completion."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+from supervisor.store import JobState, JobStore
+
+from ..daemon_harness import Daemon, alive, daemon_settings, wait_gone
+from ..fakes import make_video, read_runs
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_kill_9_of_the_daemon_at_random_moments_loses_nothing(tmp_path):
+    """20 seeded SIGKILLs while jobs run; after a clean restart every video is done exactly once."""
+    rng = random.Random(20251114)
+    videos = [make_video(tmp_path / "videos" / f"camera_{c}" / f"camera_{c}_20251114_{h:02d}0000.mp4")
+              for c in range(3) for h in range(8)]
+    settings = daemon_settings(tmp_path, job_seconds=0.25, rescan=0.5)
+    killed_workers = 0
+    for trial in range(20):
+        d = Daemon(settings)
+        try:
+            d.wait_for("supervisor_started", timeout=20)
+            time.sleep(rng.uniform(0.05, 0.8))
+            workers = _children(d.proc.pid)
+            d.signal(signal.SIGKILL)
+            d.wait()
+            killed_workers += len(workers)
+            assert wait_gone(workers) == [], f"trial {trial}: workers outlived the daemon"
+        finally:
+            d.stop()
+    d = Daemon(settings)
+    try:
+        d.wait_for("supervisor_started", timeout=20)
+        deadline = time.monotonic() + 120
+        while True:
+            store = JobStore.open(tmp_path / "state" / "jobs.sqlite3", readonly=True)
+            jobs = store.jobs()
+            store.close()
+            if len(jobs) == len(videos) and all(j.state is JobState.DONE for j in jobs):
+                break
+            assert time.monotonic() < deadline, [(j.path.name, j.state) for j in jobs]
+            time.sleep(0.2)
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        d.stop()
+    assert sorted(str(j.path) for j in jobs) == sorted(str(v) for v in videos)  # one row per video
+    assert all(j.attempts >= 1 for j in jobs)
+    for job in jobs:
+        out = tmp_path / "results" / job.camera / job.path.stem
+        assert sorted(os.listdir(out)) == ["summary.json"], os.listdir(out)  # no temporary leftovers
+        assert json.loads((out / "summary.json").read_text())["video"] == str(job.path)
+    runs = read_runs(tmp_path / "runs.jsonl")
+    completed = [r["video"] for r in runs if r["exit"] == 0]
+    # A worker that finished just before its daemon died may run again: results are rewritten whole.
+    assert set(completed) == {str(v) for v in videos}
+    assert killed_workers > 0, "the trials should have caught workers mid-job"
+
+
+def test_kill_9_of_a_worker_mid_write_leaves_no_partial_result_and_the_job_is_retried(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    settings = daemon_settings(tmp_path, job_seconds=0.05)
+    text = settings.read_text().replace('"--seconds"', '"--output-bytes", "2000000", "--write-seconds", "3", '
+                                                       '"--seconds"')
+    settings.write_text(text)
+    d = Daemon(settings)
+    out = tmp_path / "results" / "cam" / "cam_20251114_100000"
+    try:
+        deadline = time.monotonic() + 20
+        while not (out.is_dir() and any(p.name.endswith(".tmp") for p in out.iterdir())):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        [worker] = _children(d.proc.pid)
+        time.sleep(0.3)
+        os.kill(worker, signal.SIGKILL)  # mid-write
+        assert not (out / "summary.json").exists()
+        failed = d.wait_for("job_failed")
+        assert failed["outcome"] == "killed" and "SIGKILL" in failed["error"]
+        assert not (out / "summary.json").exists()
+        d.wait_for("job_succeeded", timeout=30)
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        d.stop()
+    assert os.listdir(out) == ["summary.json"]
+    assert len((out / "summary.json").read_text()) > 2_000_000
+    store = JobStore.open(tmp_path / "state" / "jobs.sqlite3", readonly=True)
+    [job] = store.jobs()
+    store.close()
+    assert job.state is JobState.DONE and job.attempts == 2
+    assert not any(alive(p) for p in _children(os.getpid()) if p != d.proc.pid)
