@@ -102,3 +102,29 @@ def test_kill_9_of_a_worker_mid_write_leaves_no_partial_result_and_the_job_is_re
     store.close()
     assert job.state is JobState.DONE and job.attempts == 2
     assert not any(alive(p) for p in _children(os.getpid()) if p != d.proc.pid)
+
+
+def test_the_real_worker_killed_mid_run_leaves_only_hidden_temporaries_which_the_retry_clears(tmp_path):
+    import subprocess
+    import sys
+
+    from workers.scenes import DEFAULT_ACTORS, write_scene
+
+    from ..fakes import REPO
+
+    video = write_scene(tmp_path / "cam" / "cam_20251114_100000.mp4", DEFAULT_ACTORS, seconds=30, fps=5)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "workers.detect", "--video", str(video), "--camera", "cam", "--out", str(out),
+           "--model", str(REPO / "models" / "person.pt")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    for line in proc.stdout:
+        if json.loads(line).get("frame", 0) > 0:
+            break
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    left = os.listdir(out)
+    assert left and all(name.startswith(".") and name.endswith(".tmp") for name in left)  # nothing visible
+    again = subprocess.run([*cmd, "--duration", "2"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert sorted(os.listdir(out)) == ["counts.csv", "events.jsonl", "summary.json"]

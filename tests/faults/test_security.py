@@ -1,0 +1,61 @@
+"""Promise: whoever writes the videos directory cannot make the daemon write outside its output
+directory, read outside the videos directory, or pass anything but one argument to the worker."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from supervisor.config import DiscoverySettings, Settings
+from supervisor.core import job_output_dir
+from supervisor.discovery import PathParser, scan
+from supervisor.store import JobState, JobStore
+
+from ..fakes import make_settings, make_video, read_runs
+from ..test_scheduling import run_sup
+
+
+def test_an_output_folder_symlinked_elsewhere_is_refused_and_nothing_is_written_there(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "results").mkdir()
+    os.symlink(elsewhere, tmp_path / "results" / "cam")  # planted by someone who can write results/
+    s = make_settings(tmp_path)
+    code, _ = run_sup(s)
+    assert code == 1
+    store = JobStore.open(s.state_db, readonly=True)
+    [job] = store.jobs()
+    store.close()
+    assert job.state is JobState.DEAD and "escapes" in job.last_error
+    assert list(elsewhere.iterdir()) == [] and read_runs(tmp_path / "runs.jsonl") == []
+
+
+def test_camera_ids_cannot_climb_out_of_the_output_directory(tmp_path):
+    root = tmp_path / "results"
+    assert job_output_dir(root, "cam", tmp_path / "v.mp4") == (root / "cam" / "v").resolve()
+    for camera in ("..", "../..", "/etc"):
+        try:
+            job_output_dir(root, camera, tmp_path / "v.mp4")
+        except ValueError:
+            continue
+        raise AssertionError(f"{camera!r} was accepted")
+    # A pattern that would capture a path as the camera id finds none.
+    parser = PathParser(r"(?P<camera>.+)/(?P<timestamp>\d{14})")
+    assert parser.parse(__import__("pathlib").Path("../../etc/20251114100000.mp4"))[0] is None
+
+
+def test_symlinked_videos_and_folders_are_never_followed(tmp_path):
+    secret = tmp_path / "secret"
+    make_video(secret / "cam_20251114_100000.mp4")
+    videos = tmp_path / "videos"
+    (videos / "cam").mkdir(parents=True)
+    os.symlink(secret, videos / "linked")
+    os.symlink(secret / "cam_20251114_100000.mp4", videos / "cam" / "cam_20251114_110000.mp4")
+    result = scan(videos, extensions=DiscoverySettings().extensions, settle_seconds=0, now=time.time(),
+                  parser=PathParser())
+    assert result.videos == [] and result.errors == []
+
+
+def test_metrics_listen_on_localhost_by_default():
+    assert Settings().metrics.listen.startswith("127.0.0.1:")
