@@ -19,6 +19,7 @@ demo: $(BIN)/.installed models/person.pt
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check supervisor workers tests bench
+	$(BIN)/mypy
 
 # The systemd tests need systemd-analyze and systemd-nspawn (Debian: systemd, systemd-container);
 # the metrics test also runs promtool when it is there (Debian: prometheus).

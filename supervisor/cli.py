@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list discovered videos per camera and exit")
     p.add_argument("--max-parallel", type=int, help="parallel jobs on a healthy GPU (default 4)")
     p.add_argument("--gpu-temp-limit", type=float, help="temperature (C) above which 1 job runs (default 80)")
+    p.add_argument("--gpus", type=_gpu_list, metavar="0,1", help="GPU indices to use (default: every GPU)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="logging verbosity (default INFO)")
     p.add_argument("--daemon", action="store_true", help="run forever: rescan periodically and on SIGHUP")
     p.add_argument("--state-db", type=Path, help="SQLite job store")
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-root", action="store_true", help="allow running as root")
     p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help=argparse.SUPPRESS)
     return p
+
+
+def _gpu_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of GPU indices such as 0,1") from None
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -88,6 +96,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         gpu = s.gpu
         warm = gpu.temp_warm if gpu.temp_warm < args.gpu_temp_limit else args.gpu_temp_limit - 10
         top["gpu"] = dataclasses.replace(gpu, temp_limit=args.gpu_temp_limit, temp_warm=warm)
+    if args.gpus is not None:
+        top["gpu"] = dataclasses.replace(top.get("gpu", s.gpu), gpus=args.gpus)
     if args.log_level:
         top["logging"] = dataclasses.replace(s.logging, level=args.log_level)
     s = dataclasses.replace(s, **top)

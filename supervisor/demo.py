@@ -15,6 +15,7 @@ import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 from .config import DiscoverySettings, GpuSettings, SchedulerSettings, Settings, WorkerSettings
 from .store import JobState, JobStore
@@ -30,7 +31,7 @@ def write_video(path: Path, *, seconds: float = 2.0, fps: int = 10, size: tuple[
 
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     for i in range(int(seconds * fps)):
         frame = np.full((h, w, 3), 40, dtype=np.uint8)
         x = int((w - 40) * i / max(1, seconds * fps - 1))
@@ -89,7 +90,7 @@ def write_demo_rois(path: Path, cameras: tuple[str, ...] = DEMO_CAMERAS) -> Path
     return path
 
 
-def _print_table(store_path: Path, out: object = sys.stdout) -> None:
+def _print_table(store_path: Path, out: TextIO = sys.stdout) -> None:
     store = JobStore.open(store_path, readonly=True)
     try:
         jobs = store.jobs()

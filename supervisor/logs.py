@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import MutableMapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -110,7 +111,7 @@ class _SinkLogger:
         return emit
 
 
-def _render(_: Any, __: str, event_dict: dict[str, Any]) -> tuple[tuple[str], dict[str, str]]:
+def _render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> tuple[tuple[str], dict[str, str]]:
     event = str(event_dict.get("event", ""))
     return (json.dumps(event_dict, default=_json_default, ensure_ascii=False),), {"event": event}
 

@@ -60,7 +60,8 @@ class SlotPool:
     def set_temperature(self, gpu: GpuId, temperature: float | None) -> None:
         self._temperature[gpu] = temperature
 
-    def _pick(self) -> GpuId | bool | None:
+    def _pick(self) -> tuple[bool, GpuId]:
+        """The accepting GPU with the most free slots (ties: the coolest); (False, None) when there is none."""
         best: GpuId = None
         best_key: tuple[int, float] | None = None
         for gpu, sem in self._sems.items():
@@ -70,16 +71,11 @@ class SlotPool:
             key = (sem.free, -(temp if temp is not None else 0.0))
             if best_key is None or key > best_key:
                 best, best_key = gpu, key
-        if best_key is None:
-            return False
-        return best
+        return best_key is not None, best
 
     def try_acquire(self) -> tuple[bool, GpuId]:
-        picked = self._pick()
-        if picked is False:
-            return False, None
-        gpu: GpuId = picked  # type: ignore[assignment]
-        if not self._sems[gpu].try_acquire():
+        found, gpu = self._pick()
+        if not found or not self._sems[gpu].try_acquire():
             return False, None
         return True, gpu
 

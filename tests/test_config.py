@@ -84,12 +84,13 @@ def test_flags_override_the_file(tmp_path):
     p = write(tmp_path, "[scheduler]\nmax_parallel = 2\n[gpu]\ntemp_limit = 85\n")
     args = build_parser().parse_args(["--settings", str(p), "--max-parallel", "3", "--gpu-temp-limit", "75",
                                       "--cameras", "camera_35", "camera_22", "--duration", "60",
-                                      "--videos-dir", "vids"])
+                                      "--videos-dir", "vids", "--gpus", "0,1"])
     s = settings_from_args(args)
     assert s.scheduler.max_parallel == 3
     assert s.gpu.temp_limit == 75 and s.gpu.temp_warm < 75
     assert s.cameras == ("camera_35", "camera_22") and s.duration == 60
     assert s.videos_dir == Path("vids").absolute()
+    assert s.gpu.gpus == (0, 1)
 
 
 def test_command_template_fills_whole_arguments_only():

@@ -64,6 +64,7 @@ def test_concurrency_follows_a_scripted_heat_up_and_cool_down_within_one_poll(tm
     assert cool and max_overlap(cool) == 4
 
 
+@pytest.mark.faults
 def test_gpu_faults_change_limits_but_never_kill_running_jobs(tmp_path):
     for i in range(10):
         make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")

@@ -78,6 +78,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.faults
 def test_second_scheduler_is_refused_and_the_lock_dies_with_a_killed_process(tmp_path):
     db = tmp_path / "jobs.db"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE, text=True,
@@ -113,6 +114,7 @@ def test_missing_store_reads_as_empty_without_creating_it(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
+@pytest.mark.faults
 def test_corrupt_store_is_refused_with_advice_and_left_untouched(tmp_path):
     db = tmp_path / "jobs.db"
     junk = os.urandom(8192)
@@ -122,6 +124,7 @@ def test_corrupt_store_is_refused_with_advice_and_left_untouched(tmp_path):
     assert db.read_bytes() == junk
 
 
+@pytest.mark.faults
 def test_store_from_an_older_schema_is_migrated(tmp_path):
     db = tmp_path / "jobs.db"
     conn = sqlite3.connect(db)

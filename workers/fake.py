@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-seconds", type=float, default=0.0, help="spread the write over this long")
     args = p.parse_args(argv)
 
-    seconds, exit_code = args.seconds, args.exit_code
+    seconds: float = args.seconds
+    exit_code: int = args.exit_code
     attempt = int(os.environ.get("VIDEO_SUPERVISOR_ATTEMPT", "1") or 1)
     if args.plan:
         plan = json.loads(Path(args.plan).read_text()).get(Path(args.video).name, {})

@@ -91,7 +91,7 @@ def write_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: int
     sprites = sprites or load_sprites()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {tmp}")
     for i in range(round(seconds * fps)):

@@ -89,11 +89,11 @@ class ScriptedProbe:
             current[gpu] = values
         out = []
         for gpu in self._gpus:
-            values = current.get(gpu)
-            if values is None or values.get("missing"):
+            found = current.get(gpu)
+            if found is None or found.get("missing"):
                 out.append(GpuReading(index=gpu, error="no reading"))
                 continue
-            out.append(GpuReading(index=gpu, **{k: v for k, v in values.items() if k != "missing"}))
+            out.append(GpuReading(index=gpu, **{k: v for k, v in found.items() if k != "missing"}))
         return out
 
     def close(self) -> None:
