@@ -31,6 +31,14 @@ def daemon_settings(tmp: Path, *, job_seconds: float = 0.1, extra: str = "", dra
     return p
 
 
+def set_worker_command(settings: Path, command: list[str]) -> Path:
+    """Swap the `[worker] command` line of a settings file written by `daemon_settings`."""
+    text = settings.read_text()
+    start = text.index("command = ")
+    settings.write_text(text[:start] + f"command = {json.dumps(command)}" + text[text.index("\n", start):])
+    return settings
+
+
 class NotifySocket:
     """A datagram socket standing in for systemd's; collects what the daemon sends."""
 

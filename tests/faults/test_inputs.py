@@ -17,7 +17,7 @@ import pytest
 from supervisor.store import JobState, JobStore
 from workers.scenes import DEFAULT_ACTORS, write_scene
 
-from ..daemon_harness import Daemon, daemon_settings
+from ..daemon_harness import Daemon, daemon_settings, set_worker_command
 from ..fakes import REPO, cli, cli_env, make_video
 
 
@@ -32,14 +32,10 @@ def jobs_by_name(tmp_path: Path) -> dict[str, object]:
 def detect_settings(tmp_path: Path, **kw) -> Path:
     """Daemon settings with the real detection worker and the offline person model."""
     p = daemon_settings(tmp_path, **kw)
+    p.write_text(p.read_text().replace("retry_backoff_seconds = 0.1", "retry_backoff_seconds = 0.1\nmax_attempts = 2"))
     cmd = ["{python}", "-m", "workers.detect", "--video", "{video}", "--camera", "{camera}", "--out", "{out}",
            "--model", str(REPO / "models" / "person.pt"), "--duration", "1"]
-    text = p.read_text()
-    start = text.index("command = ")
-    end = text.index("\n", start)
-    p.write_text(text[:start] + f"command = {json.dumps(cmd)}" + text[end:]
-                 .replace("retry_backoff_seconds = 0.1", "retry_backoff_seconds = 0.1\nmax_attempts = 2"))
-    return p
+    return set_worker_command(p, cmd)
 
 
 def test_a_growing_recording_waits_until_it_has_been_stable_for_settle_seconds(tmp_path):
@@ -124,9 +120,7 @@ def test_odd_names_reach_the_worker_as_exactly_one_argument(tmp_path):
     # The worker records the argv it received: python -c '...' VIDEO
     cmd = ["{python}", "-c", "import json, sys; open(sys.argv[2], 'a').write(json.dumps(sys.argv[1:]) + '\\n')",
            "{video}", str(argv_log)]
-    text = settings.read_text()
-    start = text.index("command = ")
-    settings.write_text(text[:start] + f"command = {json.dumps(cmd)}" + text[text.index("\n", start):])
+    set_worker_command(settings, cmd)
     proc = subprocess.run(cli("--settings", str(settings)), capture_output=True, text=True, env=cli_env(),
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

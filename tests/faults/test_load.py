@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 from supervisor.store import JobState, JobStore
 
-from ..daemon_harness import Daemon, daemon_settings
+from ..daemon_harness import Daemon, daemon_settings, set_worker_command
 
 JOBS = 10_000
 
@@ -35,10 +34,8 @@ def test_ten_thousand_videos_each_once_under_200_mb_through_a_sighup_storm(tmp_p
     settings = daemon_settings(tmp_path)
     # A tiny worker: appends the video it was given to a file (an argument list: the name is never parsed).
     cmd = ["/bin/sh", "-c", 'printf "%s\\n" "$1" >> "$2"', "worker", "{video}", str(log)]
-    text = settings.read_text()
-    start = text.index("command = ")
-    text = text[:start] + f"command = {json.dumps(cmd)}" + text[text.index("\n", start):]
-    settings.write_text(text.replace("max_parallel = 2", "max_parallel = 4"))
+    set_worker_command(settings, cmd)
+    settings.write_text(settings.read_text().replace("max_parallel = 2", "max_parallel = 4"))
     d = Daemon(settings)
     peak = 0.0
     hups = 0
