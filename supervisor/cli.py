@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="video-supervisor",
         description="Find camera recordings, queue them oldest first, and run detection workers "
                     "at a parallelism that follows the GPU's health.",
+        epilog="other commands: `video-supervisor status [--json]` (what is running, queue, ETA, failures), "
+               "`video-supervisor report [--since DATE] [--json|--csv]` (per-camera figures), "
+               "`video-supervisor demo` (a sample tree, processed). Exit status: 0 all done, 1 some job "
+               "failed for good, 2 usage, 75 store in use, 78 bad settings/ROI file, 130 interrupted.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--settings", type=Path, help="TOML settings file (flags override it)")

@@ -29,7 +29,7 @@ from .observers import Observer, call
 from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
 from .slots import GpuId, SlotPool
 from .stats import RunStats
-from .store import READY_STATES, Job, JobState, JobStore
+from .store import READY_STATES, Job, JobState, JobStore, sync_in_thread
 
 log = structlog.get_logger("supervisor")
 
@@ -212,7 +212,9 @@ class Supervisor:
         except OSError as exc:
             log.error("scan_failed", videos_dir=str(self.settings.videos_dir), error=exc.strerror or str(exc))
             return
-        sync = self.store.sync(result.videos, reprocess=reprocess, now=self._clock())
+        # Recording a big tree takes a while: on a connection of its own, off the event loop.
+        sync = await asyncio.to_thread(sync_in_thread, self.store.path, result.videos, reprocess=reprocess,
+                                       now=self._clock())
         self.scans += 1
         self.last_scan_at = self._clock()
         call(self.observers, "scan_completed", len(result.videos), len(sync.new))
@@ -226,8 +228,11 @@ class Supervisor:
                 log.info("recording_time_from_mtime", video=str(v.path), camera=v.camera,
                          recorded_at=v.recorded_at.isoformat())
         queued = 0
-        for job in self.store.jobs(READY_STATES):
-            if self._enqueue(job):
+        # At start everything ready is loaded (queued rows, retries left by an earlier run); later
+        # scans only add what this scan made ready.
+        ready = self.store.jobs(READY_STATES) if self.scans == 1 else self.store.jobs_by_id(sync.ready)
+        for job in ready:
+            if job.state in READY_STATES and self._enqueue(job):
                 queued += 1
         log.info(
             "scan_complete", found=len(result.videos), new=len(sync.new), changed=len(sync.changed),

@@ -151,8 +151,17 @@ class SchedulerLock:
             self._fd = None
 
 
+def sync_in_thread(path: Path, videos: list[VideoFile], *, reprocess: bool, now: float) -> SyncResult:
+    """`JobStore.sync` on a connection of its own: call it through `asyncio.to_thread`, off the event loop."""
+    store = JobStore.open(path)
+    try:
+        return store.sync(videos, reprocess=reprocess, now=now)
+    finally:
+        store.close()
+
+
 class JobStore:
-    """All reads and writes of the job table. Used from one thread (the event loop)."""
+    """All reads and writes of the job table. One connection per thread; the scheduler's lives on the loop."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self._conn = conn
@@ -322,45 +331,74 @@ class JobStore:
             )
         return cur.rowcount
 
-    def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None) -> SyncResult:
-        """Record what a scan found: new videos are queued, changed ones re-queued."""
+    def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None,
+             chunk: int = 2000) -> SyncResult:
+        """Record what a scan found: new videos are queued, changed ones re-queued.
+
+        Safe beside the scheduler's own connection: commits every `chunk` rows (so no writer waits
+        long), and every update re-checks the row's state in SQL, never trusting the snapshot read
+        at the start (a job that started meanwhile is left alone and seen again next scan).
+        """
         now = time.time() if now is None else now
         known = {
             row["path"]: row
             for row in self._conn.execute("SELECT id, path, size, mtime, state FROM jobs")
         }
         result = SyncResult()
-        with self._transaction():
+        pending = 0
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
             for v in videos:
+                if pending >= chunk:
+                    self._conn.execute("COMMIT")
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    pending = 0
                 row = known.get(str(v.path))
                 if row is None:
                     cur = self._conn.execute(
-                        "INSERT INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
+                        "INSERT OR IGNORE INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (v.camera, str(v.path), v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, now),
                     )
-                    result.new.append(int(cur.lastrowid or 0))
-                    result.new_paths.append(str(v.path))
-                    continue
-                state = JobState(row["state"])
-                if state is JobState.RUNNING:
+                    if cur.rowcount:
+                        result.new.append(int(cur.lastrowid or 0))
+                        result.new_paths.append(str(v.path))
+                    pending += 1
                     continue
                 if row["size"] != v.size or row["mtime"] != v.mtime:
-                    self._conn.execute(
+                    cur = self._conn.execute(
                         "UPDATE jobs SET camera = ?, recorded_at = ?, size = ?, mtime = ?, state = ?, "
                         "attempts = 0, last_error = NULL, last_exit_code = NULL, not_before = NULL "
-                        "WHERE id = ?",
-                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, row["id"]),
+                        "WHERE id = ? AND state != ?",
+                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, row["id"],
+                         JobState.RUNNING),
                     )
-                    result.changed.append(row["id"])
-                elif reprocess and state in TERMINAL_STATES:
-                    self._conn.execute(
+                    if cur.rowcount:
+                        result.changed.append(row["id"])
+                    pending += 1
+                elif reprocess and row["state"] in TERMINAL_STATES:
+                    cur = self._conn.execute(
                         "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
-                        "not_before = NULL WHERE id = ?",
-                        (JobState.QUEUED, row["id"]),
+                        "not_before = NULL WHERE id = ? AND state IN (?, ?)",
+                        (JobState.QUEUED, row["id"], JobState.DONE, JobState.DEAD),
                     )
-                    result.requeued.append(row["id"])
+                    if cur.rowcount:
+                        result.requeued.append(row["id"])
+                    pending += 1
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         return result
+
+    def jobs_by_id(self, ids: Iterable[int]) -> list[Job]:
+        wanted = list(ids)
+        out: list[Job] = []
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            marks = ",".join("?" * len(part))
+            out.extend(Job.from_row(r) for r in self._conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", part))
+        return out
 
     def mark_running(self, job_id: int, *, now: float) -> Job:
         with self._transaction():

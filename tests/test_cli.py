@@ -46,7 +46,7 @@ def test_once_run_processes_everything_writes_the_seed_logs_and_exits_0(tmp_path
         for h in (10, 11):
             make_video(tmp_path / "videos" / c / f"{c}_20251114_{h}0000.mp4")
     p = settings_file(tmp_path)
-    proc = run_cli("--settings", str(p), "--cameras", "camera_35")
+    proc = run_cli("--settings", str(p), "--cameras", "camera_35", "--max-parallel", "1")  # one at a time: order shows
     assert proc.returncode == 0, proc.stderr
     assert [Path(r["video"]).name for r in sorted(read_runs(tmp_path / "runs.jsonl"), key=lambda r: r["start"])] == [
         "camera_35_20251114_100000.mp4", "camera_35_20251114_110000.mp4"]

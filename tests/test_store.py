@@ -162,3 +162,40 @@ def test_ten_thousand_rows_sync_in_one_transaction(tmp_path):
     assert len(store.sync(vids).new) == 10_000
     assert store.sync(vids).ready == []
     assert time.perf_counter() - t < 30  # generous: this guards against per-row commits, not speed
+
+
+def test_a_scan_on_its_own_connection_never_requeues_a_job_that_started_meanwhile(tmp_path):
+    from supervisor.store import sync_in_thread
+
+    db = tmp_path / "jobs.db"
+    scheduler = JobStore.open(db)
+    jid = sync_in_thread(db, [video("a.mp4")], reprocess=False, now=1.0).new[0]
+    scheduler.mark_running(jid, now=2.0)
+    # The file changed while its job runs: the scan leaves the row alone...
+    assert sync_in_thread(db, [video("a.mp4", size=999)], reprocess=True, now=3.0).ready == []
+    assert scheduler.get(jid).state is JobState.RUNNING and scheduler.get(jid).size == 100
+    scheduler.mark_done(jid, now=4.0, duration=2.0, output=None)
+    # ...and the next scan sees the change and queues it again.
+    assert sync_in_thread(db, [video("a.mp4", size=999)], reprocess=False, now=5.0).changed == [jid]
+
+
+def test_sync_commits_in_chunks_so_the_scheduler_never_waits_long(tmp_path):
+    db = tmp_path / "jobs.db"
+    scanner = JobStore.open(db)
+    scheduler = JobStore.open(db)
+    seen: list[int] = []
+    original = scanner._conn
+
+    class Spy:
+        """Counts the scanner's commits by peeking from the scheduler's connection."""
+
+        def execute(self, sql, *args):
+            if sql == "COMMIT":
+                out = original.execute(sql, *args)
+                seen.append(len(scheduler.jobs()))
+                return out
+            return original.execute(sql, *args)
+
+    scanner._conn = Spy()  # type: ignore[assignment]
+    scanner.sync([video(f"v{i:04d}.mp4") for i in range(5000)], chunk=2000)
+    assert seen == [2000, 4000, 5000]
