@@ -1,7 +1,8 @@
 """Thermal behaviour: the seed's policy against ours on a simulated GPU, in the same run.
 
 The simulated GPU heats toward ambient + heat_per_job * running jobs with time
-constant tau. Time is compressed (`--speed` simulated seconds per real second)
+constant tau, and its readings wobble by `--noise` degrees as a real card's do
+(without any jitter neither policy ever flips at a steady load). Time is compressed (`--speed` simulated seconds per real second)
 so a batch that would take an hour runs in seconds; the real supervisor runs
 real (sleeping) worker processes.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import random
 import sys
@@ -58,32 +58,30 @@ class Result:
 
 
 def run_policy(tmp: Path, *, name: str, poll: float, hysteresis: float, jobs: int, job_seconds: float,
-               speed: float, ambient: float, heat: float, tau: float) -> Result:
+               speed: float, ambient: float, heat: float, tau: float, noise: float) -> Result:
     root = tmp / name
     rng = random.Random(7)  # the same batch for both policies
-    plan = {}
     old = time.time() - 3600
     for i in range(jobs):
         p = root / "videos" / "cam" / f"cam_20251114_{i // 60:02d}{i % 60:02d}00.mp4"
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"x")
+        # Recordings differ in length: job times spread around the mean. The "video" holds its
+        # (compressed) job time, which the stand-in worker sleeps.
+        p.write_text(f"{rng.uniform(0.4, 1.6) * job_seconds / speed:.4f}")
         os.utime(p, (old, old))
-        # Recordings differ in length: job times spread around the mean.
-        plan[p.name] = {"seconds": rng.uniform(0.4, 1.6) * job_seconds / speed}
-    (root / "plan.json").write_text(json.dumps(plan))
     origin = time.monotonic()
 
     def sim_clock() -> float:
         return (time.monotonic() - origin) * speed
 
-    probe = SimulatedProbe(1, ambient=ambient, heat_per_job=heat, tau=tau, clock=sim_clock)
+    probe = SimulatedProbe(1, ambient=ambient, heat_per_job=heat, tau=tau, noise=noise, seed=11, clock=sim_clock)
     settings = Settings(
         videos_dir=root / "videos", output_dir=root / "out", state_db=root / "jobs.sqlite3", log_dir=root / "logs",
         scheduler=SchedulerSettings(max_parallel=4), discovery=DiscoverySettings(settle_seconds=0),
         gpu=GpuSettings(probe="simulated", poll_seconds=poll / speed, hysteresis=hysteresis,
                         snapshot_seconds=3600, temp_warm=70, temp_limit=80),
-        worker=WorkerSettings(command=("{python}", "-m", "workers.fake", "--video", "{video}", "--progress", "1",
-                                       "--plan", str(root / "plan.json"))),
+        # A worker that starts in milliseconds (a Python one would add seconds of simulated time).
+        worker=WorkerSettings(command=("/bin/sh", "-c", 'exec sleep "$(cat "$1")"', "worker", "{video}")),
     )
     sinks = configure_logging(level="WARNING", log_dir=None, console=io.StringIO())
     store = JobStore.open(settings.state_db)
@@ -117,18 +115,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=120)
     p.add_argument("--job-seconds", type=float, default=60.0, help="simulated seconds per job")
-    p.add_argument("--speed", type=float, default=200.0, help="simulated seconds per real second")
+    p.add_argument("--speed", type=float, default=100.0, help="simulated seconds per real second")
     p.add_argument("--ambient", type=float, default=45.0)
     p.add_argument("--heat", type=float, default=13.0)
     p.add_argument("--tau", type=float, default=60.0)
+    p.add_argument("--noise", type=float, default=0.7, help="sensor jitter (C, one standard deviation)")
     args = p.parse_args()
     common = dict(jobs=args.jobs, job_seconds=args.job_seconds, speed=args.speed, ambient=args.ambient,
-                  heat=args.heat, tau=args.tau)
+                  heat=args.heat, tau=args.tau, noise=args.noise)
     with tempfile.TemporaryDirectory() as d:
         seed = run_policy(Path(d), name="seed", poll=30.0, hysteresis=0.0, **common)
         ours = run_policy(Path(d), name="ours", poll=5.0, hysteresis=3.0, **common)
     print(f"thermal: {args.jobs} jobs of {args.job_seconds * 0.4:g}-{args.job_seconds * 1.6:g} s, simulated GPU "
-          f"(ambient {args.ambient:g} C, {args.heat:g} C/job, tau {args.tau:g} s), {args.speed:g}x time compression")
+          f"(ambient {args.ambient:g} C, {args.heat:g} C/job, tau {args.tau:g} s, sensor jitter {args.noise:g} C), "
+          f"{args.speed:g}x time compression")
     print(f"  {'policy':<6} {'makespan':>10} {'peak':>8} {'s > 80 C':>9} {'changes/h':>10}")
     for name, r in (("seed", seed), ("ours", ours)):
         print(f"  {name:<6} {r.makespan:>9.0f}s {r.peak:>7.1f}C {r.above:>9.0f} {r.changes_per_hour:>10.1f}")

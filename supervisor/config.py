@@ -56,6 +56,7 @@ class SimulatedGpuSettings:
     ambient: float = 45.0
     heat_per_job: float = 13.0
     tau: float = 60.0
+    noise: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +265,7 @@ def validate(s: Settings) -> None:
     _check(len(set(g.gpus)) == len(g.gpus), s, "gpu.gpus", "GPU indices must not repeat")
     _check(g.simulated.count >= 1, s, "gpu.simulated.count", "must be >= 1")
     _check(g.simulated.tau > 0, s, "gpu.simulated.tau", "must be > 0")
+    _check(g.simulated.noise >= 0, s, "gpu.simulated.noise", "must be >= 0")
     w = s.worker
     _check(bool(w.command), s, "worker.command", "must not be empty")
     for i, arg in enumerate(w.command):

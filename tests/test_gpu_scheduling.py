@@ -190,3 +190,20 @@ def test_settings_choose_the_probe(tmp_path):
     assert open_probe(GpuSettings(probe="simulated", simulated=SimulatedGpuSettings(count=3)))[0].indices() == [0, 1, 2]
     script = write_script(tmp_path / "s.jsonl", [{"t": 0, "gpu": 2, "temperature": 40}])
     assert open_probe(replace(GpuSettings(), probe=f"scripted:{script}"))[0].indices() == [2]
+
+
+def test_simulated_sensor_jitter_is_seeded_and_centred_on_the_model():
+    from supervisor.gpu.simulated import SimulatedProbe
+
+    def readings(seed):
+        now = [0.0]
+        sim = SimulatedProbe(1, ambient=45, noise=0.7, seed=seed, clock=lambda: now[0])
+        out = []
+        for i in range(400):
+            now[0] = float(i)
+            out.append(sim.read()[0].temperature)
+        return out
+
+    a, b, c = readings(1), readings(1), readings(2)
+    assert a == b and a != c
+    assert abs(sum(a) / len(a) - 45) < 0.2 and max(abs(t - 45) for t in a) < 4 * 0.7

@@ -34,7 +34,7 @@ def open_probe(settings: GpuSettings, clock: Callable[[], float] = time.monotoni
     if kind == "simulated":
         sim = settings.simulated
         return SimulatedProbe(sim.count, ambient=sim.ambient, heat_per_job=sim.heat_per_job, tau=sim.tau,
-                              clock=clock), None
+                              noise=sim.noise, clock=clock), None
     if kind.startswith("scripted:"):
         return ScriptedProbe(Path(kind.removeprefix("scripted:")), clock=clock), None
     try:
