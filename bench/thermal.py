@@ -2,9 +2,10 @@
 
 The simulated GPU heats toward ambient + heat_per_job * running jobs with time
 constant tau, and its readings wobble by `--noise` degrees as a real card's do
-(without any jitter neither policy ever flips at a steady load). Time is compressed (`--speed` simulated seconds per real second)
-so a batch that would take an hour runs in seconds; the real supervisor runs
-real (sleeping) worker processes.
+(without any jitter neither policy ever flips at a steady load). Time is
+compressed (`--speed` simulated seconds per real second) so a batch that would
+take an hour runs in a minute; the real supervisor runs real (sleeping) worker
+processes.
 
     seed: 30 s poll, no hysteresis, no throttle/memory input
     ours: 5 s poll, 3 C hysteresis
