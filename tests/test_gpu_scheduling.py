@@ -51,6 +51,8 @@ def test_concurrency_follows_a_scripted_heat_up_and_cool_down_within_one_poll(tm
     assert code == 0
     changes = [(round(e["timestamp"] - t0, 2), e["old"], e["new"]) for e in logs if e["event"] == "parallelism_changed"]
     assert [(old, new) for _, old, new in changes] == [(4, 2), (2, 1), (1, 4)]
+    snapshots = [e["gpus"][0]["health"] for e in logs if e["event"] == "gpu_snapshot"]
+    assert snapshots[:4] == ["healthy", "warm", "critical", "healthy"]  # one at start, one per change
     for (at, _, _), scripted in zip(changes, (1.0, 2.5, 4.5), strict=True):
         assert scripted <= at + 0.01 <= scripted + poll + 0.25, changes  # within one poll (plus scheduling slack)
     starts = [e for e in logs if e["event"] == "job_started"]

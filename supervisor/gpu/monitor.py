@@ -91,6 +91,7 @@ class GpuMonitor:
         except Exception as exc:  # a probe must never take the daemon down
             log.error("gpu_probe_failed", error=f"{type(exc).__name__}: {exc}")
             readings = {}
+        changed = False
         for gpu, policy in self.policies.items():
             reading = readings.get(gpu)
             self._note_errors(gpu, reading)
@@ -105,13 +106,15 @@ class GpuMonitor:
                 log.info("gpu_admission_changed", gpu=gpu, accepting=decision.accepting, reason=decision.reason)
             self._apply(gpu, decision.limit, f"gpu {gpu}: {decision.reason}, {decision.health}")
             if previous is not None and previous.health != decision.health:
+                changed = True
                 log.info("gpu_health_changed", gpu=gpu, old=str(previous.health), new=str(decision.health),
                          reason=decision.reason)
                 if self._on_health_change is not None:
                     self._on_health_change(gpu, str(previous.health), str(decision.health), decision.reason)
             if previous is not None and previous.monitored and not decision.monitored:
                 log.warning("gpu_monitoring_lost", gpu=gpu, reason=decision.reason)
-        if now - self._last_snapshot >= self.snapshot_seconds:
+        # The seed's snapshot every 30 s, and one at every change of state.
+        if changed or now - self._last_snapshot >= self.snapshot_seconds:
             self._last_snapshot = now
             self.log_snapshot()
 
