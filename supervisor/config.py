@@ -305,3 +305,19 @@ def expand_command(template: tuple[str, ...], values: dict[str, str]) -> list[st
 
 def python_executable() -> str:
     return sys.executable
+
+
+def merge_reload(old: Settings, new: Settings) -> tuple[Settings, list[str]]:
+    """Settings read again on SIGHUP, less what only a restart can change (open files, the store lock,
+    the probe); returns them and the keys that changed but wait for a restart."""
+    bound = {
+        "state_db": (old.state_db, new.state_db), "log_dir": (old.log_dir, new.log_dir),
+        "gpu.probe": (old.gpu.probe, new.gpu.probe), "gpu.gpus": (old.gpu.gpus, new.gpu.gpus),
+        "logging.level": (old.logging.level, new.logging.level), "metrics.listen": (old.metrics, new.metrics),
+    }
+    needs_restart = sorted(k for k, (a, b) in bound.items() if a != b)
+    merged = dataclasses.replace(
+        new, state_db=old.state_db, log_dir=old.log_dir, logging=old.logging, metrics=old.metrics,
+        gpu=dataclasses.replace(new.gpu, probe=old.gpu.probe, gpus=old.gpu.gpus), reprocess=False,
+    )
+    return merged, needs_restart

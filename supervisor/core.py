@@ -9,21 +9,21 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from .config import ConfigError, Settings, expand_command
+from .config import ConfigError, Settings, merge_reload
 from .discovery import PathParser, ScanResult, scan
 from .gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from .gpu.policy import PolicyConfig
 from .gpu.probe import GpuProbe
 from .gpu.simulated import SimulatedProbe
+from .launch import job_output_dir, worker_argv, worker_env
 from .notify import Notifier
 from .observers import Observer, call
 from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
@@ -55,15 +55,6 @@ class RunningJob:
         if isinstance(frame, (int, float)) and isinstance(frames, (int, float)) and frames > 0:
             return max(0.0, min(100.0, 100.0 * frame / frames))
         return None
-
-
-def job_output_dir(output_root: Path, camera: str, video: Path) -> Path:
-    """`output_root/<camera>/<video stem>/`, refusing anything that would land outside output_root."""
-    root = output_root.resolve()
-    target = (root / camera / video.stem).resolve()
-    if root not in target.parents:
-        raise ValueError(f"output path for camera {camera!r}, video {video.name!r} escapes {root}")
-    return target
 
 
 class Supervisor:
@@ -119,9 +110,6 @@ class Supervisor:
             for rj in self.running.values():
                 rj.run.request_stop()
         self._stop.set()
-
-    def request_rescan(self) -> None:
-        self._rescan.set()
 
     def request_reload(self) -> None:
         """SIGHUP: re-read the settings and ROI files, then rescan."""
@@ -275,18 +263,9 @@ class Supervisor:
         except ConfigError as exc:
             log.error("reload_failed", error=str(exc), kept=self.settings.source)
             return
-        old = self.settings
-        # These are bound at start (open files, the store lock, the probe): they need a restart.
-        fixed = {
-            "state_db": (old.state_db, new.state_db), "log_dir": (old.log_dir, new.log_dir),
-            "gpu.probe": (old.gpu.probe, new.gpu.probe), "gpu.gpus": (old.gpu.gpus, new.gpu.gpus),
-            "logging.level": (old.logging.level, new.logging.level),
-        }
-        needs_restart = sorted(k for k, (a, b) in fixed.items() if a != b)
+        new, needs_restart = merge_reload(self.settings, new)
         if needs_restart:
             log.warning("reload_needs_restart", keys=needs_restart)
-        new = replace(new, state_db=old.state_db, log_dir=old.log_dir, logging=old.logging,
-                      gpu=replace(new.gpu, probe=old.gpu.probe, gpus=old.gpu.gpus), reprocess=False)
         self.settings = new
         self._parser = PathParser(new.discovery.pattern)
         self.monitor.poll_seconds = new.gpu.poll_seconds
@@ -354,7 +333,7 @@ class Supervisor:
         now = self._clock()
         job = self.store.mark_running(job_id, now=now)
         run = WorkerRun(
-            self._argv(job, out_dir), env=self._env(job, gpu),
+            worker_argv(self.settings, job, out_dir), env=worker_env(job, gpu),
             timeout=self.settings.worker.timeout_seconds, stop_grace=self.settings.worker.stop_grace_seconds,
             on_event=lambda event: self._on_worker_event(job_id, event),
             on_line=lambda line: log.debug("worker_output", line=line[:1000]),
@@ -374,30 +353,6 @@ class Supervisor:
         log.error("job_dead", job_id=job.id, camera=job.camera, video=str(job.path), error=reason)
         self._outstanding.discard(job.id)
         self._check_idle()
-
-    def _argv(self, job: Job, out_dir: Path) -> list[str]:
-        s = self.settings
-        values = {
-            "python": sys.executable, "video": str(job.path.resolve()), "camera": job.camera,
-            "out": str(out_dir), "rois": str(s.rois_file.resolve()) if s.rois_file else "",
-            "duration": f"{s.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
-            "model": str(s.worker.model.absolute()), "recorded_at": job.recorded_at.isoformat(),
-        }
-        return expand_command(s.worker.command, values)
-
-    def _env(self, job: Job, gpu: GpuId) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({
-            "VIDEO_SUPERVISOR_JOB_ID": str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera,
-            "VIDEO_SUPERVISOR_VIDEO": str(job.path), "VIDEO_SUPERVISOR_ATTEMPT": str(job.attempts),
-            "PYTHONUNBUFFERED": "1",
-        })
-        if gpu is not None:
-            # NVML numbers GPUs by PCI bus; make CUDA use the same order so the index means the same card.
-            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-            env["VIDEO_SUPERVISOR_GPU"] = str(gpu)
-        return env
 
     def _running_by_gpu(self) -> dict[int, int]:
         return {g: n for g, n in self.slots.held_by_gpu().items() if g is not None}

@@ -115,3 +115,17 @@ def test_bad_settings_file_exits_78_with_one_line(tmp_path):
 def test_usage_error_exits_2(tmp_path):
     proc = subprocess.run(cli("--max-parallel", "many"), capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 2
+
+
+def test_a_reload_changes_what_it_can_and_names_what_waits_for_a_restart(tmp_path):
+    from supervisor.config import merge_reload
+
+    old = load_settings(None)
+    new = replace(old, state_db=tmp_path / "other.db", reprocess=True,
+                  scheduler=replace(old.scheduler, max_parallel=2), gpu=replace(old.gpu, probe="none", temp_limit=75))
+    merged, restart = merge_reload(old, new)
+    assert restart == ["gpu.probe", "state_db"]
+    assert merged.state_db == old.state_db and merged.gpu.probe == old.gpu.probe
+    assert merged.scheduler.max_parallel == 2 and merged.gpu.temp_limit == 75  # these take effect at once
+    assert merged.reprocess is False  # a reload never re-runs finished videos
+    assert merge_reload(old, old) == (old, [])

@@ -7,8 +7,8 @@ import os
 import time
 
 from supervisor.config import DiscoverySettings, Settings
-from supervisor.core import job_output_dir
 from supervisor.discovery import PathParser, scan
+from supervisor.launch import job_output_dir
 from supervisor.store import JobState, JobStore
 
 from ..fakes import make_settings, make_video, read_runs

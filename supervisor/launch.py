@@ -1,0 +1,47 @@
+"""How one job's worker is started: where its results go, its argument list, its environment. Pure."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .config import Settings, expand_command
+from .slots import GpuId
+from .store import Job
+
+
+def job_output_dir(output_root: Path, camera: str, video: Path) -> Path:
+    """`output_root/<camera>/<video stem>/`, refusing anything that would land outside output_root."""
+    root = output_root.resolve()
+    target = (root / camera / video.stem).resolve()
+    if root not in target.parents:
+        raise ValueError(f"output path for camera {camera!r}, video {video.name!r} escapes {root}")
+    return target
+
+
+def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
+    """The worker command with its placeholders filled; each item stays one argument (never a shell)."""
+    values = {
+        "python": sys.executable, "video": str(job.path.resolve()), "camera": job.camera,
+        "out": str(out_dir), "rois": str(settings.rois_file.resolve()) if settings.rois_file else "",
+        "duration": f"{settings.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
+        "model": str(settings.worker.model.absolute()), "recorded_at": job.recorded_at.isoformat(),
+    }
+    return expand_command(settings.worker.command, values)
+
+
+def worker_env(job: Job, gpu: GpuId, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "VIDEO_SUPERVISOR_JOB_ID": str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera,
+        "VIDEO_SUPERVISOR_VIDEO": str(job.path), "VIDEO_SUPERVISOR_ATTEMPT": str(job.attempts),
+        "PYTHONUNBUFFERED": "1",
+    })
+    if gpu is not None:
+        # NVML numbers GPUs by PCI bus; make CUDA use the same order so the index means the same card.
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        env["VIDEO_SUPERVISOR_GPU"] = str(gpu)
+    return env
