@@ -59,6 +59,29 @@ def make_video(path: Path, *, size: int = 2048, age: float = 3600.0) -> Path:
     return path
 
 
+def write_bad_video(folder: Path, stem: str, kind: str, *, good: Path | None = None) -> Path:
+    """What sites produce: "empty", "random" bytes named .mp4, "text" renamed .mkv, a "truncated" copy of
+    `good` (the recorder died before the index), a "directory" named like a video, or a "missing" file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = folder / f"{stem}.mp4"
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "random":
+        bad.write_bytes(os.urandom(50_000))
+    elif kind == "text":
+        bad = folder / f"{stem}.mkv"
+        bad.write_text("this is not a video\n" * 100)
+    elif kind == "truncated":
+        assert good is not None
+        data = good.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif kind == "directory":
+        bad.mkdir()
+    elif kind != "missing":
+        raise ValueError(kind)
+    return bad
+
+
 def make_tree(videos: Path, names: list[str]) -> list[Path]:
     return [make_video(videos / name) for name in names]
 

@@ -17,7 +17,7 @@ import pytest
 from workers.rois import load_rois
 from workers.scenes import DEFAULT_ACTORS, LEFT_RIGHT_ROIS, expected_counts, load_sprites, write_scene
 
-from .fakes import REPO
+from .fakes import REPO, write_bad_video
 
 MODEL = REPO / "models" / "person.pt"
 
@@ -92,19 +92,7 @@ def test_duration_limits_the_part_processed(scene, model, tmp_path):
 @pytest.mark.parametrize("kind", ["empty", "random", "text", "truncated", "directory", "missing"])
 def test_bad_videos_exit_65_with_one_line_naming_the_file(scene, tmp_path, kind):
     video, _ = scene
-    bad = tmp_path / f"bad_{kind}.mp4"
-    if kind == "empty":
-        bad.write_bytes(b"")
-    elif kind == "random":
-        bad.write_bytes(os.urandom(50_000))
-    elif kind == "text":
-        bad = tmp_path / "notes.mkv"
-        bad.write_text("this is not a video\n" * 100)
-    elif kind == "truncated":
-        data = video.read_bytes()
-        bad.write_bytes(data[: len(data) // 2])  # the recorder died before writing the index
-    elif kind == "directory":
-        bad.mkdir()
+    bad = write_bad_video(tmp_path, f"bad_{kind}", kind, good=video)
     proc = detect(bad, tmp_path / "out", model=tmp_path / "never-loaded.pt")
     assert proc.returncode == 65, proc.stderr
     lines = proc.stderr.strip().splitlines()

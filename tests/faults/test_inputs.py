@@ -18,7 +18,7 @@ from supervisor.store import JobState, JobStore
 from workers.scenes import DEFAULT_ACTORS, write_scene
 
 from ..daemon_harness import Daemon, daemon_settings, set_worker_command
-from ..fakes import REPO, cli, cli_env, make_video
+from ..fakes import REPO, cli, cli_env, make_video, write_bad_video
 
 
 def jobs_by_name(tmp_path: Path) -> dict[str, object]:
@@ -135,22 +135,13 @@ def test_odd_names_reach_the_worker_as_exactly_one_argument(tmp_path):
     assert len(listing.stdout.splitlines()) == len(ODD_NAMES) + 2
 
 
-@pytest.mark.parametrize("kind", ["zero", "random", "text", "dir"])
+@pytest.mark.parametrize("kind", ["empty", "random", "text", "directory"])
 def test_corrupt_files_get_one_clear_line_and_do_not_stop_the_rest(tmp_path, kind):
     cam = tmp_path / "videos" / "cam"
     good = write_scene(cam / "cam_20251114_090000.mp4", DEFAULT_ACTORS, seconds=1)
     old = time.time() - 3600
     os.utime(good, (old, old))
-    bad = cam / "cam_20251114_100000.mp4"
-    if kind == "zero":
-        bad.write_bytes(b"")
-    elif kind == "random":
-        bad.write_bytes(os.urandom(40_000))
-    elif kind == "text":
-        bad = cam / "cam_20251114_100000.mkv"
-        bad.write_text("not a video\n" * 50)
-    else:
-        bad.mkdir()
+    bad = write_bad_video(cam, "cam_20251114_100000", kind)
     if bad.is_file():
         os.utime(bad, (old, old))
     settings = detect_settings(tmp_path)
@@ -158,7 +149,7 @@ def test_corrupt_files_get_one_clear_line_and_do_not_stop_the_rest(tmp_path, kin
                           timeout=300)
     jobs = jobs_by_name(tmp_path)
     assert jobs[good.name].state is JobState.DONE
-    if kind in ("zero", "dir"):
+    if kind in ("empty", "directory"):
         # Never a job: an empty file may still be recording, a directory is not a file.
         assert bad.name not in jobs and proc.returncode == 0
         return
