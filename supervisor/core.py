@@ -99,6 +99,7 @@ class Supervisor:
         self._rescan = asyncio.Event()
         self._reload_requested = False
         self.reloads = 0
+        self.job_counts: dict[str, int] = {}  # by state, refreshed at each tick
         self._idle = asyncio.Event()
         self._parser = PathParser(settings.discovery.pattern)
 
@@ -138,7 +139,7 @@ class Supervisor:
             await self._scan_and_queue(reprocess=self.settings.reprocess)
             for obs in self.observers:
                 await obs.start(self)
-            call(self.observers, "tick", self)
+            self.tick_observers()
             self.notifier.ready(self.notifier.last_status or None)
             tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
             tasks.append(asyncio.create_task(self.monitor.run(), name="gpu-health"))
@@ -438,6 +439,11 @@ class Supervisor:
             "running": len(self.running), "limit": self.slots.total_limit,
         }
 
+    def tick_observers(self) -> None:
+        """Observers' periodic look: the job counts are read from the store once for all of them."""
+        self.job_counts = self.store.counts()
+        call(self.observers, "tick", self)
+
     async def _heartbeat(self) -> None:
         """Watchdog pings from the event loop itself, so a hung loop gets restarted; observers' tick."""
         interval = HEARTBEAT_SECONDS
@@ -447,7 +453,7 @@ class Supervisor:
             await asyncio.sleep(interval)
             if self.notifier.watchdog_seconds:
                 self.notifier.watchdog()
-            call(self.observers, "tick", self)
+            self.tick_observers()
 
     async def _report_queue(self) -> None:
         while True:

@@ -90,7 +90,7 @@ class Metrics(Observer):
         self.last_scan.set(time.time())
 
     def tick(self, sup: Supervisor) -> None:
-        for state, n in sup.store.counts().items():
+        for state, n in sup.job_counts.items():
             self.jobs.labels(state).set(n)
         q = sup.queue_status()
         self.queue_depth.set(q["queued"] + q["waiting_retry"])

@@ -58,10 +58,11 @@ def running_jobs(sup: Supervisor, rates: Rates) -> list[dict[str, Any]]:
         elapsed = now - rj.started_at
         expected = rates.seconds_for(rj.job.camera, rj.job.size)
         remaining = running_remaining(p.get("frame"), p.get("frames"), p.get("fps"), expected, elapsed)
+        percent = rj.percent()
         out.append({
             "job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path), "gpu": rj.gpu,
             "attempt": rj.job.attempts, "started_at": rj.started_at, "elapsed_seconds": round(elapsed, 1),
-            "percent": None if rj.percent() is None else round(rj.percent() or 0.0, 1),
+            "percent": None if percent is None else round(percent, 1),
             "fps": p.get("fps"), "eta_seconds": None if remaining is None else round(remaining, 1),
         })
     return out
@@ -86,7 +87,7 @@ def build_snapshot(sup: Supervisor, speed: SpeedModel) -> dict[str, Any]:
 
 def status_line(sup: Supervisor, snapshot: dict[str, Any]) -> str:
     """One line for `systemctl status`: "3 running, 41 queued, 2 failed · gpu0 74 C warm, limit 2 · ETA 2h10m"."""
-    counts = sup.store.counts()
+    counts = sup.job_counts
     queued = counts["queued"] + counts["failed"]
     parts = [f"{len(snapshot['running'])} running, {queued} queued, {counts['dead']} failed"]
     gpus = []
