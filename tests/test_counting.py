@@ -15,48 +15,57 @@ from workers.counting import (
     points_in_polygon,
     wanted_class_ids,
 )
-from workers.rois import Region, point_in_polygon
+from workers.rois import WHOLE_FRAME, Region, RoiConfig, point_in_polygon
 
 LEFT = Region("left", ((0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)))
 RIGHT = Region("right", ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)))
 CARS = Region("lot", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)), classes=("car",))
 
 
-def dets(*boxes: tuple[float, float, float, float, str]) -> Detections:
+def dets(*boxes: tuple[float, float, float, float, str], size: tuple[float, float] = (1000, 1000)) -> Detections:
     if not boxes:
-        return Detections.empty()
+        return Detections.empty(*size)
     return Detections(np.array([b[:4] for b in boxes], dtype=np.float32), np.full(len(boxes), 0.9, dtype=np.float32),
-                      np.array([b[4] for b in boxes], dtype=object))
+                      np.array([b[4] for b in boxes], dtype=object), *size)
 
 
 def test_a_person_counts_where_their_feet_are():
     counter = RegionCounter([LEFT, RIGHT])
     # Head in the left half, feet (bottom-centre) in the right half: counts on the right.
-    leaning = (300, 100, 700, 900, "person")
-    assert counter.count(dets(leaning), 1000, 1000) == [0, 1]
+    leaning = (300, 100, 720, 900, "person")
+    assert counter.count(dets(leaning)) == [0, 1]
     standing_left = (100, 600, 200, 950, "person")
     above_floor = (100, 100, 200, 400, "person")  # feet above the regions
-    assert counter.count(dets(standing_left, above_floor, leaning), 1000, 1000) == [1, 1]
-    assert counter.count(dets(), 1000, 1000) == [0, 0]
+    assert counter.count(dets(standing_left, above_floor, leaning)) == [1, 1]
+    assert counter.count(dets()) == [0, 0]
 
 
 def test_regions_count_only_their_classes():
     counter = RegionCounter([LEFT, CARS])
-    assert counter.count(dets((100, 600, 200, 950, "person"), (600, 600, 900, 950, "car")), 1000, 1000) == [1, 1]
+    assert counter.count(dets((100, 600, 200, 950, "person"), (600, 600, 900, 950, "car"))) == [1, 1]
 
 
 @given(st.lists(st.tuples(st.floats(-0.5, 1.5), st.floats(-0.5, 1.5)), min_size=1, max_size=30))
-def test_vectorised_polygon_test_agrees_with_the_reference(points):
+def test_many_points_at_once_agree_with_one_at_a_time(points):
     poly = [(0.1, 0.1), (0.9, 0.2), (0.6, 0.5), (0.9, 0.9), (0.2, 0.8)]
     fast = points_in_polygon(np.array(points), poly)
     assert fast.tolist() == [point_in_polygon(x, y, poly) for x, y in points]
 
 
-def track(counts, *, sample=0.5, gap=1.0, regions=(LEFT,)):
-    t = OccupancyTracker(regions, sample_seconds=sample, gap_seconds=gap)
+def track(counts, *, sample=0.5, debounce=1.0, regions=(LEFT,), times=None):
+    """Feed one count per sample slot; `times` are the samples' frame times (default: ideal i * sample)."""
+    t = OccupancyTracker(regions, sample_seconds=sample,
+                         close_after=OccupancyTracker.samples_for(debounce, 1.0 / sample))
     for i, c in enumerate(counts):
-        t.update(i * sample, [c] if isinstance(c, int) else c)
+        t.update(i, times[i] if times else i * sample, [c] if isinstance(c, int) else c)
     return t.finish(), t
+
+
+def quantised(n: int, fps: float, sample_fps: float = 2.0) -> list[float]:
+    """The times samples really get: the first frame at or after each slot's start, at `fps`."""
+    import math
+
+    return [math.ceil(k / sample_fps * fps - 1e-9) / fps for k in range(n)]
 
 
 def test_one_missed_detection_does_not_split_an_interval():
@@ -91,5 +100,52 @@ def test_fall_model_classes_map_to_person():
 
 
 def test_feet_are_normalised_bottom_centres():
-    d = dets((100, 50, 300, 400, "person"))
-    assert d.feet(1000, 500).tolist() == [[pytest.approx(0.2), pytest.approx(0.8)]]
+    d = dets((100, 50, 300, 400, "person"), size=(1000, 500))
+    assert d.feet().tolist() == [[pytest.approx(0.2), pytest.approx(0.8)]]
+
+
+@pytest.mark.parametrize("fps", [25.0, 30000 / 1001, 10.0])
+def test_frame_quantised_sample_times_never_split_an_interval_on_one_missed_sample(fps):
+    times = quantised(12, fps)
+    # Present throughout, one sample missed at a time, twice.
+    intervals, _ = track([1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1], times=times)
+    assert len(intervals) == 1
+    assert intervals[0].start == 0.0 and intervals[0].end == pytest.approx(times[-1] + 0.5)
+
+
+@pytest.mark.parametrize("fps", [25.0, 30000 / 1001])
+def test_two_missed_samples_in_a_row_close_the_interval_at_quantised_times(fps):
+    times = quantised(9, fps)
+    intervals, _ = track([1, 1, 0, 0, 1, 1, 0, 0, 0], times=times)
+    assert [(iv.start, iv.end) for iv in intervals] == [
+        (0.0, pytest.approx(times[1] + 0.5)), (pytest.approx(times[4]), pytest.approx(times[5] + 0.5))]
+
+
+def test_slots_without_a_sample_count_as_missed():
+    tracker = OccupancyTracker((LEFT,), sample_seconds=0.5, close_after=2)
+    tracker.update(0, 0.0, [1])
+    tracker.update(1, 0.5, [1])
+    tracker.update(5, 2.5, [1])  # slots 2-4 never came (frames lost): three misses
+    assert [(iv.start, iv.end) for iv in tracker.finish()] == [(0.0, 1.0), (2.5, 3.0)]
+
+
+def test_a_box_cut_by_the_bottom_edge_stands_on_the_edge_and_counts():
+    # ultralytics clips boxes to the image: the feet point is exactly on y = height.
+    cut = dets((100, 300, 200, 720, "person"), size=(1280, 720))
+    assert cut.feet()[0][1] == 1.0
+    whole = RoiConfig({}, "").regions_for("cam")
+    assert whole[0].whole_frame and RegionCounter(whole).count(cut) == [1]
+    bottom_band = Region("band", ((0.0, 0.8), (1.0, 0.8), (1.0, 1.0), (0.0, 1.0)))
+    assert RegionCounter([bottom_band, LEFT]).count(cut) == [1, 1]
+
+
+@pytest.mark.parametrize("point", [(0.0, 0.0), (1.0, 1.0), (0.5, 1.0), (1.0, 0.3), (0.0, 0.7), (0.25, 0.0)])
+def test_points_on_the_boundary_are_inside(point):
+    assert point_in_polygon(*point, WHOLE_FRAME)
+    assert points_in_polygon(np.array([point]), WHOLE_FRAME).tolist() == [True]
+
+
+def test_points_on_a_slanted_edge_are_inside_and_just_outside_are_not():
+    triangle = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)]
+    assert point_in_polygon(0.5, 0.5, triangle)
+    assert not point_in_polygon(0.5, 0.5 + 1e-6, triangle)

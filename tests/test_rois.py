@@ -1,10 +1,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from workers.rois import WHOLE_FRAME, RoiError, load_rois, parse_rois, point_in_polygon, self_intersects
+from workers.rois import (
+    WHOLE_FRAME,
+    RoiError,
+    check_frame_size,
+    load_rois,
+    parse_rois,
+    point_in_polygon,
+    self_intersects,
+)
 
 from .fakes import REPO
 
@@ -82,3 +91,36 @@ def test_polygon_helpers():
     assert not point_in_polygon(0.5, 0.8, concave) and point_in_polygon(0.2, 0.3, concave)
     assert self_intersects([(0, 0), (1, 1), (1, 0), (0, 1)])
     assert not self_intersects(concave)
+
+
+def _pixel_rois(tmp_path, frame_size: str, camera: str = "cam") -> Path:
+    path = tmp_path / "rois.toml"
+    path.write_text(f'[cameras."{camera}"]\nframe_size = {frame_size}\n[[cameras."{camera}".regions]]\n'
+                    'name = "till"\npoints = [[0, 360], [640, 360], [640, 720], [0, 720]]\n')
+    return path
+
+
+def test_pixel_regions_scale_to_a_video_of_the_same_aspect_ratio(tmp_path):
+    regions = load_rois(_pixel_rois(tmp_path, "[1280, 720]")).regions_for("cam")
+    check_frame_size(regions, 1920, 1080, "cam", "rois.toml")  # 16:9 both: scaled, accepted
+    check_frame_size(regions, 854, 480, "cam", "rois.toml")  # within 1 %
+    assert regions[0].points[2] == (0.5, 1.0)
+
+
+def test_pixel_regions_on_a_video_of_another_aspect_ratio_are_refused_naming_both_sizes(tmp_path):
+    regions = load_rois(_pixel_rois(tmp_path, "[1280, 720]")).regions_for("cam")
+    with pytest.raises(RoiError) as err:
+        check_frame_size(regions, 1440, 1080, "cam", "rois.toml")
+    message = str(err.value)
+    assert "region 'till'" in message and "1280x720" in message and "1440x1080" in message
+    assert "aspect ratio" in message
+
+
+def test_regions_of_one_camera_drawn_on_different_shapes_are_refused_at_load(tmp_path):
+    path = tmp_path / "rois.toml"
+    path.write_text('[cameras.cam]\nframe_size = [1280, 720]\n'
+                    '[[cameras.cam.regions]]\nname = "a"\npoints = [[0, 0], [10, 0], [10, 10]]\n'
+                    '[[cameras.cam.regions]]\nname = "b"\nframe_size = [1440, 1080]\n'
+                    'points = [[0, 0], [10, 0], [10, 10]]\n')
+    with pytest.raises(RoiError, match=r"region 'b'.*another aspect ratio"):
+        load_rois(path)

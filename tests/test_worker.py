@@ -51,7 +51,7 @@ def test_counts_people_in_each_region_as_the_scene_contains(scene, model, tmp_pa
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert events[-1]["event"] == "done" and events[-1]["output"] == str(tmp_path / "out" / "summary.json")
-    assert any(e["event"] == "progress" and e["frames"] == 70 for e in events)
+    assert any(e["event"] == "progress" and e["duration_seconds"] == 7.0 for e in events)
     regions = load_rois(rois).regions_for("cam")
     sprites = load_sprites()
     rows = list(csv.DictReader((tmp_path / "out" / "counts.csv").read_text().splitlines()))
@@ -76,7 +76,9 @@ def test_counts_people_in_each_region_as_the_scene_contains(scene, model, tmp_pa
     t = summary["timing"]
     # Decoding runs on its own thread, beside inference: each is part of the total, not their sum.
     assert 0 < t["inference_seconds"] <= t["total_seconds"] and 0 < t["decode_seconds"] <= t["total_seconds"]
-    assert t["skipped_frames"] == 70 - 14
+    assert t["frames_decoded"] == 70 and summary["frames_decoded"] == 70
+    assert summary["video"]["path"] == str(video) and summary["video"]["size"] == video.stat().st_size
+    assert summary["damage"]["damaged"] is False
     assert sorted(os.listdir(tmp_path / "out")) == ["counts.csv", "events.jsonl", "summary.json"]
 
 
@@ -166,3 +168,23 @@ def test_runs_fully_offline_and_writes_nothing_under_home(scene, model, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert list(home.iterdir()) == []
     assert time.monotonic() - started < 60
+
+
+def test_a_pixel_roi_for_another_picture_shape_exits_78_naming_region_and_sizes(scene, tmp_path):
+    video, _ = scene  # 960x540
+    rois = tmp_path / "rois.toml"
+    rois.write_text('[cameras.cam]\nframe_size = [1440, 1080]\n[[cameras.cam.regions]]\nname = "till"\n'
+                    'points = [[0, 540], [720, 540], [720, 1080], [0, 1080]]\n')
+    proc = detect(video, tmp_path / "out", "--rois", str(rois), model=tmp_path / "never-loaded.pt")
+    assert proc.returncode == 78, proc.stderr
+    line = proc.stderr.strip()
+    assert "region 'till'" in line and "1440x1080" in line and "960x540" in line and len(line.splitlines()) == 1
+
+
+def test_a_camera_named_like_an_option_is_taken_as_a_value(scene, model, tmp_path):
+    video, _ = scene
+    proc = subprocess.run([sys.executable, "-m", "workers.detect", f"--video={video}", "--camera=-x",
+                           f"--out={tmp_path / 'out'}", f"--model={model}", "--duration=1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["camera"] == "-x"

@@ -1,4 +1,4 @@
-"""People in regions: detections as arrays, the feet point, polygons, debounced occupancy.
+"""People in regions: detections as arrays, the feet point, debounced occupancy.
 
 Pure numpy, no model: tested on hand-made detections.
 """
@@ -11,75 +11,70 @@ from typing import Any
 
 import numpy as np
 
+from .geometry import points_in_polygon
 from .rois import Region
 
 
 @dataclass(frozen=True, slots=True)
 class Detections:
-    """Boxes of one frame in pixels (x1, y1, x2, y2), with confidence and canonical class name."""
+    """Boxes of one frame in pixels (x1, y1, x2, y2), with confidence and canonical class name, and the
+    size of the frame they were found in (the frame actually decoded, not what the container claims)."""
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_name: np.ndarray
+    width: float
+    height: float
 
     @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=object))
+    def empty(cls, width: float = 1.0, height: float = 1.0) -> Detections:
+        return cls(np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=object),
+                   width, height)
 
     @classmethod
     def from_ultralytics(cls, result: Any, names: Mapping[int, str]) -> Detections:
         """From one ultralytics `Results`; `names` maps the model's class ids to canonical names."""
+        height, width = result.orig_shape[:2]
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:
-            return cls.empty()
+            return cls.empty(width, height)
         cls_ids = boxes.cls.cpu().numpy().astype(int)
         return cls(
             boxes.xyxy.cpu().numpy().astype(np.float32),
             boxes.conf.cpu().numpy().astype(np.float32),
             np.array([names.get(int(c), str(c)) for c in cls_ids], dtype=object),
+            float(width), float(height),
         )
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
 
-    def feet(self, width: float, height: float) -> np.ndarray:
-        """Bottom-centre of each box, normalised to 0..1: where a person stands."""
-        x = (self.xyxy[:, 0] + self.xyxy[:, 2]) / 2.0 / width
-        y = self.xyxy[:, 3] / height
-        return np.stack([x, y], axis=1) if len(self) else np.zeros((0, 2), dtype=np.float32)
-
-
-def points_in_polygon(points: np.ndarray, polygon: Sequence[tuple[float, float]]) -> np.ndarray:
-    """Even-odd rule for many points at once; same answers as `rois.point_in_polygon`."""
-    if len(points) == 0:
-        return np.zeros(0, dtype=bool)
-    px, py = points[:, 0], points[:, 1]
-    inside = np.zeros(len(points), dtype=bool)
-    poly = list(polygon)
-    j = len(poly) - 1
-    for i in range(len(poly)):
-        xi, yi = poly[i]
-        xj, yj = poly[j]
-        crosses = (yi > py) != (yj > py)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_cross = xi + (py - yi) * (xj - xi) / (yj - yi)
-        inside ^= crosses & (px < x_cross)
-        j = i
-    return inside
+    def feet(self) -> np.ndarray:
+        """Bottom-centre of each box, normalised to 0..1: where a person stands. A box cut by the frame's
+        bottom edge ends exactly on it (y = 1.0), which regions include."""
+        if not len(self):
+            return np.zeros((0, 2), dtype=np.float64)
+        x = (self.xyxy[:, 0].astype(np.float64) + self.xyxy[:, 2]) / 2.0 / self.width
+        y = self.xyxy[:, 3].astype(np.float64) / self.height
+        feet: np.ndarray = np.clip(np.stack([x, y], axis=1), 0.0, 1.0)
+        return feet
 
 
 class RegionCounter:
-    """Counts, per region, the detections of its classes whose feet are inside it."""
+    """Counts, per region, the detections of its classes whose feet are inside it (edges included)."""
 
     def __init__(self, regions: Sequence[Region]) -> None:
         self.regions = tuple(regions)
         self.names = [r.name for r in self.regions]
 
-    def count(self, det: Detections, width: float, height: float) -> list[int]:
-        feet = det.feet(width, height)
+    def count(self, det: Detections) -> list[int]:
+        feet = det.feet()
         out = []
         for region in self.regions:
             wanted = np.isin(det.class_name, list(region.classes)) if len(det) else np.zeros(0, dtype=bool)
+            if region.whole_frame:
+                out.append(int(np.count_nonzero(wanted)))
+                continue
             inside = points_in_polygon(feet, region.points)
             out.append(int(np.count_nonzero(inside & wanted)))
         return out
@@ -107,44 +102,55 @@ class Interval:
 class _Open:
     start: float
     last_seen: float
+    last_slot: int
     counts: list[int] = field(default_factory=list)
 
 
 class OccupancyTracker:
     """Turns per-sample counts into occupancy intervals, one list per region.
 
-    A region is occupied from the first sample with a count until the last one
-    before a gap of at least `gap_seconds` without any: a single missed
-    detection does not split an interval. Intervals shorter than the region's
-    `min_dwell_seconds` are dropped. Each sample stands for `sample_seconds`.
+    Samples are numbered by slot (one slot per sample period). A region is
+    occupied from the first sample with a count until `close_after` samples in
+    a row have none: fewer missed samples (a detection missed, a frame lost)
+    do not split an interval. Slots without a sample count as missed. Counting
+    samples, not differences of times, keeps frame-quantised times (0.48 s and
+    0.52 s apart at 25 fps) from closing an interval early. An interval ends one
+    sample period after its last sample with a count. Intervals shorter than
+    the region's `min_dwell_seconds` are dropped.
     """
 
-    def __init__(self, regions: Sequence[Region], *, sample_seconds: float, gap_seconds: float) -> None:
+    def __init__(self, regions: Sequence[Region], *, sample_seconds: float, close_after: int) -> None:
         self.regions = tuple(regions)
         self.sample_seconds = sample_seconds
-        self.gap_seconds = max(gap_seconds, sample_seconds)
+        self.close_after = max(1, close_after)
         self._open: list[_Open | None] = [None] * len(self.regions)
         self.intervals: list[Interval] = []
         self.person_seconds = [0.0] * len(self.regions)
         self.peak = [0] * len(self.regions)
 
-    def update(self, t: float, counts: Sequence[int]) -> None:
+    @staticmethod
+    def samples_for(debounce_seconds: float, sample_fps: float) -> int:
+        """Empty samples in a row that close an interval: the debounce time at the sample rate, rounded."""
+        return max(1, round(debounce_seconds * sample_fps))
+
+    def update(self, slot: int, t: float, counts: Sequence[int]) -> None:
         for i, n in enumerate(counts):
             self.person_seconds[i] += n * self.sample_seconds
             self.peak[i] = max(self.peak[i], n)
             cur = self._open[i]
-            if cur is not None and t - cur.last_seen > self.gap_seconds:
+            if cur is None:
+                if n > 0:
+                    self._open[i] = _Open(start=t, last_seen=t, last_slot=slot, counts=[n])
+                continue
+            missed = slot - cur.last_slot - 1 if n > 0 else slot - cur.last_slot
+            if missed >= self.close_after:
                 self._close(i, cur)
-                cur = None
-            if n > 0:
-                if cur is None:
-                    cur = self._open[i] = _Open(start=t, last_seen=t)
-                else:
-                    # samples inside a bridged gap count as zero for the mean
-                    missed = round((t - cur.last_seen) / self.sample_seconds) - 1
-                    cur.counts.extend([0] * max(0, missed))
-                cur.last_seen = t
+                if n > 0:
+                    self._open[i] = _Open(start=t, last_seen=t, last_slot=slot, counts=[n])
+            elif n > 0:
+                cur.counts.extend([0] * missed)  # bridged samples count as zero for the mean
                 cur.counts.append(n)
+                cur.last_seen, cur.last_slot = t, slot
 
     def _close(self, i: int, cur: _Open) -> None:
         self._open[i] = None

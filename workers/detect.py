@@ -1,14 +1,16 @@
 """The detection worker: one recording in, per-region people counts out.
 
-    python -m workers.detect --video V --camera C --out DIR [--rois FILE] [--duration N]
-                             [--model PATH] [--sample-fps 2] [--batch auto] [--device auto]
-                             [--imgsz 640] [--conf 0.25] [--recorded-at ISO]
+    python -m workers.detect --video=V --camera=C --out=DIR [--rois=FILE] [--duration=N]
+                             [--model=PATH] [--sample-fps=2] [--batch=auto] [--device=auto]
+                             [--imgsz=640] [--conf=0.25] [--recorded-at=ISO]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
-not at all. Speaks the supervisor's protocol: JSON progress lines on stdout, a
-final {"event": "done", ...}, and exit codes 0 done, 65 bad input, 75 try again
-later (CUDA out of memory, disk full), 78 bad configuration (ROI file, model),
-143 stopped by SIGTERM.
+not at all. Every time in them comes from the frames' presentation timestamps.
+Speaks the supervisor's protocol: JSON progress lines on stdout, a final
+{"event": "done", ...}, and exit codes 0 done (damage, if any, is reported in
+the summary and the done event), 65 nothing decodable, 75 try again later (CUDA
+out of memory, disk full), 78 bad configuration (ROI file, model), 143 stopped
+by SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,23 +26,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from supervisor.discovery import PathParser
+from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM
+
 from .counting import Detections, OccupancyTracker, RegionCounter, canonical_names, wanted_class_ids
+from .decode import DecodeReport, Sample, VideoInfo, VideoSource
+from .errors import WorkerError
 from .outputs import AtomicOutputs
-from .rois import RoiError, load_rois
+from .rois import RoiError, check_frame_size, load_rois
 
-EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG, EX_TERM = 0, 65, 75, 78, 143
 PROGRESS_INTERVAL = 0.5
-
-
-class WorkerError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Stopped(BaseException):
@@ -49,19 +48,6 @@ class Stopped(BaseException):
 
 def _on_term(signum: int, frame: Any) -> None:
     raise Stopped
-
-
-@dataclass(frozen=True, slots=True)
-class VideoInfo:
-    fps: float
-    frames: int
-    width: int
-    height: int
-    codec: str
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.fps if self.fps > 0 else 0.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -77,7 +63,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--conf", type=float, default=0.25)
-    p.add_argument("--debounce", type=float, default=1.0, help="gap (s) that ends an occupancy interval")
+    p.add_argument("--debounce", type=float, default=1.0,
+                   help="seconds with nobody (counted as samples in a row) that end an occupancy interval")
     p.add_argument("--recorded-at", default="", help="recording start (ISO); default: from the file name")
     args = p.parse_args(argv)
     if args.sample_fps <= 0 or args.imgsz < 32 or not 0 < args.conf < 1 or args.duration < 0:
@@ -91,47 +78,13 @@ def recording_start(args: argparse.Namespace) -> datetime | None:
             return datetime.fromisoformat(args.recorded_at)
         except ValueError:
             return None
-    from supervisor.discovery import PathParser
-
     return PathParser().parse(Path(args.camera) / args.video.name)[1]
 
 
-def open_video(path: Path) -> tuple[Any, VideoInfo]:
-    # FFmpeg's own messages ("moov atom not found") would precede our one-line reason on stderr.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    import cv2
-
-    if not path.is_file():
-        raise WorkerError(EX_DATAERR, "no such video file")
-    if path.stat().st_size == 0:
-        raise WorkerError(EX_DATAERR, "the video file is empty")
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-    except OSError as exc:
-        raise WorkerError(EX_DATAERR, f"cannot read the file: {exc.strerror or exc}") from exc
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise WorkerError(EX_DATAERR, "cannot open as a video (not a video, damaged, or an MP4 whose recorder "
-                                      "stopped before writing its index)")
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
-    codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\0 ") or "unknown"
-    if fps <= 0 or fps > 1000 or width <= 0 or height <= 0:
-        cap.release()
-        raise WorkerError(EX_DATAERR, f"no usable video stream (fps {fps:g}, size {width}x{height})")
-    return cap, VideoInfo(fps, frames, width, height, codec)
-
-
 class Timings:
-    """Where the time went after the model was loaded: decoding, inference, everything else."""
+    """Where the time went after the model was loaded: decoding (on the reader thread), inference, the rest."""
 
     def __init__(self) -> None:
-        self.decode = 0.0
-        self.skip_decode = 0.0  # the part of `decode` spent on frames that were not sampled
-        self.skipped = 0
         self.inference = 0.0
         self.load = 0.0
         self.started = time.perf_counter()
@@ -141,68 +94,28 @@ class Timings:
         self.load = now - self.started
         self.started = now
 
-    def as_dict(self, video_seconds: float, sampled: int) -> dict[str, float]:
+    def as_dict(self, report: DecodeReport, video_seconds: float, sampled: int) -> dict[str, float]:
         total = time.perf_counter() - self.started
         return {
             "model_load_seconds": round(self.load, 3),
-            "total_seconds": round(total, 3), "decode_seconds": round(self.decode, 3),
-            "skipped_frames": self.skipped, "skipped_decode_seconds": round(self.skip_decode, 4),
+            "total_seconds": round(total, 3), "decode_seconds": round(report.decode_seconds, 3),
+            "frames_decoded": report.frames_decoded,
             "inference_seconds": round(self.inference, 3),
-            "other_seconds": round(max(0.0, total - self.decode - self.inference), 3),
+            "other_seconds": round(max(0.0, total - report.decode_seconds - self.inference), 3),
             "video_seconds_per_second": round(video_seconds / total, 3) if total > 0 else 0.0,
             "sampled_frames_per_second": round(sampled / total, 3) if total > 0 else 0.0,
         }
 
 
-def sample_frames(cap: Any, info: VideoInfo, sample_fps: float, max_seconds: float,
-                  timings: Timings) -> Iterator[tuple[int, float, Any]]:
-    """Frames between samples are only grabbed (decoded just enough to advance), in a tight loop;
-    sampled ones are converted too."""
-    limit = round(max_seconds * info.fps) if max_seconds > 0 else None
-    step = info.fps / sample_fps
-    k, index = 0, 0
-    grab = cap.grab
-    while True:
-        target = round(k * step)
-        if limit is not None:
-            target = min(target, limit)
-        t0 = time.perf_counter()
-        skipped = 0
-        ended = False
-        while index < target:
-            if not grab():
-                ended = True
-                break
-            index += 1
-            skipped += 1
-        spent = time.perf_counter() - t0
-        timings.decode += spent
-        timings.skip_decode += spent
-        timings.skipped += skipped
-        if ended or (limit is not None and index >= limit):
-            break
-        t0 = time.perf_counter()
-        ok = grab()
-        if ok:
-            ok, frame = cap.retrieve()
-        timings.decode += time.perf_counter() - t0
-        if not ok:
-            break
-        yield index, index / info.fps, frame
-        index += 1
-        k += 1
-    timings.frames_decoded = index  # type: ignore[attr-defined]
-
-
 class FrameReader:
     """Decodes on its own thread, ahead of inference, so decoding overlaps the model's work.
 
-    OpenCV releases the GIL while it decodes; the queue is small, so memory stays bounded.
+    FFmpeg decodes without the GIL; the queue is small, so memory stays bounded.
     """
 
     _END = object()
 
-    def __init__(self, frames: Iterator[tuple[int, float, Any]], depth: int) -> None:
+    def __init__(self, frames: Iterator[Sample], depth: int) -> None:
         self._frames = frames
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, depth))
         self._stop = threading.Event()
@@ -231,7 +144,7 @@ class FrameReader:
                 except queue.Full:
                     continue
 
-    def __iter__(self) -> Iterator[tuple[int, float, Any]]:
+    def __iter__(self) -> Iterator[Sample]:
         while True:
             item = self._queue.get()
             if item is self._END:
@@ -304,17 +217,36 @@ def is_cuda_oom(exc: BaseException) -> bool:
 def run(args: argparse.Namespace) -> int:
     timings = Timings()
     try:
-        regions = load_rois(Path(args.rois) if args.rois else None).regions_for(args.camera)
+        rois = load_rois(Path(args.rois) if args.rois else None)
+        regions = rois.regions_for(args.camera)
     except RoiError as exc:
         raise WorkerError(EX_CONFIG, str(exc)) from exc
-    cap, info = open_video(args.video)
+    identity = video_identity(args.video)
+    source = VideoSource(args.video)
     try:
-        return _process(args, cap, info, regions, timings)
+        try:
+            check_frame_size(regions, source.info.width, source.info.height, args.camera, rois.source)
+        except RoiError as exc:
+            raise WorkerError(EX_CONFIG, str(exc)) from exc
+        return _process(args, source, regions, timings, identity)
     finally:
-        cap.release()
+        source.close()
 
 
-def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, timings: Timings) -> int:
+def video_identity(path: Path) -> dict[str, Any]:
+    """What summary.json names the recording by, so a result set can be checked against its video later."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise WorkerError(EX_DATAERR, f"cannot read the file: {exc.strerror or exc}") from exc
+    job = os.environ.get("VIDEO_SUPERVISOR_JOB_ID", "")
+    return {"path": str(path), "size": st.st_size, "mtime": st.st_mtime,
+            "job_id": int(job) if job.isdigit() else None}
+
+
+def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timings: Timings,
+             identity: dict[str, Any]) -> int:
+    info = source.info
     model, names, class_map, model_path = load_model(args.model)
     device, half = resolve_device(args.device)
     timings.model_loaded()
@@ -327,10 +259,12 @@ def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, 
     # Several model classes that mean the same thing (a fall model's Normal/Fall) must not double-count.
     agnostic = len({names[i] for i in class_ids}) < len(class_ids)
     counter = RegionCounter(regions)
-    sample_seconds = 1.0 / min(args.sample_fps, info.fps)
-    tracker = OccupancyTracker(regions, sample_seconds=sample_seconds, gap_seconds=args.debounce)
+    # Never ask for more samples than the file has frames: empty slots would count as missed samples.
+    sample_fps = min(args.sample_fps, info.fps) if info.fps > 0 else args.sample_fps
+    tracker = OccupancyTracker(regions, sample_seconds=1.0 / sample_fps,
+                               close_after=OccupancyTracker.samples_for(args.debounce, sample_fps))
     start = recording_start(args)
-    limit_frames = min(info.frames, round(args.duration * info.fps)) if args.duration else info.frames
+    expected_end = min(args.duration, info.duration or args.duration) if args.duration else (info.duration or 0.0)
     try:
         outputs = AtomicOutputs(args.out)
     except OSError as exc:
@@ -338,48 +272,49 @@ def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, 
     sampled = detections_total = 0
     readers: list[FrameReader] = []
     last_progress = 0.0
-    last_t = 0.0
+    report = source.report
     try:
         counts_file = outputs.open("counts.csv")
         writer = csv.writer(counts_file)
         writer.writerow(["video_time_s", "recorded_time", *counter.names])
-        pending: list[tuple[int, float, Any]] = []
+        pending: list[Sample] = []
 
         def flush() -> None:
             nonlocal sampled, detections_total
             t0 = time.perf_counter()
-            results = model.predict([f for _, _, f in pending], imgsz=args.imgsz, conf=args.conf,
+            results = model.predict([s.image for s in pending], imgsz=args.imgsz, conf=args.conf,
                                     classes=class_ids, device=device, half=half, verbose=False,
                                     agnostic_nms=agnostic)
             timings.inference += time.perf_counter() - t0
-            for (_, t, _), result in zip(pending, results, strict=True):
+            for sample, result in zip(pending, results, strict=True):
                 det = Detections.from_ultralytics(result, names)
-                counts = counter.count(det, info.width, info.height)
-                tracker.update(t, counts)
+                counts = counter.count(det)
+                tracker.update(sample.slot, sample.t, counts)
                 detections_total += len(det)
-                wall = (start + timedelta(seconds=t)).isoformat(timespec="milliseconds") if start else ""
-                writer.writerow([f"{t:.3f}", wall, *counts])
+                wall = (start + timedelta(seconds=sample.t)).isoformat(timespec="milliseconds") if start else ""
+                writer.writerow([f"{sample.t:.3f}", wall, *counts])
             sampled += len(pending)
             pending.clear()
 
-        reader = FrameReader(sample_frames(cap, info, args.sample_fps, args.duration, timings), depth=2 * batch)
+        reader = FrameReader(source.samples(sample_fps, args.duration), depth=2 * batch)
         readers.append(reader)
-        for index, t, frame in reader:
-            pending.append((index, t, frame))
-            last_t = t
+        for sample in reader:
+            pending.append(sample)
             if len(pending) >= batch:
                 flush()
             now = time.perf_counter()
             if now - last_progress >= PROGRESS_INTERVAL:
                 last_progress = now
-                emit({"event": "progress", "frame": index, "frames": limit_frames,
-                      "fps": round(index / max(now - timings.started, 1e-6), 1)})
+                emit({"event": "progress", "position_seconds": round(sample.t, 3),
+                      "duration_seconds": round(expected_end, 3), "frame": report.frames_decoded,
+                      "frames": round(expected_end * info.fps) if info.fps else 0,
+                      "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1)})
         if pending:
             flush()
         if sampled == 0:
-            raise WorkerError(EX_DATAERR, "no frame could be decoded")
-        frames_decoded = getattr(timings, "frames_decoded", 0)
-        processed_seconds = frames_decoded / info.fps
+            raise WorkerError(EX_DATAERR, "no frame could be decoded" + (
+                f" ({report.decode_errors} decoding errors)" if report.decode_errors else ""))
+        covered = args.duration if report.limited else report.end_time(info)
         intervals = tracker.finish()
         events_file = outputs.open("events.jsonl")
         for iv in intervals:
@@ -389,22 +324,28 @@ def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, 
                 row["end_time"] = (start + timedelta(seconds=iv.end)).isoformat(timespec="milliseconds")
             events_file.write(json.dumps(row) + "\n")
         totals = tracker.totals()
+        damage = {"damaged": bool(report.spans), "seconds": round(report.damaged_seconds, 3),
+                  "decode_errors": report.decode_errors, "spans": [span.as_dict() for span in report.spans]}
         summary = {
-            "video": str(args.video), "camera": args.camera,
+            "video": identity, "camera": args.camera,
             "recorded_at": start.isoformat() if start else None,
-            "video_info": {"fps": round(info.fps, 3), "frames": info.frames, "width": info.width,
-                           "height": info.height, "duration_seconds": round(info.duration, 3), "codec": info.codec},
-            "processed_seconds": round(processed_seconds, 3), "frames_decoded": frames_decoded,
-            "frames_sampled": sampled, "last_sample_time": round(last_t, 3),
+            "video_info": video_info_dict(info),
+            "processed_seconds": round(covered, 3), "duration_limited": report.limited,
+            "frames_decoded": report.frames_decoded, "frames_sampled": sampled,
+            "first_sample_time": round(report.first_t or 0.0, 3), "last_sample_time": round(report.last_t or 0.0, 3),
+            "damage": damage,
             "model": {"path": str(model_path), "classes": sorted(set(names.values())), "class_map": class_map},
             "device": device, "half": half,
-            "settings": {"sample_fps": args.sample_fps, "imgsz": args.imgsz, "conf": args.conf, "batch": batch,
-                         "duration": args.duration, "debounce_seconds": args.debounce},
+            "settings": {"sample_fps": sample_fps, "imgsz": args.imgsz, "conf": args.conf, "batch": batch,
+                         "duration": args.duration, "debounce_seconds": args.debounce,
+                         "debounce_samples": tracker.close_after},
             "regions": {r.name: {**totals[r.name], "classes": list(r.classes),
-                                 "polygon": [list(p) for p in r.points]} for r in regions},
+                                 "polygon": None if r.whole_frame else [list(p) for p in r.points]}
+                        for r in regions},
             "intervals": len(intervals), "detections": detections_total,
-            "timing": timings.as_dict(processed_seconds, sampled),
+            "timing": timings.as_dict(report, covered, sampled),
         }
+        # Written last: its presence means the whole result set is there.
         outputs.open("summary.json").write(json.dumps(summary, indent=2) + "\n")
         outputs.commit()
     except OSError as exc:
@@ -415,11 +356,19 @@ def _process(args: argparse.Namespace, cap: Any, info: VideoInfo, regions: Any, 
         raise
     finally:
         for reader in readers:
-            reader.close()  # before the capture is released under it
-    emit({"event": "done", "output": str(args.out / "summary.json"), "video_seconds": round(processed_seconds, 3),
-          "frames_sampled": sampled, "detections": detections_total,
+            reader.close()  # before the container is closed under it
+    emit({"event": "done", "output": str(args.out / "summary.json"), "video_seconds": round(covered, 3),
+          "duration_limited": report.limited, "damaged_seconds": damage["seconds"],
+          "damaged_spans": len(report.spans), "frames_sampled": sampled, "detections": detections_total,
+          "model_load_seconds": round(timings.load, 3),
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})
     return EX_OK
+
+
+def video_info_dict(info: VideoInfo) -> dict[str, Any]:
+    return {"fps": round(info.fps, 3), "width": info.width, "height": info.height,
+            "duration_seconds": round(info.duration, 3) if info.duration is not None else None,
+            "codec": info.codec, "container": info.container, "rotation": info.rotation}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .geometry import point_in_polygon
+
 Point = tuple[float, float]
 WHOLE_FRAME: tuple[Point, ...] = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 
@@ -42,9 +44,11 @@ class Region:
     points: tuple[Point, ...]  # normalised
     classes: tuple[str, ...] = ("person",)
     min_dwell_seconds: float = 0.0
+    frame_size: tuple[float, float] | None = None  # the frame the points were drawn on, when given in pixels
+    whole_frame: bool = False  # no polygon: everyone detected counts
 
     def contains(self, x: float, y: float) -> bool:
-        return point_in_polygon(x, y, self.points)
+        return self.whole_frame or point_in_polygon(x, y, self.points)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,23 +60,26 @@ class RoiConfig:
         regions = self.cameras.get(camera)
         if regions:
             return regions
-        return (Region("frame", WHOLE_FRAME),)
+        return (Region("frame", WHOLE_FRAME, whole_frame=True),)
 
 
-def point_in_polygon(x: float, y: float, points: Sequence[Point]) -> bool:
-    """Even-odd ray casting; a point on the left/top edge counts as inside."""
-    inside = False
-    n = len(points)
-    j = n - 1
-    for i in range(n):
-        xi, yi = points[i]
-        xj, yj = points[j]
-        if (yi > y) != (yj > y):
-            x_cross = xi + (y - yi) * (xj - xi) / (yj - yi)
-            if x < x_cross:
-                inside = not inside
-        j = i
-    return inside
+# Aspect ratios (width / height) closer than this are the same picture at another resolution.
+ASPECT_TOLERANCE = 0.01
+
+
+def same_aspect(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return abs((a[0] / a[1]) / (b[0] / b[1]) - 1.0) <= ASPECT_TOLERANCE
+
+
+def check_frame_size(regions: Sequence[Region], width: int, height: int, camera: str, source: str) -> None:
+    """Pixel regions drawn on a frame of another shape would be stretched: refuse them, naming both sizes."""
+    for region in regions:
+        if region.frame_size is not None and not same_aspect(region.frame_size, (width, height)):
+            fw, fh = region.frame_size
+            raise RoiError(source or "ROI file", f"camera {camera!r}, region {region.name!r}",
+                           f"drawn on a {fw:g}x{fh:g} frame but the video is {width}x{height}: a different "
+                           "aspect ratio, so the polygon would be stretched; redraw it for this camera's "
+                           "picture or fix frame_size")
 
 
 def _orient(a: Point, b: Point, c: Point) -> float:
@@ -166,7 +173,7 @@ def _parse_region(raw: Any, source: str, camera: str, index: int,
     dwell = raw.get("min_dwell_seconds", 0)
     if isinstance(dwell, bool) or not isinstance(dwell, (int, float)) or dwell < 0:
         raise RoiError(source, where, "min_dwell_seconds must be a number >= 0")
-    return Region(name.strip(), tuple(points), tuple(classes), float(dwell))
+    return Region(name.strip(), tuple(points), tuple(classes), float(dwell), frame)
 
 
 def parse_rois(data: Any, source: str) -> RoiConfig:
@@ -191,6 +198,14 @@ def parse_rois(data: Any, source: str) -> RoiConfig:
         if not isinstance(regions_raw, list):
             raise RoiError(source, where, "regions must be a list ([[cameras.<id>.regions]] tables)")
         regions = tuple(_parse_region(r, source, camera, i, frame) for i, r in enumerate(regions_raw))
+        sized = [r for r in regions if r.frame_size is not None]
+        for r in sized[1:]:
+            assert r.frame_size is not None and sized[0].frame_size is not None
+            if not same_aspect(r.frame_size, sized[0].frame_size):
+                raise RoiError(source, f"camera {camera!r}, region {r.name!r}",
+                               f"frame_size {r.frame_size[0]:g}x{r.frame_size[1]:g} has another aspect ratio than "
+                               f"region {sized[0].name!r}'s {sized[0].frame_size[0]:g}x{sized[0].frame_size[1]:g}: "
+                               "one camera has one picture shape")
         names = [r.name for r in regions]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .rois import Region, point_in_polygon
+from .geometry import point_in_polygon
+from .rois import Region
 
 # (top, bottom, left, right) of single, unoccluded people in bus.jpg, feet included.
 SPRITES = {"man": (380, 900, 200, 355), "woman": (250, 895, 650, 810)}
@@ -32,6 +33,7 @@ class Actor:
     x: float  # left edge, as a fraction of the frame width
     enter: float  # seconds
     leave: float
+    cut: float = 0.0  # the fraction of the person below the frame's bottom edge (0: feet visible)
 
     def present(self, t: float) -> bool:
         return self.enter <= t < self.leave
@@ -61,13 +63,16 @@ def _placement(actor: Actor, sprite: np.ndarray, t: float, size: tuple[int, int]
     sh, sw = sprite.shape[:2]
     sway = round(6 * math.sin(2.0 * t + actor.x * 10))
     x = min(max(0, int(actor.x * w) + sway), w - sw)
+    if actor.cut > 0:
+        return x, h - round(sh * (1.0 - actor.cut))
     return x, h - sh - 12
 
 
 def feet(actor: Actor, sprites: dict[str, np.ndarray], t: float, size: tuple[int, int] = FRAME) -> tuple[float, float]:
+    """Where the person stands as a detector sees it: a box cut by the frame's edge ends at the edge."""
     sprite = sprites[actor.sprite]
     x, y = _placement(actor, sprite, t, size)
-    return (x + sprite.shape[1] / 2) / size[0], (y + sprite.shape[0]) / size[1]
+    return (x + sprite.shape[1] / 2) / size[0], min(1.0, (y + sprite.shape[0]) / size[1])
 
 
 def render(actors: Sequence[Actor], sprites: dict[str, np.ndarray], t: float, size: tuple[int, int] = FRAME) -> Any:
@@ -79,7 +84,8 @@ def render(actors: Sequence[Actor], sprites: dict[str, np.ndarray], t: float, si
         if actor.present(t):
             sprite = sprites[actor.sprite]
             x, y = _placement(actor, sprite, t, size)
-            frame[y:y + sprite.shape[0], x:x + sprite.shape[1]] = sprite
+            visible = min(sprite.shape[0], h - y)
+            frame[y:y + visible, x:x + sprite.shape[1]] = sprite[:visible]
     return frame
 
 
@@ -99,6 +105,79 @@ def write_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: int
     writer.release()
     os.replace(tmp, path)
     return path
+
+
+# Recorder formats made with the ffmpeg command-line tool: (file suffix, ffmpeg output arguments).
+ENCODINGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "h264_mp4": (".mp4", ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")),
+    "hevc_mkv": (".mkv", ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
+                          "-pix_fmt", "yuv420p")),
+    "h264_ts": (".ts", ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mpegts")),
+    "mjpeg_avi": (".avi", ("-c:v", "mjpeg", "-q:v", "4", "-pix_fmt", "yuvj420p")),
+    "h264_mov": (".mov", ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")),
+}
+
+
+def encode_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: float = 10,
+                 size: tuple[int, int] = FRAME, encoding: str = "h264_mp4", rotate: int = 0,
+                 thin: tuple[float, float, int] | None = None, sprites: dict[str, np.ndarray] | None = None,
+                 ffmpeg: str = "ffmpeg") -> Path:
+    """A recording as a camera's recorder makes one, encoded by the ffmpeg tool from rendered frames.
+
+    `rotate` (90, 180, 270) stores the frames turned and tags the stream with the display matrix that
+    turns them upright again, as phones and some cameras do. `thin = (start, end, k)` keeps only every
+    k-th frame between start and end seconds, with their true timestamps: a variable-frame-rate file.
+    A key frame every two seconds, as NVRs write them.
+    """
+    import subprocess
+
+    sprites = sprites or load_sprites()
+    suffix, codec_args = ENCODINGS[encoding]
+    if path.suffix != suffix:
+        raise ValueError(f"{path}: {encoding} recordings end in {suffix}")
+    turns = {0: 0, 90: 1, 180: 2, 270: 3}[rotate]
+    stored = size if turns % 2 == 0 else (size[1], size[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
+           "-s", f"{stored[0]}x{stored[1]}", "-r", f"{fps:g}", "-i", "-", *codec_args, "-g", str(round(2 * fps))]
+    if thin is not None:
+        start, end, k = thin
+        cmd += ["-vf", f"select='not(between(t,{start},{end}))+not(mod(n,{k}))'", "-fps_mode", "vfr"]
+    cmd.append(str(tmp))
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        for i in range(round(seconds * fps)):
+            # Stored turned the other way, so that the display matrix's turn shows it upright.
+            frame = render(actors, sprites, i / fps, size)
+            proc.stdin.write(np.ascontiguousarray(np.rot90(frame, turns)).tobytes())
+    finally:
+        proc.stdin.close()
+        err = ""
+        if proc.stderr is not None:
+            err = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
+        code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"ffmpeg failed ({code}) making {path}: {err.strip()}")
+    if rotate:
+        # The display matrix is written by a stream copy (ffmpeg 5 ignores it while encoding).
+        tagged = tmp.with_name(f".{path.stem}.rot{path.suffix}")
+        subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(tmp), "-c", "copy",
+                        "-metadata:s:v:0", f"rotate={rotate}", str(tagged)], check=True, capture_output=True)
+        os.replace(tagged, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def damage(path: Path, *, at: float, nbytes: int, seed: int = 7) -> None:
+    """Overwrite `nbytes` at fraction `at` of the file with random bytes: a recording damaged in the middle."""
+    rng = np.random.default_rng(seed)
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(int(size * at))
+        f.write(rng.integers(0, 256, nbytes, dtype=np.uint8).tobytes())
 
 
 def expected_counts(actors: Sequence[Actor], regions: Sequence[Region], t: float,
@@ -128,3 +207,20 @@ points = [[0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.5, 1.0]]
 
 # Someone stands on the left from 1 s to 4 s; someone else on the right from 2.5 s to 5.5 s.
 DEFAULT_ACTORS = (Actor("man", 0.10, 1.0, 4.0), Actor("woman", 0.66, 2.5, 5.5))
+
+
+def expected_intervals(actors: Sequence[Actor], region: Region, *, seconds: float, fps: float,
+                       sprites: dict[str, np.ndarray], size: tuple[int, int] = FRAME) -> list[tuple[float, float]]:
+    """Ground truth: when the region had somebody in it, from every frame of the recording."""
+    out: list[tuple[float, float]] = []
+    start: float | None = None
+    frames = round(seconds * fps)
+    for i in range(frames + 1):
+        t = i / fps
+        occupied = i < frames and expected_counts(actors, [region], t, sprites, size)[0] > 0
+        if occupied and start is None:
+            start = t
+        elif not occupied and start is not None:
+            out.append((start, t))
+            start = None
+    return out
