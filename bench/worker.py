@@ -1,15 +1,17 @@
-"""Worker speed: a naive loop, the worker, and decode-only, on the same video and model, in one run.
+"""Worker speed, in one run, on the same videos, model and sample rate (2 samples a second).
 
-    (a) naive: cap.read() and model(frame) on every frame (measured on the first --naive-frames)
-    (b) the worker (python -m workers.detect) at its default sample rate
-    (c) cap.grab() over the whole file: the physical limit of decoding
+For each input (a 720p mp4v file, and 1080p H.264 as NVRs write it, made with the ffmpeg tool):
 
-Prints frames/s of each, the worker's video-seconds per wall-second, and its time split into
-decoding, inference and everything else. Targets: the worker >= 5x the naive loop; everything
-that is neither decoding nor inference < 5% of the worker's time; skipped frames cost no more
-than grab-only decoding of them.
+    decode, frame index: OpenCV grab() between samples, grab+retrieve at frame index / average fps
+                         (the worker's decode path before timestamps)
+    decode, timestamps:  the worker's decode path (PyAV, PTS-sampled, through damage)
+    baseline:            ultralytics' own stream, model.predict(source=video, stream=True, vid_stride=N)
+    worker:              python -m workers.detect, end to end, model load reported apart
 
-    python bench/worker.py [--seconds 60] [--size 1280x720] [--fps 25] [--imgsz 640]
+Prints video-seconds per wall-second for each, the ratio of the two decode paths (target: the
+timestamp path no slower, ratio <= 1), the worker against the baseline, and the worker's time split.
+
+    python bench/worker.py [--seconds 30] [--imgsz 640]
 """
 
 from __future__ import annotations
@@ -17,135 +19,133 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.scenes import Actor, write_scene
+from workers.scenes import Actor, encode_scene, write_scene
 
 REPO = Path(__file__).resolve().parent.parent
+SAMPLE_FPS = 2.0
 
 
-def grab_only(video: Path) -> tuple[int, float]:
+def decode_by_index(video: Path) -> tuple[int, float]:
+    """The earlier decode path: frame index / average fps, grab() for skipped frames."""
     import cv2
 
-    cap = cv2.VideoCapture(str(video))
-    n, t = 0, time.perf_counter()
-    while cap.grab():
-        n += 1
-    elapsed = time.perf_counter() - t
-    cap.release()
-    return n, elapsed
-
-
-def sampling_only(video: Path, sample_fps: float = 2.0) -> tuple[int, float]:
-    """The worker's own frame loop without the model: what skipping frames costs by itself."""
-    from workers.detect import Timings, open_video, sample_frames
-
-    cap, info = open_video(video)
-    timings = Timings()
-    for _ in sample_frames(cap, info, sample_fps, 0.0, timings):
-        pass
-    cap.release()
-    return timings.skipped, timings.skip_decode
-
-
-def read_rate(video: Path, frames: int) -> float:
-    """Seconds per frame of cap.read() (grab + convert)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
     t = time.perf_counter()
-    n = 0
-    while n < frames and cap.read()[0]:
-        n += 1
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    step = fps / SAMPLE_FPS
+    k = index = sampled = 0
+    while True:
+        target = round(k * step)
+        ended = False
+        while index < target:
+            if not cap.grab():
+                ended = True
+                break
+            index += 1
+        if ended or not cap.grab():
+            break
+        ok, _ = cap.retrieve()
+        if not ok:
+            break
+        index += 1
+        k += 1
+        sampled += 1
     cap.release()
-    return (time.perf_counter() - t) / max(n, 1)
+    return sampled, time.perf_counter() - t
 
 
-def naive(video: Path, model_path: Path, frames: int, imgsz: int) -> tuple[int, float]:
-    import cv2
+def decode_by_timestamp(video: Path) -> tuple[int, float]:
+    from workers.decode import VideoSource
 
+    t = time.perf_counter()
+    source = VideoSource(video)
+    sampled = sum(1 for _ in source.samples(SAMPLE_FPS))
+    source.close()
+    return sampled, time.perf_counter() - t
+
+
+def ultralytics_stream(video: Path, model_path: Path, imgsz: int, fps: float) -> tuple[int, float]:
     os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0", YOLO_VERBOSE="False")
     os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp())
     from ultralytics import YOLO
 
     model = YOLO(str(model_path), task="detect")
-    cap = cv2.VideoCapture(str(video))
-    ok, frame = cap.read()
-    model.predict(frame, imgsz=imgsz, verbose=False)  # warm-up, as the worker's first batch pays it too
-    n, t = 0, time.perf_counter()
-    while n < frames:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        model.predict(frame, imgsz=imgsz, verbose=False)
-        n += 1
-    elapsed = time.perf_counter() - t
-    cap.release()
-    return n, elapsed
+    t = time.perf_counter()
+    n = sum(1 for _ in model.predict(source=str(video), stream=True, vid_stride=round(fps / SAMPLE_FPS),
+                                     imgsz=imgsz, verbose=False))
+    return n, time.perf_counter() - t
+
+
+def run_worker(video: Path, out: Path, model: Path, imgsz: int) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "workers.detect", f"--video={video}", "--camera=cam",
+                           f"--out={out}", f"--model={model}", f"--imgsz={imgsz}"],
+                          capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--size", default="1280x720")
-    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--imgsz", type=int, default=640)
-    p.add_argument("--naive-frames", type=int, default=100)
     p.add_argument("--model", type=Path, default=REPO / "models" / "person.pt")
     args = p.parse_args()
     if not args.model.is_file():
         print(f"bench/worker.py: {args.model} missing: run `make models/person.pt`")
         return 1
-    w, h = (int(x) for x in args.size.split("x"))
+    actors = [Actor("man", 0.1, 2, args.seconds * 0.7), Actor("man", 0.6, args.seconds * 0.3, args.seconds - 1)]
+    rows = []
     with tempfile.TemporaryDirectory() as d:
-        video = Path(d) / "cam" / "cam_20251114_100000.mp4"
-        t = time.perf_counter()
-        actors = [Actor("man", 0.1, 5, 40), Actor("woman", 0.6, 20, 55)]
-        write_scene(video, actors, seconds=args.seconds, fps=args.fps, size=(w, h))
-        made = time.perf_counter() - t
-        # Best of three for the short decode-only passes: they are noisy on a shared machine.
-        total_frames, grab_s = min((grab_only(video) for _ in range(3)), key=lambda r: r[1])
-        per_read = min(read_rate(video, 200) for _ in range(3))
-        alone_skipped, alone_skip_s = min((sampling_only(video) for _ in range(3)), key=lambda r: r[1])
-        proc = subprocess.run([sys.executable, "-m", "workers.detect", "--video", str(video), "--camera", "cam",
-                               "--out", str(Path(d) / "out"), "--model", str(args.model), "--imgsz", str(args.imgsz)],
-                              capture_output=True, text=True, cwd=REPO)
-        if proc.returncode != 0:
-            print(proc.stderr)
-            return 1
-        summary = json.loads((Path(d) / "out" / "summary.json").read_text())
-        naive_n, naive_s = naive(video, args.model, args.naive_frames, args.imgsz)
-    tm = summary["timing"]
-    worker_fps = summary["frames_decoded"] / tm["total_seconds"]
-    naive_fps = naive_n / naive_s
-    sampled = summary["frames_sampled"]
-    print(f"worker benchmark: {args.seconds:g} s of {w}x{h} at {args.fps} fps ({total_frames} frames, mp4v, "
-          f"made in {made:.1f} s), model {args.model.name}, imgsz {args.imgsz}, CPU")
-    print(f"  (c) grab only, whole file   {total_frames / grab_s:8.1f} frames/s  ({grab_s:.2f} s)")
-    print(f"  (a) naive read+predict      {naive_fps:8.2f} frames/s  (first {naive_n} frames, {naive_s:.1f} s)")
-    print(f"  (b) worker, 2 samples/s     {worker_fps:8.2f} frames/s  ({tm['total_seconds']:.1f} s, model load "
-          f"{tm['model_load_seconds']:.1f} s not counted)")
-    print(f"  worker / naive = {worker_fps / naive_fps:.1f}x (target >= 5)")
-    print(f"  worker: {tm['video_seconds_per_second']:.2f} video-seconds per wall-second")
-    total = tm["total_seconds"]
-    print(f"  worker time: decoding {tm['decode_seconds']:.2f} s ({100 * tm['decode_seconds'] / total:.1f}%), "
-          f"inference {tm['inference_seconds']:.2f} s ({100 * tm['inference_seconds'] / total:.1f}%), "
-          f"other {tm['other_seconds']:.2f} s ({100 * tm['other_seconds'] / total:.1f}%, target < 5%)")
-    per_grab = grab_s / total_frames
-    alone = alone_skip_s / max(alone_skipped, 1)
-    in_worker = tm["skipped_decode_seconds"] / max(tm["skipped_frames"], 1)
-    print(f"  skipped frames ({alone_skipped}): {1000 * alone:.3f} ms each in the worker's frame loop alone vs "
-          f"{1000 * per_grab:.3f} ms grab-only (ratio {alone / per_grab:.2f}, target <= 1)")
-    per_sampled = (tm["decode_seconds"] - tm["skipped_decode_seconds"]) / max(sampled, 1)
-    print(f"    ... {1000 * in_worker:.3f} ms each while inference runs beside it on the other core "
-          f"(ratio {in_worker / per_grab:.2f}); sampled frames {1000 * per_sampled:.2f} ms each "
-          f"(read(): {1000 * per_read:.2f} ms)")
+        inputs = [("720p mp4v 25 fps", "mp4v", (1280, 720))]
+        if shutil.which("ffmpeg"):
+            inputs.append(("1080p H.264 25 fps", "h264", (1920, 1080)))
+        else:
+            print("(no ffmpeg tool: the 1080p H.264 row is skipped)")
+        for label, codec, size in inputs:
+            video = Path(d) / codec / "cam" / "cam_20251114_100000.mp4"
+            if codec == "mp4v":
+                write_scene(video, actors, seconds=args.seconds, fps=25, size=size)
+            else:
+                encode_scene(video, actors, seconds=args.seconds, fps=25, size=size, encoding="h264_mp4")
+            # Best of three for the decode-only passes: they are short and noisy on a shared machine.
+            old_n, old_s = min((decode_by_index(video) for _ in range(3)), key=lambda r: r[1])
+            new_n, new_s = min((decode_by_timestamp(video) for _ in range(3)), key=lambda r: r[1])
+            base_n, base_s = ultralytics_stream(video, args.model, args.imgsz, 25.0)
+            summary = run_worker(video, Path(d) / codec / "out", args.model, args.imgsz)
+            rows.append((label, old_n, old_s, new_n, new_s, base_n, base_s, summary))
+    print(f"worker benchmark: {args.seconds:g} s per input, model {args.model.name}, imgsz {args.imgsz}, "
+          f"{SAMPLE_FPS:g} samples/s, CPU")
+    print("| input | decode, frame index | decode, timestamps | ratio | baseline stream | worker | worker/baseline "
+          "| model load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, old_n, old_s, new_n, new_s, base_n, base_s, summary in rows:
+        tm = summary["timing"]
+        video_s = summary["processed_seconds"]
+        worker_rate = tm["video_seconds_per_second"]
+        base_rate = args.seconds / base_s
+        print(f"| {label} | {args.seconds / old_s:.0f} video-s/s ({old_n} samples) "
+              f"| {args.seconds / new_s:.0f} video-s/s ({new_n} samples) | {new_s / old_s:.2f} "
+              f"| {base_rate:.2f} video-s/s ({base_n} frames) | {worker_rate:.2f} video-s/s ({video_s:g} s) "
+              f"| {worker_rate / base_rate:.2f}x | {tm['model_load_seconds']:.1f} s |")
+    for label, *_, summary in rows:
+        tm = summary["timing"]
+        total = tm["total_seconds"]
+        print(f"{label}: worker time {total:.1f} s: decoding {100 * tm['decode_seconds'] / total:.1f}% "
+              f"(on its reader thread, beside inference), inference {100 * tm['inference_seconds'] / total:.1f}%, "
+              f"other {100 * tm['other_seconds'] / total:.1f}%")
+    print("ratio: timestamp decode time / frame-index decode time (target <= 1: no slower)")
     return 0
 
 

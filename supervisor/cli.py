@@ -199,7 +199,7 @@ def list_videos(s: Settings, out: Any = sys.stdout) -> int:
             elif job.size != v.size or job.mtime != v.mtime:
                 state = f"{job.state}, changed"
             else:
-                state = str(job.state)
+                state = job.state_text()
             when = v.recorded_at.strftime("%Y-%m-%d %H:%M:%S") + ("*" if v.time_from_mtime else " ")
             print(f"  {when}  {_human_size(v.size):>10}  {state:<16} {printable(v.path)}", file=out)
     total = len(result.videos)

@@ -296,11 +296,27 @@ def validate(s: Settings) -> None:
 
 
 def expand_command(template: tuple[str, ...], values: dict[str, str]) -> list[str]:
-    """Fill `{name}` placeholders; each template item stays exactly one argument."""
+    """Fill `{name}` placeholders; each template item stays exactly one argument.
+
+    A long option followed by a placeholder item (`"--camera", "{camera}"`) becomes one `--camera=VALUE`
+    argument, so a value that starts with a dash (a camera folder named `-x`) is never read as an option.
+    """
     def sub(match: re.Match[str]) -> str:
         return values[match.group(1)]
 
-    return [_PLACEHOLDER_RE.sub(sub, arg) for arg in template]
+    out: list[str] = []
+    i = 0
+    while i < len(template):
+        arg = template[i]
+        nxt = template[i + 1] if i + 1 < len(template) else None
+        if (nxt is not None and arg.startswith("--") and len(arg) > 2 and "=" not in arg
+                and not _PLACEHOLDER_RE.search(arg) and _PLACEHOLDER_RE.fullmatch(nxt)):
+            out.append(f"{arg}={_PLACEHOLDER_RE.sub(sub, nxt)}")
+            i += 2
+            continue
+        out.append(_PLACEHOLDER_RE.sub(sub, arg))
+        i += 1
+    return out
 
 
 def python_executable() -> str:

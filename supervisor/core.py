@@ -23,13 +23,13 @@ from .gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from .gpu.policy import PolicyConfig
 from .gpu.probe import GpuProbe
 from .gpu.simulated import SimulatedProbe
-from .launch import job_output_dir, worker_argv, worker_env
+from .launch import job_output_dir, result_key, worker_argv, worker_env
 from .notify import Notifier
 from .observers import Observer, call
 from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
 from .slots import GpuId, SlotPool
 from .stats import RunStats
-from .store import READY_STATES, Job, JobState, JobStore, sync_in_thread
+from .store import READY_STATES, Job, JobState, JobStore, ResultFolderTaken, sync_in_thread
 
 log = structlog.get_logger("supervisor")
 
@@ -51,10 +51,17 @@ class RunningJob:
     progress: dict[str, Any] = field(default_factory=dict)
 
     def percent(self) -> float | None:
+        position, duration = self.progress.get("position_seconds"), self.progress.get("duration_seconds")
+        if isinstance(position, (int, float)) and isinstance(duration, (int, float)) and duration > 0:
+            return max(0.0, min(100.0, 100.0 * position / duration))
         frame, frames = self.progress.get("frame"), self.progress.get("frames")
         if isinstance(frame, (int, float)) and isinstance(frames, (int, float)) and frames > 0:
             return max(0.0, min(100.0, 100.0 * frame / frames))
         return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class Supervisor:
@@ -203,7 +210,7 @@ class Supervisor:
             return
         # Recording a big tree takes a while: on a connection of its own, off the event loop.
         sync = await asyncio.to_thread(sync_in_thread, self.store.path, result.videos, reprocess=reprocess,
-                                       now=self._clock())
+                                       now=self._clock(), duration=self.settings.duration)
         self.scans += 1
         self.last_scan_at = self._clock()
         call(self.observers, "scan_completed", len(result.videos), len(sync.new))
@@ -324,7 +331,16 @@ class Supervisor:
             self._check_idle()
             return False
         try:
-            out_dir = job_output_dir(self.settings.output_dir, job.camera, job.path)
+            key = job.result_key
+            if key is None:
+                key = result_key(self.settings.videos_dir, job.path)
+                self.store.assign_result_key(job.id, key)
+            out_dir = job_output_dir(self.settings.output_dir, key)
+        except ResultFolderTaken as exc:
+            log.error("result_folder_conflict", job_id=job.id, video=str(job.path), other_job_id=exc.other.id,
+                      other_video=str(exc.other.path), folder=exc.key)
+            self._finish_without_run(job, f"{job.path}: {exc}")
+            return False
         except ValueError as exc:
             self._finish_without_run(job, str(exc))
             return False
@@ -393,13 +409,18 @@ class Supervisor:
         if outcome.kind is OutcomeKind.SUCCEEDED:
             result = outcome.result or {}
             output = str(result.get("output") or rj.output_dir)
-            raw_seconds = result.get("video_seconds")
-            video_seconds = float(raw_seconds) if isinstance(raw_seconds, (int, float)) else None
+            video_seconds = _number(result.get("video_seconds"))
+            damaged = _number(result.get("damaged_seconds")) or 0.0
+            covered = video_seconds if result.get("duration_limited") is True else None
             self.store.mark_done(job.id, now=now, duration=outcome.duration, output=output,
-                                 video_seconds=video_seconds)
+                                 video_seconds=video_seconds, covered_seconds=covered, damaged_seconds=damaged)
             self.stats.record_done(job.camera, outcome.duration)
             self._outstanding.discard(job.id)
-            log.info("job_succeeded", duration_seconds=seconds, output=output)
+            log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=video_seconds,
+                     covered_seconds=covered, damaged_seconds=damaged)
+            if damaged > 0:
+                log.warning("video_damaged", damaged_seconds=damaged, spans=result.get("damaged_spans"),
+                            output=output, message=f"done, {damaged:.1f} s damaged: see damage in summary.json")
             return JobState.DONE
         if outcome.kind is OutcomeKind.INTERRUPTED:
             self.store.requeue_interrupted(job.id)

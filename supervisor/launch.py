@@ -12,12 +12,24 @@ from .slots import GpuId
 from .store import Job
 
 
-def job_output_dir(output_root: Path, camera: str, video: Path) -> Path:
-    """`output_root/<camera>/<video stem>/`, refusing anything that would land outside output_root."""
+def result_key(videos_dir: Path, video: Path) -> str:
+    """A recording's result folder, relative to output_dir: its whole path under videos_dir, extension
+    included (`camera_50/2025-11-14/14-30-00.mp4/`), so no two recordings can share one."""
+    try:
+        rel = video.relative_to(videos_dir)
+    except ValueError:
+        raise ValueError(f"{video} is not under the videos directory {videos_dir}") from None
+    if rel.is_absolute() or not rel.parts or any(part in ("", ".", "..") for part in rel.parts):
+        raise ValueError(f"{video}: no usable result folder name")
+    return rel.as_posix()
+
+
+def job_output_dir(output_root: Path, key: str) -> Path:
+    """`output_root/<key>/`, refusing anything that would land outside output_root."""
     root = output_root.resolve()
-    target = (root / camera / video.stem).resolve()
+    target = (root / key).resolve()
     if root not in target.parents:
-        raise ValueError(f"output path for camera {camera!r}, video {video.name!r} escapes {root}")
+        raise ValueError(f"result folder {key!r} escapes {root}")
     return target
 
 

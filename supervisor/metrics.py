@@ -43,6 +43,10 @@ class Metrics(Observer):
                                   ["camera"], buckets=DURATION_BUCKETS, registry=r)
         self.video_seconds = Counter(f"{NS}_video_processed_seconds", "Seconds of video processed", ["camera"],
                                      registry=r)
+        self.damaged_videos = Counter(f"{NS}_damaged_videos", "Videos done with part of the recording undecodable",
+                                      ["camera"], registry=r)
+        self.damaged_seconds = Counter(f"{NS}_damaged_video_seconds", "Seconds of recordings found undecodable",
+                                       ["camera"], registry=r)
         self.fps = Gauge(f"{NS}_worker_frames_per_second", "Frames per second last reported by a running worker",
                          ["camera"], registry=r)
         self.finished = Counter(f"{NS}_job_attempts", "Finished job attempts, by outcome", ["camera", "outcome"],
@@ -82,6 +86,10 @@ class Metrics(Observer):
         seconds = result.get("video_seconds")
         if str(state) == "done" and isinstance(seconds, (int, float)) and seconds > 0:
             self.video_seconds.labels(camera).inc(float(seconds))
+        damaged = result.get("damaged_seconds")
+        if str(state) == "done" and isinstance(damaged, (int, float)) and damaged > 0:
+            self.damaged_videos.labels(camera).inc()
+            self.damaged_seconds.labels(camera).inc(float(damaged))
         with contextlib.suppress(KeyError):
             self.fps.remove(camera)  # no worker of this camera runs now
 

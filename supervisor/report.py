@@ -12,7 +12,7 @@ from typing import Any
 from .store import Job, JobState
 
 COLUMNS = ("camera", "videos", "video_hours", "processing_hours", "speed", "failures", "retries",
-           "mean_job_seconds", "p95_job_seconds")
+           "damaged_videos", "damaged_seconds", "partial_videos", "mean_job_seconds", "p95_job_seconds")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -28,6 +28,9 @@ class _Acc:
     video_seconds: float = 0.0
     failures: int = 0
     retries: int = 0
+    damaged_videos: int = 0
+    damaged_seconds: float = 0.0
+    partial_videos: int = 0
 
     def row(self, camera: str) -> dict[str, Any]:
         processing = sum(self.durations)
@@ -35,7 +38,8 @@ class _Acc:
             "camera": camera, "videos": len(self.durations), "video_hours": round(self.video_seconds / 3600, 3),
             "processing_hours": round(processing / 3600, 3),
             "speed": round(self.video_seconds / processing, 2) if processing and self.video_seconds else None,
-            "failures": self.failures, "retries": self.retries,
+            "failures": self.failures, "retries": self.retries, "damaged_videos": self.damaged_videos,
+            "damaged_seconds": round(self.damaged_seconds, 1), "partial_videos": self.partial_videos,
             "mean_job_seconds": round(processing / len(self.durations), 1) if self.durations else None,
             "p95_job_seconds": round(percentile(self.durations, 95), 1) if self.durations else None,
         }
@@ -50,6 +54,10 @@ def build_report(jobs: Iterable[Job]) -> dict[str, Any]:
                 acc.durations.append(job.duration_seconds or 0.0)
                 acc.video_seconds += job.video_seconds or 0.0
                 acc.retries += max(0, job.attempts - 1)
+                if job.damaged_seconds:
+                    acc.damaged_videos += 1
+                    acc.damaged_seconds += job.damaged_seconds
+                acc.partial_videos += job.partial
             elif job.state is JobState.DEAD:
                 acc.failures += 1
     return {"cameras": [per[c].row(c) for c in sorted(per)], "total": total.row("total")}
@@ -57,7 +65,7 @@ def build_report(jobs: Iterable[Job]) -> dict[str, Any]:
 
 def render_table(report: dict[str, Any]) -> str:
     head = (f"{'camera':<14} {'videos':>6} {'video h':>8} {'proc h':>7} {'speed':>6} {'failed':>6} "
-            f"{'retries':>7} {'mean s':>7} {'p95 s':>7}")
+            f"{'retries':>7} {'damaged':>12} {'mean s':>7} {'p95 s':>7}")
     lines = [head, "-" * len(head)]
 
     def fmt(v: Any, width: int, spec: str) -> str:
@@ -68,10 +76,17 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append("-" * len(head))
         lines.append(f"{row['camera']:<14} {row['videos']:>6} {row['video_hours']:>8.2f} "
                      f"{row['processing_hours']:>7.2f} {fmt(row['speed'], 5, '.2f')}x {row['failures']:>6} "
-                     f"{row['retries']:>7} {fmt(row['mean_job_seconds'], 7, '.1f')} "
+                     f"{row['retries']:>7} {_damaged(row):>12} {fmt(row['mean_job_seconds'], 7, '.1f')} "
                      f"{fmt(row['p95_job_seconds'], 7, '.1f')}")
-    lines.append("speed: seconds of video per second of processing")
+    lines.append("speed: seconds of video per second of processing; damaged: videos (seconds undecodable)")
+    partial = report["total"]["partial_videos"]
+    if partial:
+        lines.append(f"{partial} video(s) done for their first seconds only (--duration); a full run redoes them")
     return "\n".join(lines)
+
+
+def _damaged(row: dict[str, Any]) -> str:
+    return f"{row['damaged_videos']} ({row['damaged_seconds']:.1f} s)" if row["damaged_videos"] else "0"
 
 
 def render_csv(report: dict[str, Any]) -> str:

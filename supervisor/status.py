@@ -176,6 +176,7 @@ def collect_status(store: JobStore, snapshot: dict[str, Any] | None) -> dict[str
     work = store.done_work_by_camera()
     rates = Rates.learn(work)
     counts = store.counts()
+    damaged_videos, damaged_seconds, partial_videos = store.damage_totals()
     queued_by_camera = store.ready_count_by_camera()
     running = snapshot["running"] if snapshot else []
     limit = snapshot["limit"] if snapshot else None
@@ -191,6 +192,8 @@ def collect_status(store: JobStore, snapshot: dict[str, Any] | None) -> dict[str
                    "started_at": snapshot["started_at"] if snapshot else None},
         "gpus": snapshot["gpus"] if snapshot else [],
         "limit": limit, "running": running, "jobs": counts, "queued_by_camera": queued_by_camera,
+        "damaged": {"videos": damaged_videos, "seconds": round(damaged_seconds, 1)},
+        "partial_videos": partial_videos,
         "recent_failures": [
             {"job_id": j.id, "camera": j.camera, "video": str(j.path), "state": str(j.state), "attempts": j.attempts,
              "error": (j.last_error or "").splitlines()[0][:300] if j.last_error else "",
@@ -217,7 +220,15 @@ def render_status(st: dict[str, Any]) -> str:
         temp = f"{g['temperature']:.0f} C" if g.get("temperature") is not None else "no reading"
         lines.append(f"gpu {g['gpu']}: {temp}{util}{mem}, {g['health']}, limit {g['limit']}, running {g['running']}")
     j = st["jobs"]
-    lines.append(f"jobs: {j['done']} done, {j['running']} running, {j['queued'] + j['failed']} queued "
+    done = f"{j['done']} done"
+    notes = []
+    if st["damaged"]["videos"]:
+        notes.append(f"{st['damaged']['videos']} damaged, {st['damaged']['seconds']:.1f} s unreadable")
+    if st["partial_videos"]:
+        notes.append(f"{st['partial_videos']} for their first seconds only")
+    if notes:
+        done += f" ({'; '.join(notes)})"
+    lines.append(f"jobs: {done}, {j['running']} running, {j['queued'] + j['failed']} queued "
                  f"({j['failed']} waiting to retry), {j['dead']} dead")
     if st["running"]:
         lines.append("running:")

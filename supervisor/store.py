@@ -12,7 +12,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .discovery import VideoFile
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class JobState(enum.StrEnum):
@@ -58,6 +58,23 @@ class Job:
     duration_seconds: float | None
     output: str | None
     video_seconds: float | None
+    result_key: str | None = None  # the job's result folder, relative to output_dir; unique
+    covered_seconds: float | None = None  # done with only the first N seconds (--duration); None or 0: whole
+    damaged_seconds: float | None = None  # done, with this much of the recording undecodable
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.covered_seconds)
+
+    def state_text(self) -> str:
+        """The state as a person reads it: "done (first 60 s), 3.2 s damaged"."""
+        text = str(self.state)
+        if self.state is JobState.DONE:
+            if self.partial:
+                text += f" (first {self.covered_seconds:g} s)"
+            if self.damaged_seconds:
+                text += f", {self.damaged_seconds:.1f} s damaged"
+        return text
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -68,6 +85,8 @@ class Job:
             last_exit_code=row["last_exit_code"], discovered_at=row["discovered_at"],
             not_before=row["not_before"], started_at=row["started_at"], finished_at=row["finished_at"],
             duration_seconds=row["duration_seconds"], output=row["output"], video_seconds=row["video_seconds"],
+            result_key=row["result_key"], covered_seconds=row["covered_seconds"],
+            damaged_seconds=row["damaged_seconds"],
         )
 
 
@@ -101,15 +120,48 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     duration_seconds REAL,
     output TEXT,
-    video_seconds REAL
+    video_seconds REAL,
+    result_key TEXT,
+    covered_seconds REAL,
+    damaged_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, recorded_at);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
 """
 
-# Version 1 lacked the video length column; each step brings a store up by one version.
+# Each step brings a store up by one version. 1 lacked the video length; 2 named result folders by
+# camera and file stem, so two recordings could share one: 3 records each job's folder, unique. Done jobs
+# keep the folder they wrote (the first of any that shared one); the rest get theirs when they next run.
 _MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE jobs ADD COLUMN video_seconds REAL;",
+    2: """
+ALTER TABLE jobs ADD COLUMN result_key TEXT;
+ALTER TABLE jobs ADD COLUMN covered_seconds REAL;
+ALTER TABLE jobs ADD COLUMN damaged_seconds REAL;
+""",
 }
+
+
+def _legacy_result_keys(conn: sqlite3.Connection) -> None:
+    """Version 2's done jobs wrote to `<camera>/<file stem>`: record that folder for the first of each."""
+    seen: set[str] = set()
+    rows = conn.execute("SELECT id, camera, path FROM jobs WHERE state = 'done' ORDER BY id").fetchall()
+    for job_id, camera, path in rows:
+        key = f"{camera}/{Path(path).stem}"
+        if key not in seen:
+            seen.add(key)
+            conn.execute("UPDATE jobs SET result_key = ? WHERE id = ?", (key, job_id))
+
+
+_MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _legacy_result_keys}
+
+
+class ResultFolderTaken(Exception):
+    """Another job's results live in that folder already."""
+
+    def __init__(self, key: str, other: Job) -> None:
+        super().__init__(f"result folder {key!r} already holds the results of job {other.id} ({other.path})")
+        self.key, self.other = key, other
 
 
 def _create_private(path: Path) -> None:
@@ -151,13 +203,21 @@ class SchedulerLock:
             self._fd = None
 
 
-def sync_in_thread(path: Path, videos: list[VideoFile], *, reprocess: bool, now: float) -> SyncResult:
+def sync_in_thread(path: Path, videos: list[VideoFile], *, reprocess: bool, now: float,
+                   duration: float = 0.0) -> SyncResult:
     """`JobStore.sync` on a connection of its own: call it through `asyncio.to_thread`, off the event loop."""
     store = JobStore.open(path)
     try:
-        return store.sync(videos, reprocess=reprocess, now=now)
+        return store.sync(videos, reprocess=reprocess, now=now, duration=duration)
     finally:
         store.close()
+
+
+def _covers_less(covered: float | None, wanted: float) -> bool:
+    """A job done for its first `covered` seconds (None/0: all of it) gives less than `wanted` (0: all)."""
+    if not covered:
+        return False
+    return wanted == 0 or covered < wanted
 
 
 class JobStore:
@@ -226,7 +286,11 @@ class JobStore:
                     version = SCHEMA_VERSION
                 while version < SCHEMA_VERSION:
                     self._run_script(_MIGRATIONS[version])
+                    step = _MIGRATION_STEPS.get(version)
+                    if step is not None:
+                        step(self._conn)
                     version += 1
+                self._run_script("CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key)")
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(
@@ -281,6 +345,13 @@ class JobStore:
             out[state] = n
         return out
 
+    def damage_totals(self) -> tuple[int, float, int]:
+        """(videos done with damage, their undecodable seconds, videos done for their first seconds only)."""
+        row = self._conn.execute(
+            "SELECT count(damaged_seconds), COALESCE(sum(damaged_seconds), 0), count(covered_seconds) "
+            "FROM jobs WHERE state = ?", (JobState.DONE,)).fetchone()
+        return int(row[0]), float(row[1]), int(row[2])
+
     def pending_bytes_by_camera(self) -> dict[str, float]:
         rows = self._conn.execute(
             "SELECT camera, SUM(size) FROM jobs WHERE state IN (?, ?) GROUP BY camera",
@@ -332,8 +403,9 @@ class JobStore:
         return cur.rowcount
 
     def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None,
-             chunk: int = 2000) -> SyncResult:
-        """Record what a scan found: new videos are queued, changed ones re-queued.
+             chunk: int = 2000, duration: float = 0.0) -> SyncResult:
+        """Record what a scan found: new videos are queued, changed ones re-queued, and so are videos done
+        with less than this run asks for (`duration` seconds; 0: the whole recording).
 
         Safe beside the scheduler's own connection: commits every `chunk` rows (so no writer waits
         long), and every update re-checks the row's state in SQL, never trusting the snapshot read
@@ -342,7 +414,7 @@ class JobStore:
         now = time.time() if now is None else now
         known = {
             row["path"]: row
-            for row in self._conn.execute("SELECT id, path, size, mtime, state FROM jobs")
+            for row in self._conn.execute("SELECT id, path, size, mtime, state, covered_seconds FROM jobs")
         }
         result = SyncResult()
         pending = 0
@@ -375,6 +447,15 @@ class JobStore:
                     )
                     if cur.rowcount:
                         result.changed.append(row["id"])
+                    pending += 1
+                elif row["state"] == JobState.DONE and _covers_less(row["covered_seconds"], duration):
+                    cur = self._conn.execute(
+                        "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
+                        "not_before = NULL WHERE id = ? AND state = ?",
+                        (JobState.QUEUED, row["id"], JobState.DONE),
+                    )
+                    if cur.rowcount:
+                        result.requeued.append(row["id"])
                     pending += 1
                 elif reprocess and row["state"] in TERMINAL_STATES:
                     cur = self._conn.execute(
@@ -410,13 +491,28 @@ class JobStore:
         return self.get(job_id)
 
     def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
-                  video_seconds: float | None = None) -> None:
+                  video_seconds: float | None = None, covered_seconds: float | None = None,
+                  damaged_seconds: float | None = None) -> None:
+        """`covered_seconds`: set when only the first N seconds were processed (--duration)."""
         with self._transaction():
             self._conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, duration_seconds = ?, output = ?, "
-                "video_seconds = ?, last_error = NULL, last_exit_code = 0 WHERE id = ?",
-                (JobState.DONE, now, duration, output, video_seconds, job_id),
+                "video_seconds = ?, covered_seconds = ?, damaged_seconds = ?, last_error = NULL, "
+                "last_exit_code = 0 WHERE id = ?",
+                (JobState.DONE, now, duration, output, video_seconds, covered_seconds or None,
+                 damaged_seconds or None, job_id),
             )
+
+    def assign_result_key(self, job_id: int, key: str) -> None:
+        """Record the job's result folder; raises ResultFolderTaken when another job holds it."""
+        try:
+            with self._transaction():
+                self._conn.execute("UPDATE jobs SET result_key = ? WHERE id = ?", (key, job_id))
+        except sqlite3.IntegrityError:
+            row = self._conn.execute("SELECT * FROM jobs WHERE result_key = ?", (key,)).fetchone()
+            if row is None:
+                raise
+            raise ResultFolderTaken(key, Job.from_row(row)) from None
 
     def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
                     retry_at: float | None) -> None:

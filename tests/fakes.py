@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 def fake_worker_command(*extra: str, seconds: float = 0.05, record: Path | None = None,
                         plan: Path | None = None) -> tuple[str, ...]:
     cmd = ["{python}", "-m", "workers.fake", "--video", "{video}", "--camera", "{camera}", "--out", "{out}",
+           "--duration", "{duration}",
            "--seconds", f"{seconds:g}", "--progress", "2"]
     if record is not None:
         cmd += ["--record", str(record)]

@@ -60,7 +60,7 @@ def test_once_run_processes_everything_writes_the_seed_logs_and_exits_0(tmp_path
     assert len(logs) == 1 and logs[0].startswith("processing_") and logs[0].endswith(".log")
     full = [json.loads(line)["event"] for line in (tmp_path / "logs" / logs[0]).read_text().splitlines()]
     assert full.count("job_started") == 2 and full.count("job_succeeded") == 2
-    assert (tmp_path / "results" / "camera_35" / "camera_35_20251114_100000" / "summary.json").is_file()
+    assert (tmp_path / "results" / "camera_35" / "camera_35_20251114_100000.mp4" / "summary.json").is_file()
 
 
 def test_failures_exit_1_and_land_in_the_daily_error_log(tmp_path):

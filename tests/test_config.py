@@ -98,8 +98,8 @@ def test_command_template_fills_whole_arguments_only():
         "python": "py", "video": "/v/a b;rm -rf.mp4", "camera": "c", "rois": "", "out": "/o", "duration": "0",
         "attempt": "1", "job_id": "1", "model": "/m.pt", "recorded_at": "2025-11-14T10:00:00"})
     assert argv[:3] == ["py", "-m", "workers.detect"]
-    assert "/v/a b;rm -rf.mp4" in argv  # one argument, never split or interpreted
-    assert argv[argv.index("--rois") + 1] == ""
+    assert "--video=/v/a b;rm -rf.mp4" in argv  # one argument, never split or interpreted
+    assert "--rois=" in argv and "--camera=c" in argv
 
 
 def test_bad_settings_file_exits_78_with_one_line(tmp_path):

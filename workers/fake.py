@@ -8,6 +8,8 @@ offline demo point `[worker] command` at it:
 
 `--plan FILE` (JSON) chooses per video file name what each attempt does:
     {"b.mp4": {"exit": [75, 0], "seconds": 0.1}}  -> attempt 1 exits 75, attempt 2 exits 0.
+    {"c.mp4": {"damaged_seconds": 3.2}}  -> done, reporting 3.2 s of the recording undecodable.
+`--duration N` (N > 0) reports the run as covering only the first N seconds, as the real worker does.
 `--record FILE` appends one JSON line per run: pid, camera, video, gpu, start, end, exit.
 """
 
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         codes = codes if isinstance(codes, list) else [codes]
         exit_code = int(codes[min(attempt, len(codes)) - 1])
         seconds = float(plan.get("seconds", seconds))
+        damaged = float(plan.get("damaged_seconds", 0.0))
+    else:
+        damaged = 0.0
 
     started = time.time()
     record = {
@@ -117,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.record:
                 _append(Path(args.record), {**record, "end": time.time(), "exit": 75})
             return 75
-        print(json.dumps({"event": "done", "output": str(summary), "video_seconds": float(args.duration or 0)
-                          or seconds}), flush=True)
+        limit = float(args.duration or 0)
+        print(json.dumps({"event": "done", "output": str(summary), "video_seconds": limit or seconds,
+                          "duration_limited": limit > 0, "damaged_seconds": damaged}), flush=True)
     if args.record:
         _append(Path(args.record), {**record, "end": time.time(), "exit": exit_code})
     return exit_code

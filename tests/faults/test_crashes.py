@@ -60,7 +60,7 @@ def test_kill_9_of_the_daemon_at_random_moments_loses_nothing(tmp_path):
     assert sorted(str(j.path) for j in jobs) == sorted(str(v) for v in videos)  # one row per video
     assert all(j.attempts >= 1 for j in jobs)
     for job in jobs:
-        out = tmp_path / "results" / job.camera / job.path.stem
+        out = tmp_path / "results" / job.path.relative_to(tmp_path / "videos")
         assert sorted(os.listdir(out)) == ["summary.json"], os.listdir(out)  # no temporary leftovers
         assert json.loads((out / "summary.json").read_text())["video"] == str(job.path)
     runs = read_runs(tmp_path / "runs.jsonl")
@@ -77,7 +77,7 @@ def test_kill_9_of_a_worker_mid_write_leaves_no_partial_result_and_the_job_is_re
                                                        '"--seconds"')
     settings.write_text(text)
     d = Daemon(settings)
-    out = tmp_path / "results" / "cam" / "cam_20251114_100000"
+    out = tmp_path / "results" / "cam" / "cam_20251114_100000.mp4"
     try:
         deadline = time.monotonic() + 20
         while not (out.is_dir() and any(p.name.endswith(".tmp") for p in out.iterdir())):

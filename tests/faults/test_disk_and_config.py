@@ -62,7 +62,7 @@ def test_full_disk_is_transient_leaves_nothing_partial_and_recovers_when_space_r
     store.close()
     assert all(j.state is JobState.DONE for j in jobs) and max(j.attempts for j in jobs) >= 2
     for j in jobs:
-        summary = small_disk / "cam" / j.path.stem / "summary.json"
+        summary = small_disk / "cam" / j.path.name / "summary.json"
         assert len(summary.read_bytes()) > 400_000
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from supervisor.config import Settings
 from supervisor.discovery import PathParser
-from supervisor.launch import job_output_dir
+from supervisor.launch import job_output_dir, result_key
 from supervisor.store import JobState, JobStore
 
 from ..fakes import make_settings, make_video, read_runs
@@ -32,13 +34,17 @@ def test_an_output_folder_symlinked_elsewhere_is_refused_and_nothing_is_written_
 
 def test_camera_ids_cannot_climb_out_of_the_output_directory(tmp_path):
     root = tmp_path / "results"
-    assert job_output_dir(root, "cam", tmp_path / "v.mp4") == (root / "cam" / "v").resolve()
-    for camera in ("..", "../..", "/etc"):
+    assert job_output_dir(root, "cam/v.mp4") == (root / "cam" / "v.mp4").resolve()
+    for key in ("..", "../..", "/etc", "cam/../../x.mp4"):
         try:
-            job_output_dir(root, camera, tmp_path / "v.mp4")
+            job_output_dir(root, key)
         except ValueError:
             continue
-        raise AssertionError(f"{camera!r} was accepted")
+        raise AssertionError(f"{key!r} was accepted")
+    videos = tmp_path / "videos"
+    assert result_key(videos, videos / "cam" / "2025-11-14" / "14-30-00.mp4") == "cam/2025-11-14/14-30-00.mp4"
+    with pytest.raises(ValueError, match="not under the videos directory"):
+        result_key(videos, tmp_path / "elsewhere" / "v.mp4")
     # A pattern that would capture a path as the camera id finds none.
     parser = PathParser(r"(?P<camera>.+)/(?P<timestamp>\d{14})")
     assert parser.parse(__import__("pathlib").Path("../../etc/20251114100000.mp4"))[0] is None
