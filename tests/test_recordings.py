@@ -232,3 +232,28 @@ def test_sample_times_come_from_timestamps_on_a_variable_frame_rate_file(results
     # The container's average rate is well under the 25 fps the file was made at; times are still true.
     assert summary["video_info"]["fps"] < 20
     assert summary["processed_seconds"] == pytest.approx(6.0, abs=0.2)
+
+
+def test_an_mp4_whose_recorder_was_killed_exits_65_with_one_line(tmp_path: Path) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("the ffmpeg tool is missing: `make test` installs it (Debian: ffmpeg)")
+    video = tmp_path / "cam" / "cam_20251114_100000.mp4"
+    video.parent.mkdir(parents=True)
+    # A recorder writing a plain MP4 in real time, killed before it could write the index.
+    recorder = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                                 "testsrc=size=640x360:rate=25", "-t", "60", "-c:v", "libx264", "-preset",
+                                 "ultrafast", str(video)], stdin=subprocess.DEVNULL)
+    try:
+        while not video.exists() or video.stat().st_size < 20_000:
+            assert recorder.poll() is None, "the recorder ended early"
+            subprocess.run(["sleep", "0.1"], check=True)
+    finally:
+        recorder.kill()
+        recorder.wait()
+    proc = subprocess.run([sys.executable, "-m", "workers.detect", f"--video={video}", "--camera=cam",
+                           f"--out={tmp_path / 'out'}", f"--model={tmp_path / 'never-loaded.pt'}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 65, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"{video}: ") and "index" in line
+    assert not (tmp_path / "out" / "summary.json").exists()
