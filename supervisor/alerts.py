@@ -1,20 +1,22 @@
-"""Webhook alerts: a job went dead, a GPU turned critical. Never slows the scheduler.
+"""Webhook alerts: a job went dead, a GPU turned critical, the store refuses writes, the run halted.
+Never slows the scheduler, never holds up a stop.
 
-Alerts go through a bounded queue to one sender task; each POST runs in a
-thread with a timeout and bounded retries with backoff. One alert per kind per
-`min_interval_seconds`: the next one carries how many were held back. URLs
-are never logged whole (they often hold a secret token).
+Alerts go through a bounded queue to one sender task. Each POST has one overall deadline
+(`timeout_seconds`: connecting, sending and reading the answer together), so an endpoint that
+answers a byte a second cannot stall the queue; failures are retried with backoff. One alert per
+kind per `min_interval_seconds`: the next one carries how many were held back. `user:password@`
+in a URL becomes an Authorization header. URLs are never logged whole (they often hold a secret).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -41,12 +43,55 @@ def redact(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/…"
 
 
-def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
-    data = json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json", "User-Agent": "video-supervisor"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return int(resp.status)
+class DeliveryError(Exception):
+    """A POST that did not get a 2xx answer; the message never holds the URL."""
+
+
+async def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
+    """POST `payload` as JSON; the whole exchange is bounded by `timeout`. Returns the HTTP status."""
+    try:
+        return await asyncio.wait_for(_post(url, json.dumps(payload).encode()), timeout)
+    except TimeoutError:
+        raise DeliveryError(f"timed out: no complete answer within {timeout:g} s") from None
+
+
+async def _post(url: str, body: bytes) -> int:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DeliveryError("not an http(s) URL")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    headers = {"Host": parts.netloc.rpartition("@")[2], "Content-Type": "application/json",
+               "Content-Length": str(len(body)), "User-Agent": "video-supervisor", "Connection": "close"}
+    if parts.username is not None:
+        from urllib.parse import unquote
+
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        reader, writer = await asyncio.open_connection(
+            parts.hostname, port, ssl=ssl.create_default_context() if tls else None,
+            server_hostname=parts.hostname if tls else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise DeliveryError(f"cannot connect: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        head = f"POST {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        writer.write(head.encode("latin-1") + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        fields = status_line.decode("latin-1").split()
+        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+            raise DeliveryError("not an HTTP answer")
+        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+            pass  # the headers; the status is all an alert needs
+        return int(fields[1])
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        raise DeliveryError(f"connection failed: {getattr(exc, 'strerror', None) or exc}") from None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
 class Alerts(Observer):
@@ -67,6 +112,7 @@ class Alerts(Observer):
             self._task = asyncio.create_task(self._send_loop(), name="alerts")
 
     async def stop(self) -> None:
+        """Give queued alerts one delivery deadline between them, then stop: never longer than that."""
         if self._task is None or self._queue is None:
             return
         with contextlib.suppress(TimeoutError):
@@ -74,6 +120,10 @@ class Alerts(Observer):
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        left = self._queue.qsize()
+        if left:
+            self.dropped += left
+            log.warning("alerts_not_sent", count=left, reason="stopping")
 
     def alert(self, kind: str, **fields: Any) -> bool:
         """Queue an alert unless one of this kind went out within min_interval_seconds."""
@@ -104,6 +154,12 @@ class Alerts(Observer):
         if new == "critical":
             self.alert("gpu_critical", gpu=gpu, previous=old, reason=reason)
 
+    def store_unavailable(self, error: str) -> None:
+        self.alert("store_unavailable", error=error)
+
+    def run_halted(self, reason: str) -> None:
+        self.alert("run_halted", reason=reason)
+
     async def _send_loop(self) -> None:
         assert self._queue is not None
         while True:
@@ -118,17 +174,14 @@ class Alerts(Observer):
         s = self.settings
         for attempt in range(s.max_retries + 1):
             try:
-                status = await asyncio.to_thread(post_json, url, payload, s.timeout_seconds)
+                status = await post_json(url, payload, s.timeout_seconds)
                 if 200 <= status < 300:
                     self.sent += 1
                     log.info("alert_sent", kind=payload["kind"], endpoint=redact(url))
                     return
                 error = f"HTTP {status}"
-            except urllib.error.HTTPError as exc:
-                error = f"HTTP {exc.code}"
-            except (urllib.error.URLError, OSError, TimeoutError) as exc:
-                reason = getattr(exc, "reason", exc)
-                error = f"{type(reason).__name__}: {reason}"
+            except DeliveryError as exc:
+                error = str(exc)
             if attempt < s.max_retries:
                 await asyncio.sleep(s.retry_backoff_seconds * 2**attempt)
         self.failed += 1

@@ -13,6 +13,7 @@ import dataclasses
 import faulthandler
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from . import __version__
 from .alerts import Alerts
-from .config import EX_CONFIG, LOG_LEVELS, ConfigError, Settings, load_settings
+from .config import LOG_LEVELS, ConfigError, Settings, check_model, load_settings
 from .core import Supervisor
 from .discovery import PathParser, scan
 from .logs import cleanup_old_logs, configure_logging
@@ -31,11 +32,10 @@ from .notify import Notifier
 from .observers import Observer
 from .progress import ProgressBar
 from .progress import wanted as progress_wanted
+from .protocol import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
 from .status import StatusFile, status_path
 from .store import JobStore, SchedulerLock, StoreError
 
-EX_USAGE = 2
-EX_TEMPFAIL = 75
 _EARLY_SIGNALS: list[int] = []
 
 
@@ -113,8 +113,28 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
     if s.source == "defaults":
         s = dataclasses.replace(s, source="command line")
-    validate(s)
+    try:
+        validate(s)
+    except ConfigError as exc:
+        given = _flag_for(exc.key, args)
+        if given is None:
+            raise
+        raise ConfigError("command line", given, exc.reason) from None
     return s
+
+
+# Settings keys a flag sets: an error in the value is the flag's, not the settings file's.
+_FLAG_KEYS = {"duration": "duration", "scheduler.max_parallel": "max_parallel", "gpu.temp_limit": "gpu_temp_limit",
+              "gpu.temp_warm": "gpu_temp_limit", "gpu.gpus": "gpus", "logging.level": "log_level"}
+
+
+def _flag_for(key: str, args: argparse.Namespace) -> str | None:
+    if key.startswith("cameras[") and args.cameras:
+        return "--cameras"
+    dest = _FLAG_KEYS.get(key)
+    if dest is None or getattr(args, dest, None) is None:
+        return None
+    return "--" + dest.replace("_", "-")
 
 
 def run_async(coro: Coroutine[Any, Any, int], loop: str = "auto") -> int:
@@ -229,10 +249,22 @@ def _inspect(command: str, argv: list[str]) -> int:
         return EX_CONFIG
     db = (args.state_db or s.state_db).absolute()
     try:
-        store = JobStore.open(db, readonly=True)
-    except StoreError as exc:
-        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return _inspect_store(command, args, db)
+    except (StoreError, OSError, sqlite3.Error) as exc:
+        reason = str(exc) if isinstance(exc, StoreError) else f"{db}: cannot read the job store: {_why(exc)}"
+        print(f"video-supervisor {command}: {reason}", file=sys.stderr)
         return EX_CONFIG
+
+
+def _why(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    if "unable to open" in text or isinstance(exc, PermissionError):
+        text += " (is it readable by this user? the service's store is readable by its group)"
+    return text
+
+
+def _inspect_store(command: str, args: argparse.Namespace, db: Path) -> int:
+    store = JobStore.open(db, readonly=True)
     try:
         if command == "status":
             from .status import collect_status, read_snapshot, render_status
@@ -278,7 +310,10 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
         return EX_USAGE
     if daemon:
         faulthandler.enable()  # a watchdog SIGABRT leaves the hung stack in the journal
-    sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir, console_full=daemon)
+    # Results, logs and the store: the owner writes, the group reads, others nothing (0640 in 0750).
+    os.umask(0o027)
+    sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir,
+                              console_full=daemon or s.logging.level.upper() == "DEBUG")
     removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
     lock = SchedulerLock(s.state_db)
     try:
@@ -335,6 +370,7 @@ def _main(argv: list[str]) -> int:
             return list_videos(settings)
         check_rois(settings)
         check_cameras(settings)
+        check_model(settings)
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -348,6 +384,7 @@ def _main(argv: list[str]) -> int:
         fresh = settings_from_args(args)
         check_rois(fresh)
         check_cameras(fresh)
+        check_model(fresh)
         return fresh
 
     return run_supervisor(settings, daemon=args.daemon, loop=args.loop, reload=reload)

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EX_CONFIG = 78
+from .protocol import EX_CONFIG
+
+__all__ = ["EX_CONFIG", "ConfigError", "Settings", "load_settings", "validate"]
+DEFAULT_MODEL = Path("models/person.pt")
+# Settings whose values may hold a secret (a token in a webhook URL): never echoed in an error.
+SECRET_KEYS = ("alerts.webhooks",)
 
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
     "{python}", "-m", "workers.detect",
@@ -78,9 +83,10 @@ class GpuSettings:
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     command: tuple[str, ...] = DEFAULT_WORKER_COMMAND
-    model: Path = Path("models/person.pt")
+    model: Path = DEFAULT_MODEL
     timeout_seconds: float = 4 * 3600.0
     max_attempts: int = 3
+    max_transient_attempts: int = 10  # exit 75 (CUDA out of memory, disk full): its own cap
     retry_backoff_seconds: float = 30.0
     retry_backoff_max_seconds: float = 1800.0
     stop_grace_seconds: float = 10.0
@@ -144,7 +150,8 @@ def _type_name(tp: Any) -> str:
 
 def _convert(value: Any, tp: Any, key: str, source: str, base: Path) -> Any:
     def wrong() -> ConfigError:
-        return ConfigError(source, key, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        shown = "(value not shown: it may hold a secret)" if key.startswith(SECRET_KEYS) else repr(value)
+        return ConfigError(source, key, f"expected {_type_name(tp)}, got {type(value).__name__} {shown}")
 
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
@@ -198,8 +205,13 @@ def _build(cls: Any, table: dict[str, Any], prefix: str, source: str, base: Path
 
 
 def parse_settings(data: dict[str, Any], source: str, base: Path) -> Settings:
+    """Paths in the file are relative to its folder; so is the default model, a file too."""
     settings: Settings = _build(Settings, data, "", source, base)
     settings = dataclasses.replace(settings, source=source)
+    worker = data.get("worker")
+    if not (isinstance(worker, dict) and "model" in worker):
+        settings = dataclasses.replace(settings, worker=dataclasses.replace(settings.worker,
+                                                                            model=base / DEFAULT_MODEL))
     validate(settings)
     return settings
 
@@ -215,6 +227,9 @@ def load_settings(path: Path | None) -> Settings:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from exc
+    if not raw.strip():
+        # An empty file is far more often a half-written or truncated one than a wish for the defaults.
+        raise ConfigError(source, "-", "the file is empty (to run on the embedded defaults, leave --settings out)")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -274,6 +289,7 @@ def validate(s: Settings) -> None:
                    f"unknown placeholder {{{name}}} (known: {', '.join(sorted(PLACEHOLDERS))})")
     _check(w.timeout_seconds > 0, s, "worker.timeout_seconds", "must be > 0")
     _check(w.max_attempts >= 1, s, "worker.max_attempts", "must be >= 1")
+    _check(w.max_transient_attempts >= 1, s, "worker.max_transient_attempts", "must be >= 1")
     _check(w.retry_backoff_seconds >= 0, s, "worker.retry_backoff_seconds", "must be >= 0")
     _check(w.retry_backoff_max_seconds >= w.retry_backoff_seconds, s, "worker.retry_backoff_max_seconds",
            "must be >= worker.retry_backoff_seconds")
@@ -293,6 +309,27 @@ def validate(s: Settings) -> None:
     for i, cam in enumerate(s.cameras):
         _check(bool(cam) and "/" not in cam and cam not in (".", ".."), s, f"cameras[{i}]",
                f"{cam!r} is not a camera id")
+
+
+def uses_model(s: Settings) -> bool:
+    return any("{model}" in arg for arg in s.worker.command)
+
+
+def check_model(s: Settings) -> None:
+    """The worker's model file must be there before any job runs (at start and on reload)."""
+    if not uses_model(s):
+        return
+    model = s.worker.model.absolute()
+    if not model.is_file():
+        where = "missing" if not model.exists() else "not a file"
+        raise ConfigError(s.source, "worker.model", f"{model}: {where}; put the detector weights there (the demo "
+                          "model: `make models/person.pt`), or point worker.model at them; models are never "
+                          "downloaded")
+    try:
+        with open(model, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise ConfigError(s.source, "worker.model", f"{model}: cannot read: {exc.strerror or exc}") from exc
 
 
 def expand_command(template: tuple[str, ...], values: dict[str, str]) -> list[str]:

@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -26,6 +27,8 @@ from .gpu.simulated import SimulatedProbe
 from .launch import job_output_dir, result_key, worker_argv, worker_env
 from .notify import Notifier
 from .observers import Observer, call
+from .paths import UnsafeOutput, make_result_dir
+from .protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
 from .slots import GpuId, SlotPool
 from .stats import RunStats
@@ -35,6 +38,13 @@ log = structlog.get_logger("supervisor")
 
 MIN_RESCAN_INTERVAL = 1.0
 HEARTBEAT_SECONDS = 2.0
+# A store that refuses writes (a full or read-only disk) is retried, first after 1 s, then ever less often.
+STORE_RETRY_FIRST = 1.0
+STORE_RETRY_MAX = 60.0
+# After the drain and the workers' stop grace, how long a job task may still take to record its outcome.
+RECORD_GRACE_SECONDS = 5.0
+EX_INTERRUPTED = 130
+T = TypeVar("T")
 QueueItem = tuple[str, int, int]  # (recorded_at ISO, insertion sequence, job id)
 
 
@@ -70,7 +80,8 @@ class Supervisor:
     def __init__(self, settings: Settings, store: JobStore, *, daemon: bool = False,
                  probe: GpuProbe | None = None, probe_warning: str | None = None,
                  clock: Callable[[], float] = time.time, notifier: Notifier | None = None,
-                 reload: Callable[[], Settings] | None = None, observers: list[Observer] | None = None) -> None:
+                 reload: Callable[[], Settings] | None = None, observers: list[Observer] | None = None,
+                 store_retry: tuple[float, float] = (STORE_RETRY_FIRST, STORE_RETRY_MAX)) -> None:
         self.settings = settings
         self.store = store
         self.daemon = daemon
@@ -109,10 +120,20 @@ class Supervisor:
         self.job_counts: dict[str, int] = {}  # by state, refreshed at each tick
         self._idle = asyncio.Event()
         self._parser = PathParser(settings.discovery.pattern)
+        self._stop_requested = False  # by a signal or the embedding program, not by a fault
+        self._crash: str | None = None  # a long-lived task died: the daemon drains and exits 70
+        self._halt: str | None = None  # a worker found the configuration unusable: exit 78
+        self._supervised: dict[asyncio.Task[Any], str] = {}
+        self.store_trouble: str | None = None  # the error while the store refuses writes
+        self._store_retry = store_retry  # (first delay, longest delay) between tries of a refused store call
 
     # --- requests (signal handlers call these; they only record) -----------
 
     def request_stop(self) -> None:
+        self._stop_requested = True
+        self._stop_intake()
+
+    def _stop_intake(self) -> None:
         if self._stop.is_set():
             self._stop_now.set()
             for rj in self.running.values():
@@ -140,24 +161,33 @@ class Supervisor:
                 (self.request_reload if signum == signal.SIGHUP else self.request_stop)()
             if early_signals:
                 early_signals.clear()
-        tasks: list[asyncio.Task[Any]] = []
+        tasks: dict[asyncio.Task[Any], str] = {}
         try:
-            self._startup()
+            await self._startup()
             await self._scan_and_queue(reprocess=self.settings.reprocess)
             for obs in self.observers:
                 await obs.start(self)
-            self.tick_observers()
+            await self.tick_observers()
             self.notifier.ready(self.notifier.last_status or None)
-            tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
-            tasks.append(asyncio.create_task(self.monitor.run(), name="gpu-health"))
-            tasks.append(asyncio.create_task(self._report_queue(), name="queue-report"))
-            tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+            long_lived: list[tuple[str, Awaitable[None]]] = [
+                ("dispatch", self._dispatch()), ("queue-report", self._report_queue()),
+                ("heartbeat", self._heartbeat()),
+            ]
+            if self.monitor.policies:
+                long_lived.append(("gpu-health", self.monitor.run()))
             if self.daemon:
-                tasks.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
+                long_lived.append(("rescan", self._rescan_loop()))
+            for name, coro in long_lived:
+                tasks[asyncio.ensure_future(coro)] = name
+            self._supervised = tasks
             waiters = [asyncio.create_task(self._stop.wait())]
             if not self.daemon:
                 waiters.append(asyncio.create_task(self._idle.wait()))
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            # Every long-lived task is watched together with the stop request: one that ends is a fault.
+            done, _ = await asyncio.wait([*tasks, *waiters], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task in tasks:
+                    self._task_ended(task, tasks[task])
             for w in waiters:
                 w.cancel()
         finally:
@@ -165,7 +195,10 @@ class Supervisor:
                 t.cancel()
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await t
+                    try:
+                        await t
+                    except Exception as exc:  # it ended with an error while we were stopping
+                        self._task_ended(t, tasks[t], exc)
             await self._shutdown()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -174,12 +207,72 @@ class Supervisor:
         return self._exit_code()
 
     def _exit_code(self) -> int:
-        if self._stop.is_set() and not self.daemon and self._outstanding:
-            return 130
-        return 1 if self.stats.dead else 0
+        if self._crash is not None:
+            return EX_SOFTWARE
+        if self._halt is not None:
+            return EX_CONFIG
+        if self.daemon:
+            return EX_OK  # a requested stop of the service is a clean one, whatever the jobs came to
+        if self._stop_requested and self._outstanding:
+            return EX_INTERRUPTED
+        return EX_FAILED if self.stats.dead else EX_OK
 
-    def _startup(self) -> None:
-        recovered = self.store.recover_running()
+    def _task_ended(self, task: asyncio.Task[Any], name: str, exc: BaseException | None = None) -> None:
+        """A long-lived task ended on its own: log it once, take no new work, drain, and exit 70."""
+        if exc is None and not task.cancelled():
+            exc = task.exception()
+        if self._crash is not None or (exc is None and self._stop.is_set()):
+            return
+        error = f"{type(exc).__name__}: {exc}" if exc is not None else "ended unexpectedly"
+        self._crash = f"task {name!r} crashed: {error}"
+        log.critical("task_crashed", task=name, error=error, exc_info=exc,
+                     action="taking no new work; draining, then exiting 70 so that systemd restarts it")
+        call(self.observers, "run_halted", self._crash)
+        self._stop_intake()
+
+    def _job_task_done(self, task: asyncio.Task[None]) -> None:
+        self._job_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._task_ended(task, task.get_name())
+
+    def halt(self, reason: str) -> None:
+        """Stop starting jobs for a reason no retry can fix; the run exits 78 once running jobs drain."""
+        if self._halt is None:
+            self._halt = reason
+            log.critical("run_halted", reason=reason, exit_code=EX_CONFIG,
+                         action="no new jobs; running ones drain; fix the cause, then start again")
+            call(self.observers, "run_halted", reason)
+        self._stop_intake()
+
+    async def _store_call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One store call. A store that refuses it (a full or read-only disk, I/O errors, a lock held too
+        long) is retried with backoff, logged and alerted, and work resumes by itself when it answers
+        again; the caller simply waits, keeping whatever it holds. A damaged store is not retried."""
+        delay, longest = self._store_retry
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if self._stop_now.is_set():
+                    raise
+                error = str(exc)
+                if self.store_trouble is None:
+                    log.error("store_unavailable", operation=what, error=error, store=str(self.store.path),
+                              retry_in_seconds=delay, action="dispatch paused; retrying until it answers")
+                    call(self.observers, "store_unavailable", error)
+                else:
+                    log.warning("store_still_unavailable", operation=what, error=error, retry_in_seconds=delay)
+                self.store_trouble = error
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, longest)
+                continue
+            if self.store_trouble is not None:
+                log.info("store_recovered", operation=what, error_was=self.store_trouble)
+                self.store_trouble = None
+            return result
+
+    async def _startup(self) -> None:
+        recovered = await self._store_call("recover_running", self.store.recover_running)
         log.info(
             "supervisor_started", mode="daemon" if self.daemon else "once", pid=os.getpid(),
             videos_dir=str(self.settings.videos_dir), store=str(self.store.path),
@@ -206,11 +299,18 @@ class Supervisor:
         try:
             result = await self._scan()
         except OSError as exc:
-            log.error("scan_failed", videos_dir=str(self.settings.videos_dir), error=exc.strerror or str(exc))
+            log.error("scan_failed", videos_dir=str(self.settings.videos_dir), error=exc.strerror or str(exc),
+                      action="keeping the queue as it is; the next scan tries again")
             return
         # Recording a big tree takes a while: on a connection of its own, off the event loop.
-        sync = await asyncio.to_thread(sync_in_thread, self.store.path, result.videos, reprocess=reprocess,
-                                       now=self._clock(), duration=self.settings.duration)
+        try:
+            sync = await asyncio.to_thread(sync_in_thread, self.store.path, result.videos, reprocess=reprocess,
+                                           now=self._clock(), duration=self.settings.duration)
+        except sqlite3.OperationalError as exc:
+            log.error("scan_not_recorded", store=str(self.store.path), error=str(exc), found=len(result.videos),
+                      action="the next scan tries again")
+            call(self.observers, "store_unavailable", str(exc))
+            return
         self.scans += 1
         self.last_scan_at = self._clock()
         call(self.observers, "scan_completed", len(result.videos), len(sync.new))
@@ -226,7 +326,10 @@ class Supervisor:
         queued = 0
         # At start everything ready is loaded (queued rows, retries left by an earlier run); later
         # scans only add what this scan made ready.
-        ready = self.store.jobs(READY_STATES) if self.scans == 1 else self.store.jobs_by_id(sync.ready)
+        if self.scans == 1:
+            ready = await self._store_call("jobs", self.store.jobs, READY_STATES)
+        else:
+            ready = await self._store_call("jobs_by_id", self.store.jobs_by_id, sync.ready)
         for job in ready:
             if job.state in READY_STATES and self._enqueue(job):
                 queued += 1
@@ -239,6 +342,11 @@ class Supervisor:
             log.info("videos_unsettled", count=len(result.unsettled),
                      settle_seconds=self.settings.discovery.settle_seconds,
                      examples=[str(p) for p in result.unsettled[:5]])
+            if not self.daemon and self.scans == 1 and not self._outstanding:
+                log.warning("nothing_to_do", unsettled=len(result.unsettled),
+                            message=f"{len(result.unsettled)} video(s) changed within the last "
+                                    f"{self.settings.discovery.settle_seconds:g} s (settle_seconds) and may still "
+                                    "be recording; run again later, or lower discovery.settle_seconds")
         self._check_idle()
 
     async def _rescan_loop(self) -> None:
@@ -256,9 +364,11 @@ class Supervisor:
             if self._reload_requested:
                 self._reload_requested = False
                 self.notifier.reloading()
-                self._reload_settings()
-                await self._scan_and_queue()
-                self.notifier.ready(self.notifier.last_status or None)
+                try:
+                    self._reload_settings()
+                    await self._scan_and_queue()
+                finally:
+                    self.notifier.ready(self.notifier.last_status or None)  # after RELOADING=1, always
             else:
                 await self._scan_and_queue()
 
@@ -270,6 +380,10 @@ class Supervisor:
             new = self._reload()
         except ConfigError as exc:
             log.error("reload_failed", error=str(exc), kept=self.settings.source)
+            return
+        except OSError as exc:
+            log.error("reload_failed", error=f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}",
+                      kept=self.settings.source)
             return
         new, needs_restart = merge_reload(self.settings, new)
         if needs_restart:
@@ -317,12 +431,20 @@ class Supervisor:
             # Something older may have arrived while we waited for the slot: take the oldest now.
             self.queue.put_nowait(item)
             item = self.queue.get_nowait()
-            if not self._start(item[2], gpu):
-                self.slots.release(gpu)
+            started = False
+            try:
+                started = await self._start(item[2], gpu)
+            except asyncio.CancelledError:
+                if item[2] not in self.running:
+                    self.queue.put_nowait(item)
+                raise
+            finally:
+                if not started:
+                    self.slots.release(gpu)
 
-    def _start(self, job_id: int, gpu: GpuId) -> bool:
+    async def _start(self, job_id: int, gpu: GpuId) -> bool:
         try:
-            job = self.store.get(job_id)
+            job = await self._store_call("get", self.store.get, job_id)
         except KeyError:
             self._outstanding.discard(job_id)
             return False
@@ -334,21 +456,30 @@ class Supervisor:
             key = job.result_key
             if key is None:
                 key = result_key(self.settings.videos_dir, job.path)
-                self.store.assign_result_key(job.id, key)
+                await self._store_call("assign_result_key", self.store.assign_result_key, job.id, key)
             out_dir = job_output_dir(self.settings.output_dir, key)
         except ResultFolderTaken as exc:
             log.error("result_folder_conflict", job_id=job.id, video=str(job.path), other_job_id=exc.other.id,
                       other_video=str(exc.other.path), folder=exc.key)
-            self._finish_without_run(job, f"{job.path}: {exc}")
+            await self._finish_without_run(job, f"{job.path}: {exc}")
             return False
         except ValueError as exc:
-            self._finish_without_run(job, str(exc))
+            await self._finish_without_run(job, str(exc))
             return False
         if not job.path.is_file():
-            self._finish_without_run(job, f"{job.path}: the video is gone")
+            await self._finish_without_run(job, f"{job.path}: the video is gone")
             return False
+        try:
+            make_result_dir(out_dir)
+        except UnsafeOutput as exc:
+            await self._finish_without_run(job, f"{job.path}: refusing to write results: {exc.strerror}")
+            return False
+        except OSError as exc:  # a full or read-only results disk: the worker reports it as transient
+            log.warning("result_folder_not_created", folder=str(out_dir), error=exc.strerror or str(exc))
+        if self._stop.is_set():
+            return False  # stopped while the store was being waited for: start nothing new
         now = self._clock()
-        job = self.store.mark_running(job_id, now=now)
+        job = await self._store_call("mark_running", self.store.mark_running, job_id, now=now)
         run = WorkerRun(
             worker_argv(self.settings, job, out_dir), env=worker_env(job, gpu),
             timeout=self.settings.worker.timeout_seconds, stop_grace=self.settings.worker.stop_grace_seconds,
@@ -360,12 +491,13 @@ class Supervisor:
         call(self.observers, "job_started", rj)
         task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
         self._job_tasks.add(task)
-        task.add_done_callback(self._job_tasks.discard)
+        task.add_done_callback(self._job_task_done)
         return True
 
-    def _finish_without_run(self, job: Job, reason: str) -> None:
-        self.store.mark_running(job.id, now=self._clock())
-        self.store.mark_failed(job.id, now=self._clock(), error=reason, exit_code=None, retry_at=None)
+    async def _finish_without_run(self, job: Job, reason: str) -> None:
+        await self._store_call("mark_running", self.store.mark_running, job.id, now=self._clock())
+        await self._store_call("mark_failed", self.store.mark_failed, job.id, now=self._clock(), error=reason,
+                               exit_code=None, retry_at=None)
         self.stats.record_dead(job.camera)
         log.error("job_dead", job_id=job.id, camera=job.camera, video=str(job.path), error=reason)
         self._outstanding.discard(job.id)
@@ -392,16 +524,23 @@ class Supervisor:
         try:
             outcome = await rj.run.run()
         finally:
-            self.slots.release(rj.gpu)
-            del self.running[job.id]
-            if outcome is None:  # cancelled: the supervisor is going away
-                self.store.requeue_interrupted(job.id)
-            else:
-                state = self._record(rj, outcome)
-                call(self.observers, "job_finished", rj, outcome, state)
-            self._check_idle()
+            self.slots.release(rj.gpu)  # first: nothing below may keep a slot from the next job
+            if outcome is None:  # cancelled: the supervisor is going away; the next start recovers the row
+                del self.running[job.id]
+                with contextlib.suppress(sqlite3.Error):
+                    self.store.requeue_interrupted(job.id)
+                self._check_idle()
+        try:
+            # The job stays ours (in `running`) until its outcome is in the store, however long that takes.
+            state = await self._record(rj, outcome)
+        finally:
+            self.running.pop(job.id, None)
+        if state is JobState.FAILED and not self._stop.is_set():
+            self._enqueue(await self._store_call("get", self.store.get, job.id))  # to wait for its retry
+        self._check_idle()
+        call(self.observers, "job_finished", rj, outcome, state)
 
-    def _record(self, rj: RunningJob, outcome: Outcome) -> JobState:
+    async def _record(self, rj: RunningJob, outcome: Outcome) -> JobState:
         """Store what the attempt came to; returns the job's new state."""
         job = rj.job
         now = self._clock()
@@ -412,8 +551,9 @@ class Supervisor:
             video_seconds = _number(result.get("video_seconds"))
             damaged = _number(result.get("damaged_seconds")) or 0.0
             covered = video_seconds if result.get("duration_limited") is True else None
-            self.store.mark_done(job.id, now=now, duration=outcome.duration, output=output,
-                                 video_seconds=video_seconds, covered_seconds=covered, damaged_seconds=damaged)
+            await self._store_call("mark_done", self.store.mark_done, job.id, now=now, duration=outcome.duration,
+                                   output=output, video_seconds=video_seconds, covered_seconds=covered,
+                                   damaged_seconds=damaged)
             self.stats.record_done(job.camera, outcome.duration)
             self._outstanding.discard(job.id)
             log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=video_seconds,
@@ -423,24 +563,32 @@ class Supervisor:
                             output=output, message=f"done, {damaged:.1f} s damaged: see damage in summary.json")
             return JobState.DONE
         if outcome.kind is OutcomeKind.INTERRUPTED:
-            self.store.requeue_interrupted(job.id)
+            await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id)
             self.stats.interrupted += 1
             log.info("job_interrupted", duration_seconds=seconds)
             return JobState.QUEUED
-        retry = should_retry(outcome.kind, job.attempts, self.settings.worker.max_attempts)
         error = outcome.message or str(outcome.kind)
+        if outcome.kind is OutcomeKind.BAD_CONFIG:
+            # Not the video's fault: the job goes back to the queue, uncharged, and the run halts.
+            await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id)
+            self._outstanding.discard(job.id)
+            log.error("job_not_run", reason="the worker found the configuration unusable (exit 78)", error=error,
+                      stderr_tail=outcome.stderr_tail)
+            self.halt(f"worker exit 78 on {job.path}: {error}")
+            return JobState.QUEUED
+        w = self.settings.worker
+        retry = should_retry(outcome.kind, job.attempts, w.max_attempts, w.max_transient_attempts)
         self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
         if retry:
-            w = self.settings.worker
             delay = backoff_delay(job.attempts, w.retry_backoff_seconds, w.retry_backoff_max_seconds)
-            self.store.mark_failed(job.id, now=now, error=error, exit_code=outcome.exit_code, retry_at=now + delay)
+            await self._store_call("mark_failed", self.store.mark_failed, job.id, now=now, error=error,
+                                   exit_code=outcome.exit_code, retry_at=now + delay)
             log.error("job_failed", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
                       duration_seconds=seconds, retry_in_seconds=round(delay, 3), stderr_tail=outcome.stderr_tail)
             self._outstanding.discard(job.id)
-            if not self._stop.is_set():
-                self._enqueue(self.store.get(job.id))
             return JobState.FAILED
-        self.store.mark_failed(job.id, now=now, error=error, exit_code=outcome.exit_code, retry_at=None)
+        await self._store_call("mark_failed", self.store.mark_failed, job.id, now=now, error=error,
+                               exit_code=outcome.exit_code, retry_at=None)
         self.stats.record_dead(job.camera)
         self._outstanding.discard(job.id)
         log.error("job_dead", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
@@ -460,10 +608,17 @@ class Supervisor:
             "running": len(self.running), "limit": self.slots.total_limit,
         }
 
-    def tick_observers(self) -> None:
+    async def tick_observers(self) -> None:
         """Observers' periodic look: the job counts are read from the store once for all of them."""
-        self.job_counts = self.store.counts()
+        try:
+            self.job_counts = self.store.counts()
+        except sqlite3.OperationalError as exc:  # reads go on with the last counts; writes report the trouble
+            log.debug("counts_unavailable", error=str(exc))
         call(self.observers, "tick", self)
+
+    def healthy(self) -> bool:
+        """Whether systemd's watchdog may be fed: no task has crashed and every supervised task still runs."""
+        return self._crash is None and all(not t.done() for t in self._supervised)
 
     async def _heartbeat(self) -> None:
         """Watchdog pings from the event loop itself, so a hung loop gets restarted; observers' tick."""
@@ -472,9 +627,9 @@ class Supervisor:
             interval = min(interval, self.notifier.watchdog_seconds / 2)
         while True:
             await asyncio.sleep(interval)
-            if self.notifier.watchdog_seconds:
+            if self.notifier.watchdog_seconds and self.healthy():
                 self.notifier.watchdog()
-            self.tick_observers()
+            await self.tick_observers()
 
     async def _report_queue(self) -> None:
         while True:
@@ -505,7 +660,14 @@ class Supervisor:
         if pending:
             for rj in list(self.running.values()):
                 rj.run.request_stop()
-            await asyncio.wait(pending)
+            _, stuck = await asyncio.wait(pending, timeout=self.settings.worker.stop_grace_seconds
+                                          + RECORD_GRACE_SECONDS)
+            for task in stuck:  # waiting on a store that does not answer: the next start recovers them
+                task.cancel()
+            if stuck:
+                log.error("jobs_not_recorded", count=len(stuck), store_error=self.store_trouble,
+                          action="left running in the store; the next start takes them up again")
+                await asyncio.wait(stuck)
         self._log_summary()
         for obs in self.observers:
             try:
@@ -518,4 +680,8 @@ class Supervisor:
     def _log_summary(self) -> None:
         for camera, c in sorted(self.stats.cameras.items()):
             log.info("camera_summary", camera=camera, **c.as_dict())
-        log.info("run_summary", **self.stats.totals(), store=self.store.counts())
+        try:
+            counts: dict[str, int] | str = self.store.counts()
+        except sqlite3.Error as exc:
+            counts = f"unavailable: {exc}"
+        log.info("run_summary", **self.stats.totals(), store=counts)

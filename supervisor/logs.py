@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,8 +26,10 @@ import structlog
 # Events shown on the console of a once run; warnings and errors always are.
 CONSOLE_EVENTS = frozenset({
     "supervisor_started", "parallelism_changed", "gpu_monitoring_unavailable", "run_summary",
-    "camera_summary", "shutdown_requested", "shutdown_complete",
+    "camera_summary", "shutdown_requested", "shutdown_complete", "videos_unsettled", "nothing_to_do",
 })
+# A log file that cannot be written (a full or read-only disk) is dropped, and tried again this much later.
+FILE_RETRY_SECONDS = 60.0
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 _LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -54,18 +57,20 @@ class LogSinks:
         self._errors: TextIO | None = None
         self._errors_day = ""
         self.processing_path: Path | None = None
+        self._files_down_until = 0.0  # while > now, the log files are not written (they failed)
+        self.files_failed = 0
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
             self.processing_path = log_dir / f"processing_{started:%Y%m%d_%H%M%S}.log"
             self._processing = _open_private(self.processing_path)
 
     def write(self, level: str, line: str, event: str) -> None:
-        if self._processing is not None:
-            self._processing.write(line + "\n")
-            self._processing.flush()
-        if _LEVEL_RANK.get(level, 20) >= _LEVEL_RANK["error"] and self.log_dir is not None:
-            self._error_file().write(line + "\n")
-            self._error_file().flush()
+        """Never raises: a log file that fails is dropped (one line to stderr) and tried again later."""
+        if self.log_dir is not None and time.monotonic() >= self._files_down_until:
+            try:
+                self._write_files(level, line)
+            except (OSError, ValueError) as exc:
+                self._files_failed(exc)
         if not self._console_closed and (
             self.console_full or event in CONSOLE_EVENTS or _LEVEL_RANK.get(level, 20) >= _LEVEL_RANK["warning"]
         ):
@@ -74,8 +79,36 @@ class LogSinks:
             try:
                 console.write(prefix + line + "\n")
                 console.flush()
-            except (BrokenPipeError, ValueError):
+            except (OSError, ValueError):
                 self._console_closed = True
+
+    def _write_files(self, level: str, line: str) -> None:
+        if self._processing is None and self.processing_path is not None:
+            self._processing = _open_private(self.processing_path)
+        if self._processing is not None:
+            self._processing.write(line + "\n")
+            self._processing.flush()
+        if _LEVEL_RANK.get(level, 20) >= _LEVEL_RANK["error"]:
+            errors = self._error_file()
+            errors.write(line + "\n")
+            errors.flush()
+
+    def _files_failed(self, exc: BaseException) -> None:
+        self.files_failed += 1
+        for f in (self._processing, self._errors):
+            if f is not None:
+                with contextlib.suppress(OSError, ValueError):  # its unwritten buffer is lost with it
+                    f.close()
+        self._processing = self._errors = None
+        self._files_down_until = time.monotonic() + FILE_RETRY_SECONDS
+        reason = getattr(exc, "strerror", None) or str(exc)
+        try:
+            sys.stderr.write(f"video-supervisor: cannot write the log files in {self.log_dir} ({reason}); "
+                             f"logging to the journal/console only, trying the files again in "
+                             f"{FILE_RETRY_SECONDS:g} s\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
     def _error_file(self) -> TextIO:
         day = datetime.now().strftime("%Y%m%d")
@@ -90,7 +123,8 @@ class LogSinks:
     def close(self) -> None:
         for f in (self._processing, self._errors):
             if f is not None:
-                f.close()
+                with contextlib.suppress(OSError, ValueError):
+                    f.close()
         self._processing = self._errors = None
 
 

@@ -35,6 +35,14 @@ class Observer:
     def scan_completed(self, found: int, new: int) -> None:
         return None
 
+    def store_unavailable(self, error: str) -> None:
+        """The job store refused a write (a full disk, a read-only mount); the supervisor keeps retrying."""
+        return None
+
+    def run_halted(self, reason: str) -> None:
+        """The run stops: a task crashed, or a worker found the configuration unusable (exit 78)."""
+        return None
+
     def tick(self, sup: Supervisor) -> None:
         """Every couple of seconds, from the event loop."""
         return None

@@ -21,9 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-EX_OK = 0
-EX_DATAERR = 65
-EX_TEMPFAIL = 75
+from .protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL
+
 _LINE_LIMIT = 1 << 20
 _STDERR_TAIL_LINES = 30
 _PR_SET_PDEATHSIG = 1
@@ -32,7 +31,8 @@ _PR_SET_PDEATHSIG = 1
 class OutcomeKind(enum.StrEnum):
     SUCCEEDED = "succeeded"
     BAD_INPUT = "bad_input"  # exit 65: never retried
-    TRANSIENT = "transient"  # exit 75: retried, not counted against max_attempts
+    TRANSIENT = "transient"  # exit 75: retried up to max_transient_attempts
+    BAD_CONFIG = "bad_config"  # exit 78: the model or the configuration is unusable; halts the run
     KILLED = "killed"  # died of a signal we did not send
     TIMED_OUT = "timed_out"
     FAILED = "failed"  # any other exit code
@@ -64,17 +64,21 @@ def classify(returncode: int | None, *, timed_out: bool = False, interrupted: bo
         return OutcomeKind.BAD_INPUT
     if returncode == EX_TEMPFAIL:
         return OutcomeKind.TRANSIENT
+    if returncode == EX_CONFIG:
+        return OutcomeKind.BAD_CONFIG
     if returncode < 0:
         return OutcomeKind.KILLED
     return OutcomeKind.FAILED
 
 
-def should_retry(kind: OutcomeKind, attempts: int, max_attempts: int) -> bool:
-    """Whether a failed attempt is followed by another (else the job is dead)."""
-    if kind in (OutcomeKind.SUCCEEDED, OutcomeKind.BAD_INPUT):
+def should_retry(kind: OutcomeKind, attempts: int, max_attempts: int, max_transient_attempts: int) -> bool:
+    """Whether a failed attempt is followed by another (else the job is dead). Every kind has a cap."""
+    if kind in (OutcomeKind.SUCCEEDED, OutcomeKind.BAD_INPUT, OutcomeKind.BAD_CONFIG):
         return False
-    if kind in (OutcomeKind.TRANSIENT, OutcomeKind.INTERRUPTED):
-        return True
+    if kind is OutcomeKind.INTERRUPTED:
+        return True  # not an attempt of the job's: it is not charged one
+    if kind is OutcomeKind.TRANSIENT:
+        return attempts < max_transient_attempts
     return attempts < max_attempts
 
 

@@ -174,6 +174,19 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """What to do about a store that cannot be opened: only a damaged file is worth moving aside."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) or "readonly" in text or "unable to open" in text:
+        # Permissions, a read-only or full disk: the history is intact; moving it aside would lose it.
+        return StoreError(f"{path}: cannot use the job store ({text}): check that this user can write the file "
+                          "and its folder, and that the disk has room and is mounted read-write. "
+                          "The store was left untouched")
+    return StoreError(f"{path}: not a usable job store ({text}): it is damaged; restore it from a backup, or "
+                      "move it aside to start a new one (every video will then be processed again). "
+                      "It was left untouched")
+
+
 class SchedulerLock:
     """An exclusive lock beside the store; the kernel drops it when the process dies."""
 
@@ -257,10 +270,7 @@ class JobStore:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{path}: not a usable job store ({exc}); move it aside to start a new one, "
-                "or restore it from a backup. It was left untouched."
-            ) from exc
+            raise store_error(path, exc) from exc
         return conn
 
     def _prepare(self) -> None:
@@ -293,10 +303,7 @@ class JobStore:
                 self._run_script("CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key)")
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path}: not a usable job store ({exc}); move it aside to start a new one, "
-                "or restore it from a backup. It was left untouched."
-            ) from exc
+            raise store_error(self.path, exc) from exc
 
     def _run_script(self, script: str) -> None:
         # executescript() would COMMIT the open transaction first; run statement by statement instead.

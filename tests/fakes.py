@@ -117,3 +117,36 @@ def cli(*args: str) -> list[str]:
 def write_settings(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+class FaultyStore:
+    """A real JobStore whose chosen methods fail on their next calls, then work again.
+
+    `faults={"mark_running": [exc, exc]}` raises those exceptions on the first two calls of mark_running;
+    `raised` lists what was raised. Everything else goes straight to the real store.
+    """
+
+    def __init__(self, store: Any, faults: dict[str, list[BaseException]]) -> None:
+        self._store = store
+        self._faults = {name: list(excs) for name, excs in faults.items()}
+        self.raised: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        plan = self._faults.get(name)
+        if plan is None or not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if plan:
+                self.raised.append(name)
+                raise plan.pop(0)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def disk_full() -> BaseException:
+    import sqlite3
+
+    return sqlite3.OperationalError("database or disk is full")

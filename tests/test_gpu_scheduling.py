@@ -157,8 +157,9 @@ def test_without_an_nvidia_driver_one_warning_and_a_normal_run(tmp_path):
     cmd = fake_worker_command()
     settings.write_text(
         f'videos_dir = "videos"\n[discovery]\nsettle_seconds = 0\n[worker]\ncommand = {json.dumps(cmd)}\n')
-    proc = subprocess.run(cli("--settings", str(settings)), capture_output=True, text=True, env=cli_env(), timeout=60)
-    assert proc.returncode == 0
+    proc = subprocess.run(cli("--settings", str(settings)), capture_output=True, text=True, env=cli_env(), timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     warnings = [json.loads(line) for line in proc.stdout.splitlines() if '"level": "warning"' in line]
     assert [w["message"] for w in warnings] == [NO_DRIVER_WARNING]
 

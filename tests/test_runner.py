@@ -28,7 +28,7 @@ from .fakes import make_video
         (75, False, False, OutcomeKind.TRANSIENT),
         (-9, False, False, OutcomeKind.KILLED),
         (1, False, False, OutcomeKind.FAILED),
-        (78, False, False, OutcomeKind.FAILED),
+        (78, False, False, OutcomeKind.BAD_CONFIG),
         (-15, True, False, OutcomeKind.TIMED_OUT),
         (-15, False, True, OutcomeKind.INTERRUPTED),
         (None, False, False, OutcomeKind.SPAWN_FAILED),
@@ -42,7 +42,11 @@ def test_exit_codes_classify_the_outcome(code, timed_out, interrupted, kind):
     ("kind", "attempts", "retry"),
     [
         (OutcomeKind.BAD_INPUT, 1, False),
-        (OutcomeKind.TRANSIENT, 10, True),
+        (OutcomeKind.BAD_CONFIG, 1, False),
+        (OutcomeKind.TRANSIENT, 3, True),
+        (OutcomeKind.TRANSIENT, 9, True),
+        (OutcomeKind.TRANSIENT, 10, False),
+        (OutcomeKind.INTERRUPTED, 50, True),
         (OutcomeKind.KILLED, 2, True),
         (OutcomeKind.KILLED, 3, False),
         (OutcomeKind.FAILED, 1, True),
@@ -51,7 +55,7 @@ def test_exit_codes_classify_the_outcome(code, timed_out, interrupted, kind):
     ],
 )
 def test_retry_decision(kind, attempts, retry):
-    assert should_retry(kind, attempts, max_attempts=3) is retry
+    assert should_retry(kind, attempts, max_attempts=3, max_transient_attempts=10) is retry
 
 
 def test_backoff_doubles_and_is_capped():

@@ -36,7 +36,7 @@ from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TE
 from .counting import Detections, OccupancyTracker, RegionCounter, canonical_names, wanted_class_ids
 from .decode import DecodeReport, Sample, VideoInfo, VideoSource
 from .errors import WorkerError
-from .outputs import AtomicOutputs
+from .outputs import AtomicOutputs, UnsafeOutput
 from .rois import RoiError, check_frame_size, load_rois
 
 PROGRESS_INTERVAL = 0.5
@@ -267,6 +267,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     expected_end = min(args.duration, info.duration or args.duration) if args.duration else (info.duration or 0.0)
     try:
         outputs = AtomicOutputs(args.out)
+    except UnsafeOutput as exc:
+        raise WorkerError(EX_DATAERR, f"refusing to write results: {exc.strerror}") from exc
     except OSError as exc:
         raise WorkerError(EX_TEMPFAIL, f"cannot write results under {args.out}: {exc.strerror or exc}") from exc
     sampled = detections_total = 0

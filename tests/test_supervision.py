@@ -1,0 +1,204 @@
+"""Nothing fails silently: store faults at every call site, a crashed task, a worker that finds the
+configuration unusable, transient failures without end, reloads that go wrong. Each either recovers
+by itself or stops with a reason and a non-zero exit, never alive with work stuck."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from supervisor.config import ConfigError, WorkerSettings, load_settings
+from supervisor.core import Supervisor
+from supervisor.notify import Notifier
+from supervisor.store import JobState, JobStore
+
+from .daemon_harness import NotifySocket
+from .fakes import FaultyStore, disk_full, fake_worker_command, make_settings, make_video, read_runs
+from .test_scheduling import capture_logs
+
+FAST_RETRY = (0.01, 0.05)
+
+
+def run_faulty(settings, faults, *, daemon=False, during=None, notifier=None, reload=None):
+    async def main():
+        real = JobStore.open(settings.state_db)
+        store = FaultyStore(real, faults)
+        try:
+            sup = Supervisor(settings, store, daemon=daemon, store_retry=FAST_RETRY, notifier=notifier,
+                             reload=reload)
+            side = asyncio.create_task(during(sup)) if during else None
+            code = await sup.run(handle_signals=False)
+            if side is not None:
+                await side
+            return code, sup, store
+        finally:
+            real.close()
+            if notifier is not None:
+                notifier.close()
+
+    return asyncio.run(main())
+
+
+def stored(settings):
+    store = JobStore.open(settings.state_db, readonly=True)
+    try:
+        return {j.path.name: j for j in store.jobs()}
+    finally:
+        store.close()
+
+
+def videos(tmp_path, n=3):
+    return [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4") for i in range(n)]
+
+
+@pytest.mark.parametrize("call_site", ["recover_running", "jobs", "get", "assign_result_key", "mark_running",
+                                       "mark_done", "mark_failed"])
+def test_a_full_store_disk_at_any_call_site_pauses_then_resumes_by_itself(tmp_path, call_site):
+    videos(tmp_path)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"cam_20251114_100000.mp4": {"exit": [1, 0]}}))  # one failed attempt
+    s = make_settings(tmp_path, worker=WorkerSettings(
+        command=fake_worker_command(record=tmp_path / "runs.jsonl", plan=plan), retry_backoff_seconds=0.01,
+        retry_backoff_max_seconds=0.02))
+    with capture_logs() as logs:
+        code, _, store = run_faulty(s, {call_site: [disk_full(), disk_full(), disk_full()]})
+    assert store.raised == [call_site] * 3
+    assert code == 0
+    assert {j.state for j in stored(s).values()} == {JobState.DONE}
+    trouble = [e["event"] for e in logs if e["event"] in ("store_unavailable", "store_recovered")]
+    assert trouble[0] == "store_unavailable" and trouble[-1] == "store_recovered"  # logged, then over
+    unavailable = next(e for e in logs if e["event"] == "store_unavailable")
+    assert unavailable["operation"] == call_site and "disk is full" in unavailable["error"]
+    # Every video ran to completion once (the planned failure aside): nothing lost, nothing doubled.
+    completed = [r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0]
+    assert sorted(Path(v).name for v in completed) == sorted(stored(s))
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+def test_an_unexpected_error_in_a_task_is_logged_once_and_ends_the_run_with_70(tmp_path, daemon):
+    videos(tmp_path, 4)
+    s = make_settings(tmp_path)
+    with capture_logs() as logs:
+        code, sup, _ = run_faulty(s, {"mark_running": [RuntimeError("boom")]}, daemon=daemon)
+    assert code == 70
+    crashed = [e for e in logs if e["event"] == "task_crashed"]
+    assert len(crashed) == 1 and crashed[0]["task"] == "dispatch" and "RuntimeError: boom" in crashed[0]["error"]
+    assert crashed[0]["exc_info"] is not None and crashed[0]["log_level"] == "critical"
+    assert any(e["event"] == "run_summary" for e in logs)  # the shutdown still ran
+    assert not sup.healthy()  # the watchdog is no longer fed
+    # Nothing is left running in the store: what did not run is still queued for the next start.
+    assert JobState.RUNNING not in {j.state for j in stored(s).values()}
+
+
+def test_a_crash_in_a_job_task_is_noticed_too(tmp_path):
+    videos(tmp_path, 2)
+    s = make_settings(tmp_path)
+    with capture_logs() as logs:
+        code, _, _ = run_faulty(s, {"mark_done": [ValueError("bad row")]})
+    assert code == 70
+    [crashed] = [e for e in logs if e["event"] == "task_crashed"]
+    assert crashed["task"].startswith("job-") and "bad row" in crashed["error"]
+
+
+def test_worker_exit_78_halts_the_run_without_charging_the_job(tmp_path):
+    for i in range(3):
+        make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"cam_20251114_100000.mp4": {"exit": [78]}}))
+    s = make_settings(tmp_path, scheduler=replace(make_settings(tmp_path).scheduler, max_parallel=1),
+                      worker=WorkerSettings(command=fake_worker_command(record=tmp_path / "runs.jsonl", plan=plan)))
+    with capture_logs() as logs:
+        code, _, _ = run_faulty(s, {})
+    assert code == 78
+    jobs = stored(s)
+    assert jobs["cam_20251114_100000.mp4"].state is JobState.QUEUED
+    assert jobs["cam_20251114_100000.mp4"].attempts == 0  # not charged
+    assert len(read_runs(tmp_path / "runs.jsonl")) == 1  # nothing else started after the halt
+    [halted] = [e for e in logs if e["event"] == "run_halted"]
+    assert "exit 78" in halted["reason"] and "cam_20251114_100000.mp4" in halted["reason"]
+
+
+def test_exit_75_has_a_cap_of_its_own_then_the_job_is_dead(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    s = make_settings(tmp_path, worker=WorkerSettings(
+        command=fake_worker_command("--exit", "75", record=tmp_path / "runs.jsonl"), max_attempts=2,
+        max_transient_attempts=4, retry_backoff_seconds=0.01, retry_backoff_max_seconds=0.02))
+    code, _, _ = run_faulty(s, {})
+    assert code == 1  # a once run with a dead job
+    [job] = stored(s).values()
+    assert job.state is JobState.DEAD and job.attempts == 4 and job.last_exit_code == 75
+    assert len(read_runs(tmp_path / "runs.jsonl")) == 4
+
+
+def test_a_requested_stop_of_the_daemon_exits_0_even_with_dead_jobs(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    s = make_settings(tmp_path, worker=WorkerSettings(command=fake_worker_command("--exit", "65")))
+
+    async def stop_when_dead(sup):
+        while not sup.stats.dead:
+            await asyncio.sleep(0.01)
+        sup.request_stop()
+
+    code, sup, _ = run_faulty(s, {}, daemon=True, during=stop_when_dead)
+    assert sup.stats.dead == 1 and code == 0
+
+
+def _notify_pairs(sock: NotifySocket) -> list[str]:
+    return [k for m in sock.messages for k in ("RELOADING", "READY") if m.get(k) == "1"]
+
+
+@pytest.mark.parametrize("failure", ["unlistable videos folder", "empty settings file", "unreadable settings"])
+def test_a_reload_that_goes_wrong_keeps_the_old_settings_and_always_says_ready(tmp_path, failure):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    s = make_settings(tmp_path)
+    settings_file = tmp_path / "vs.toml"
+    settings_file.write_text("" if failure == "empty settings file" else "[scheduler]\nmax_parallel = 3\n")
+    if failure == "unreadable settings":
+        settings_file.unlink()
+        settings_file.mkdir()
+    sock = NotifySocket(tmp_path / "notify.sock")
+
+    def reload():
+        if failure == "unlistable videos folder":
+            raise PermissionError(13, "Permission denied", str(s.videos_dir))
+        return load_settings(settings_file)
+
+    async def hup_twice(sup):
+        while not sup.scans:
+            await asyncio.sleep(0.01)
+        for expected in (1, 2):
+            sup.request_reload()
+            while _notify_pairs(sock).count("READY") < 1 + expected:
+                await asyncio.sleep(0.01)
+        sup.request_stop()
+
+    try:
+        with capture_logs() as logs:
+            code, sup, _ = run_faulty(s, {}, daemon=True, during=hup_twice, notifier=Notifier(sock.address),
+                                      reload=reload)
+    finally:
+        sock.close()
+    assert code == 0
+    assert _notify_pairs(sock)[:5] == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
+    failed = [e for e in logs if e["event"] == "reload_failed"]
+    assert len(failed) == 2 and sup.reloads == 0 and sup.settings.scheduler.max_parallel == 2
+
+
+def test_an_empty_settings_file_is_refused(tmp_path):
+    path = tmp_path / "vs.toml"
+    path.write_text("\n  \n")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_settings(path)
+
+
+def test_a_webhook_secret_never_appears_in_a_type_error(tmp_path):
+    path = tmp_path / "vs.toml"
+    path.write_text('[alerts]\nwebhooks = "https://user:hunter2@hooks.example/T0KEN"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert "hunter2" not in str(err.value) and "T0KEN" not in str(err.value)
+    assert "alerts.webhooks" in str(err.value) and "expected list of string" in str(err.value)
