@@ -7,6 +7,7 @@ builds a new one and swaps it in whole, or keeps the old one.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 import tomllib
@@ -184,7 +185,7 @@ def _convert(value: Any, tp: Any, key: str, source: str, base: Path) -> Any:
         if not isinstance(value, str) or not value:
             raise wrong()
         path = Path(value).expanduser()
-        return path if path.is_absolute() else base / path
+        return Path(os.path.normpath(path if path.is_absolute() else base / path))
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(source, key, f"expected a table, got {type(value).__name__}")

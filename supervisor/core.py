@@ -32,7 +32,7 @@ from .protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
 from .slots import GpuId, SlotPool
 from .stats import RunStats
-from .store import READY_STATES, Job, JobState, JobStore, ResultFolderTaken, sync_in_thread
+from .store import READY_STATES, Job, JobState, JobStore, ResultFolderTaken, StoreError, sync_in_thread
 
 log = structlog.get_logger("supervisor")
 
@@ -306,7 +306,7 @@ class Supervisor:
         try:
             sync = await asyncio.to_thread(sync_in_thread, self.store.path, result.videos, reprocess=reprocess,
                                            now=self._clock(), duration=self.settings.duration)
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.OperationalError, StoreError) as exc:
             log.error("scan_not_recorded", store=str(self.store.path), error=str(exc), found=len(result.videos),
                       action="the next scan tries again")
             call(self.observers, "store_unavailable", str(exc))

@@ -7,6 +7,7 @@ beside a running daemon.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import fcntl
 import os
@@ -174,10 +175,13 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+def store_error(path: Path, exc: sqlite3.DatabaseError | OSError, *, reading: bool = False) -> StoreError:
     """What to do about a store that cannot be opened: only a damaged file is worth moving aside."""
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) or "readonly" in text or "unable to open" in text:
+    text = str(exc) if isinstance(exc, sqlite3.DatabaseError) else (exc.strerror or str(exc))
+    if reading and (isinstance(exc, (sqlite3.OperationalError, OSError)) or "unable to open" in text):
+        return StoreError(f"{path}: cannot read the job store ({text}): check that this user can read the file "
+                          "and its folder (the service's store is readable by its group)")
+    if isinstance(exc, (sqlite3.OperationalError, OSError)) or "readonly" in text or "unable to open" in text:
         # Permissions, a read-only or full disk: the history is intact; moving it aside would lose it.
         return StoreError(f"{path}: cannot use the job store ({text}): check that this user can write the file "
                           "and its folder, and that the disk has room and is mounted read-write. "
@@ -195,8 +199,11 @@ class SchedulerLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        _create_private(self.path)
-        fd = os.open(self.path, os.O_RDWR)
+        try:
+            _create_private(self.path)
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError as exc:
+            raise store_error(self.path.with_suffix(""), exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -247,7 +254,7 @@ class JobStore:
             if not path.exists():
                 return cls._empty_readonly(path)
             uri = f"file:{path.resolve()}?mode=ro"
-            conn = cls._connect(path, uri)
+            conn = cls._connect(path, uri, reading=True)
         else:
             _create_private(path)
             conn = cls._connect(path, str(path))
@@ -263,14 +270,14 @@ class JobStore:
         return cls(conn, path, True)
 
     @staticmethod
-    def _connect(path: Path, target: str) -> sqlite3.Connection:
+    def _connect(path: Path, target: str, *, reading: bool = False) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(target, uri=target.startswith("file:"), isolation_level=None, timeout=5.0)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise store_error(path, exc) from exc
+            raise store_error(path, exc, reading=reading) from exc
         return conn
 
     def _prepare(self) -> None:
@@ -290,6 +297,8 @@ class JobStore:
                     f"{self.path}: written by a newer version (schema {version}, this one knows "
                     f"{SCHEMA_VERSION}); upgrade video-supervisor"
                 )
+            if has_jobs and version == SCHEMA_VERSION:
+                return  # nothing to write: opening never needs room on the disk
             with self._transaction():
                 if not has_jobs:
                     self._run_script(_SCHEMA)
@@ -319,10 +328,17 @@ class JobStore:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """Undo what is open, keeping the error that got us here: SQLite may already have rolled back
+        by itself (a full disk at COMMIT), and a failing ROLLBACK must not replace the real reason."""
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     # --- reads -------------------------------------------------------------
 
@@ -475,7 +491,7 @@ class JobStore:
                     pending += 1
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         return result
 

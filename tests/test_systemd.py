@@ -19,6 +19,7 @@ from .fakes import REPO, make_video, read_runs
 UNIT = REPO / "systemd" / "video-supervisor.service"
 GUEST = Path("/srv/vs-test")
 GUEST_REPO = Path("/opt/vs-repo")  # the checkout may live under /tmp, which PrivateTmp= hides
+GUEST_PYTHON = Path("/opt/vs-python")  # this machine's Python may live under /root, which ProtectHome= hides
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -122,8 +123,13 @@ def container(tmp_path_factory):
         pytest.fail("systemd-nspawn is missing: `make test` installs it (Debian package systemd-container)")
     work = tmp_path_factory.mktemp("nspawn")
     log = work / "container.log"
-    # The work folder appears at /srv/vs-test inside: under /tmp, PrivateTmp= would hide it.
-    binds = {f"{REPO}:{GUEST_REPO}", sys.base_prefix, f"{work}:{GUEST}"}
+    # The work folder appears at /srv/vs-test inside: under /tmp, PrivateTmp= would hide it. Its
+    # cameras and results folders appear where the shipped settings expect them.
+    for folder in ("cameras", "results"):
+        (work / folder).mkdir()
+        os.chmod(work / folder, 0o755)
+    binds = {f"{REPO}:{GUEST_REPO}", f"{sys.base_prefix}:{GUEST_PYTHON}", f"{work}:{GUEST}",
+             f"{work / 'cameras'}:/srv/cameras", f"{work / 'results'}:/srv/video-supervisor/results"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             ["systemd-nspawn", "-D", "/", "--volatile=yes", "-b", "--console=pipe", "--register=no",
@@ -156,37 +162,49 @@ def container(tmp_path_factory):
             proc.wait()
 
 
-def test_the_real_unit_under_a_real_systemd(container):
-    work: Path = container.work  # GUEST inside the container
-    videos = work / "videos"
-    make_video(videos / "cam" / "cam_20251114_100000.mp4")
-    record = work / "runs.jsonl"
-    worker = ["{python}", "-m", "workers.fake", "--video", "{video}", "--camera", "{camera}", "--out", "{out}",
-              "--seconds", "0.1", "--record", str(GUEST / "runs.jsonl")]
-    settings = work / "vs.toml"
-    settings.write_text(
-        f'videos_dir = "{GUEST}/videos"\noutput_dir = "{GUEST}/results"\n'
-        'state_db = "/var/lib/video-supervisor/jobs.db"\n'
-        'log_dir = "/var/log/video-supervisor"\n'
-        "[scheduler]\nrescan_seconds = 3600\ndrain_seconds = 5\n[discovery]\nsettle_seconds = 0\n"
-        f"[gpu]\nprobe = \"none\"\n[worker]\ncommand = {json.dumps(worker)}\n"
-    )
-    # This checkout's interpreter lives under /root here, and the container has no service user:
-    # run as root with --allow-root, everything else as shipped. A short watchdog to test it quickly.
-    text = UNIT.read_text()
-    python = GUEST_REPO / Path(sys.executable).relative_to(REPO)
-    text = re.sub(r"^ExecStart=.*$", f"ExecStart={python} -m supervisor --daemon --settings "
-                  f"{GUEST}/vs.toml --allow-root\nEnvironment=PYTHONPATH={GUEST_REPO}", text, flags=re.M)
-    text = re.sub(r"^(User|Group)=.*\n", "", text, flags=re.M)
-    text = text.replace("ProtectHome=yes", "ProtectHome=no")
-    text = re.sub(r"^ReadWritePaths=.*$", f"ReadWritePaths={GUEST}", text, flags=re.M)
-    text = re.sub(r"^WatchdogSec=.*$", "WatchdogSec=3s", text, flags=re.M)
-    text = re.sub(r"^RestartSec=.*$", "RestartSec=1s", text, flags=re.M)
-    (work / "vs-test.service").write_text(text)
-    unit = "vs-test.service"
+def test_the_shipped_unit_and_settings_under_a_real_systemd_as_the_service_user(container):
+    """The unit file and the service settings as shipped; only where this checkout's program lives is
+    substituted. The service user comes from the shipped sysusers file; the stand-in worker replaces
+    the detector in the settings."""
     c = container
-    c.run("cp", str(GUEST / "vs-test.service"), "/etc/systemd/system/vs-test.service")
+    work: Path = c.work
+    # The service user, as the shipped sysusers.d file makes it.
+    c.run("mkdir", "-p", "/etc/sysusers.d")
+    c.run("cp", str(GUEST_REPO / "systemd" / "video-supervisor.sysusers.conf"),
+          "/etc/sysusers.d/video-supervisor.conf")
+    c.run("systemd-sysusers")
+    uid = int(c.run("id", "-u", "video-supervisor").stdout)
+    gid = int(c.run("id", "-g", "video-supervisor").stdout)
+    assert uid != 0 and gid != 0
+    os.chown(work / "results", uid, gid)  # the results folder the site makes for it (ReadWritePaths=)
+    # The shipped settings, with the stand-in worker as the detector.
+    record = "/srv/video-supervisor/results/runs.jsonl"
+    worker = ["{python}", "-m", "workers.fake", "--video", "{video}", "--camera", "{camera}", "--out", "{out}",
+              "--seconds", "0.1", "--record", record]
+    shipped = (REPO / "systemd" / "video-supervisor.toml").read_text()
+    assert "\n[worker]\n" in shipped
+    with_worker = shipped.replace("\n[worker]\n", f"\n[worker]\ncommand = {json.dumps(worker)}\n")
+    (work / "settings.toml").write_text(with_worker)
+    c.run("mkdir", "-p", "/etc/video-supervisor")
+    c.run("cp", str(GUEST / "settings.toml"), "/etc/video-supervisor/video-supervisor.toml")
+    c.run("cp", str(GUEST_REPO / "etc" / "rois.toml"), "/etc/video-supervisor/rois.toml")
+    # The shipped unit; the program is this checkout's, run by this machine's Python (bound outside /root,
+    # which ProtectHome= hides).
+    text = UNIT.read_text()
+    site = GUEST_REPO / Path(sys.executable).parent.parent.relative_to(REPO) / "lib" / \
+        f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    program = f"{GUEST_PYTHON}/bin/python{sys.version_info.major}.{sys.version_info.minor} -m supervisor"
+    assert "ExecStart=/opt/video-supervisor/bin/video-supervisor " in text
+    text = text.replace("ExecStart=/opt/video-supervisor/bin/video-supervisor ", f"ExecStart={program} ")
+    text = text.replace("Environment=PYTHONUNBUFFERED=1", "Environment=PYTHONUNBUFFERED=1 "
+                        f"PYTHONPATH={GUEST_REPO}:{site} LD_LIBRARY_PATH={GUEST_PYTHON}/lib")
+    (work / "video-supervisor.service").write_text(text)
+    c.run("cp", str(GUEST / "video-supervisor.service"), "/etc/systemd/system/video-supervisor.service")
     c.run("systemctl", "daemon-reload")
+    unit = "video-supervisor.service"
+    videos = work / "cameras"
+    make_video(videos / "camera_35" / "camera_35_20251114_100000.mp4")
+    runs = work / "results" / "runs.jsonl"
 
     # start returns once READY=1 arrived (Type=notify); the first scan is already queued by then.
     started = c.run("systemctl", "start", unit, check=False)
@@ -197,18 +215,32 @@ def test_the_real_unit_under_a_real_systemd(container):
     assert props["ActiveState"] == "active" and props["SubState"] == "running", props
     assert re.search(r"\d+ running, \d+ queued, \d+ failed", props["StatusText"]), props
     first_pid = int(props["MainPID"])
-    _wait(lambda: len(read_runs(record)) == 1, "the first video to be processed")
-    status = c.run("systemctl", "status", "--no-pager", unit, check=False).stdout
-    assert "Status: \"" in status and "queued" in status
+    assert c.run("ps", "-o", "user=", "-p", str(first_pid)).stdout.strip() == "video-supervisor"
+    _wait(lambda: len(read_runs(runs)) == 1, "the first video to be processed")
+    result = work / "results" / "camera_35" / "camera_35_20251114_100000.mp4" / "summary.json"
+    _wait(result.is_file, "its results")
+    assert (result.stat().st_uid, oct(result.stat().st_mode & 0o777)) == (uid, "0o640")
+    assert oct(result.parent.stat().st_mode & 0o777) == "0o750"
+    store = c.run("stat", "-c", "%U %a", "/var/lib/video-supervisor/jobs.sqlite3").stdout.split()
+    assert store == ["video-supervisor", "640"]
+    logs = c.run("sh", "-c", "ls /var/log/video-supervisor").stdout.split()
+    assert any(name.startswith("processing_") for name in logs)
 
     # reload = rescan at once.
-    make_video(videos / "cam" / "cam_20251114_110000.mp4")
+    make_video(videos / "camera_35" / "camera_35_20251114_110000.mp4")
     c.run("systemctl", "reload", unit)
-    _wait(lambda: len(read_runs(record)) == 2, "the new video after systemctl reload")
+    _wait(lambda: len(read_runs(runs)) == 2, "the new video after systemctl reload")
     assert int(c.show(unit, "MainPID")["MainPID"]) == first_pid
 
-    # A stalled event loop stops the watchdog pings: systemd kills and restarts the daemon.
-    c.run("kill", "-STOP", str(first_pid))  # a PID of the container's namespace
+    # A stalled event loop stops the watchdog pings: systemd kills and restarts the daemon. A drop-in
+    # shortens the watchdog for the test, as a site would tune it.
+    c.run("mkdir", "-p", "/etc/systemd/system/video-supervisor.service.d")
+    c.run("sh", "-c", "printf '[Service]\\nWatchdogSec=3s\\nRestartSec=1s\\n' "
+                      "> /etc/systemd/system/video-supervisor.service.d/test.conf")
+    c.run("systemctl", "daemon-reload")
+    c.run("systemctl", "restart", unit)
+    pid = int(c.show(unit, "MainPID")["MainPID"])
+    c.run("kill", "-STOP", str(pid))  # a PID of the container's namespace
     try:
         _wait(lambda: c.show(unit, "NRestarts")["NRestarts"] == "1", "the watchdog restart", timeout=40)
     except AssertionError:
@@ -216,7 +248,7 @@ def test_the_real_unit_under_a_real_systemd(container):
         raise AssertionError(f"no watchdog restart: {c.show(unit, 'NRestarts', 'ActiveState', 'SubState')}\n"
                              f"{journal}") from None
     _wait(lambda: c.show(unit, "ActiveState")["ActiveState"] == "active", "the restarted daemon", timeout=30)
-    assert int(c.show(unit, "MainPID")["MainPID"]) != first_pid
+    assert int(c.show(unit, "MainPID")["MainPID"]) != pid
 
     # stop drains and exits cleanly.
     c.run("systemctl", "stop", unit)
@@ -226,6 +258,7 @@ def test_the_real_unit_under_a_real_systemd(container):
     assert '"event": "shutdown_complete"' in journal
     errors = c.run("journalctl", "-u", unit, "-p", "err", "-o", "cat", "--no-pager", check=False).stdout
     assert '"event": "job_started"' not in errors  # priorities reach the journal
+    assert len(read_runs(runs)) == 2  # each video once, across the restart
 
 
 def _wait(cond, what: str, timeout: float = 20.0) -> None:

@@ -1,0 +1,214 @@
+"""The daemon on real broken disks and a real drip-feeding webhook: it recovers by itself or stops
+with a reason, never alive with work stuck."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from supervisor.alerts import Alerts, post_json
+from supervisor.config import AlertSettings
+from supervisor.store import JobState, JobStore
+
+from ..daemon_harness import Daemon, daemon_settings
+from ..fakes import cli, cli_env, make_video, read_runs
+
+pytestmark = pytest.mark.faults
+
+
+def _mount_tmpfs(target: Path, size: str) -> None:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    target.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the disk under `folder` to the last byte."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.fixture
+def state_disk(tmp_path):
+    target = tmp_path / "state"
+    _mount_tmpfs(target, "2m")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+@pytest.fixture
+def log_disk(tmp_path):
+    target = tmp_path / "logs"
+    _mount_tmpfs(target, "64k")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def test_a_full_state_disk_pauses_the_daemon_and_work_resumes_when_space_returns(tmp_path, state_disk):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    settings = daemon_settings(tmp_path, rescan=0.3, job_seconds=1.5)
+    d = Daemon(settings)
+    try:
+        d.wait_for("job_started")
+        filler = _fill(state_disk)  # while the first job runs: its outcome cannot be written
+        for i in range(1, 6):  # nor can the videos that arrive meanwhile
+            make_video(tmp_path / "videos" / "cam" / f"cam_20251114_1{i}0000.mp4")
+        refused = d.wait_for("scan_not_recorded", timeout=30)
+        assert "full" in refused["error"]
+        waiting = d.wait_for("store_unavailable", timeout=30)
+        assert waiting["operation"] == "mark_done" and "full" in waiting["error"]
+        time.sleep(1.0)
+        assert d.proc.poll() is None  # alive, owning its job, and saying why it waits
+        assert not any(e.get("event") == "job_succeeded" for e in d.events)
+        filler.unlink()  # the operator frees space
+        d.wait_for("store_recovered", timeout=90)
+        d.wait_for("job_succeeded", n=6, timeout=60)
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        d.stop()
+    store = JobStore.open(tmp_path / "state" / "jobs.sqlite3", readonly=True)
+    jobs = store.jobs()
+    store.close()
+    assert len(jobs) == 6 and {j.state for j in jobs} == {JobState.DONE}
+    assert sorted(Path(r["video"]).name for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0) == \
+        sorted(j.path.name for j in jobs)  # each exactly once
+
+
+def test_a_full_log_disk_never_stops_a_job_and_says_so_once(tmp_path, log_disk):
+    for i in range(4):
+        make_video(tmp_path / "videos" / "cam" / f"cam_20251114_1{i}0000.mp4")
+    _fill(log_disk)
+    settings = daemon_settings(tmp_path)
+    proc = subprocess.run(cli("--settings", str(settings)), capture_output=True, text=True, env=cli_env(),
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("cannot write the log files") == 1
+    assert f"{log_disk}" in proc.stderr and "No space left on device" in proc.stderr
+    assert len([r for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0]) == 4
+    assert '"event": "run_summary"' in proc.stdout  # the console still has the whole story
+
+
+class DripServer:
+    """Accepts a connection, then answers one byte a second: the slowest possible HTTP endpoint."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(1.0)
+            try:
+                self.requests.append(conn.recv(65536))
+                for byte in b"HTTP/1.1 204 No Content\r\n\r\n":
+                    if self._stop.wait(1.0):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+def test_a_drip_feeding_webhook_is_cut_off_at_its_deadline_and_never_holds_up_a_stop():
+    server = DripServer()
+    url = f"http://alerts:s3cret@127.0.0.1:{server.port}/hook"
+
+    async def main():
+        started = time.monotonic()
+        with pytest.raises(Exception, match="timed out"):
+            await post_json(url, {"kind": "x"}, timeout=0.5)
+        one_post = time.monotonic() - started
+        alerts = Alerts(AlertSettings(webhooks=(url,), timeout_seconds=0.5, max_retries=5,
+                                      retry_backoff_seconds=0.01, min_interval_seconds=0))
+        await alerts.start(None)  # type: ignore[arg-type]
+        for kind in ("a", "b", "c"):
+            alerts.alert(kind)
+        started = time.monotonic()
+        await alerts.stop()
+        return one_post, time.monotonic() - started, alerts
+
+    try:
+        one_post, stop_took, alerts = asyncio.run(main())
+    finally:
+        server.close()
+    # One deadline for connect, send and read together: the server would need 27 s for its answer.
+    assert one_post < 5 * 0.5
+    assert stop_took < 5 * 0.5  # the stop waits one deadline, not the queue's worth of retries
+    assert alerts.sent == 0
+    # user:password@ became a Basic Authorization header, and left the request line and Host alone.
+    first = server.requests[0].decode("latin-1")
+    assert "Authorization: Basic YWxlcnRzOnMzY3JldA==" in first
+    assert first.startswith("POST /hook HTTP/1.1") and f"Host: 127.0.0.1:{server.port}" in first
+
+
+def test_results_are_private_to_the_service_group(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    settings = daemon_settings(tmp_path)
+    proc = subprocess.run(["sh", "-c", 'umask 022 && exec "$@"', "sh", *cli("--settings", str(settings))],
+                          capture_output=True, text=True, env=cli_env(), timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "results" / "cam" / "cam_20251114_100000.mp4"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+    assert stat.S_IMODE((folder / "summary.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "results" / "cam").stat().st_mode) == 0o750
+
+
+def test_a_symlink_planted_in_the_result_path_after_a_job_started_is_refused(tmp_path):
+    from workers.outputs import AtomicOutputs, UnsafeOutput
+
+    out = tmp_path / "results" / "cam" / "v.mp4"
+    outputs = AtomicOutputs(out)
+    f = outputs.open("summary.json")
+    f.write("{}")
+    # Someone swaps the folder for a symlink to elsewhere while the worker writes.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.rename(out, tmp_path / "moved")
+    os.symlink(elsewhere, out)
+    outputs.commit()
+    assert list(elsewhere.iterdir()) == []  # the files went where the folder really was
+    assert json.loads((tmp_path / "moved" / "summary.json").read_text()) == {}
+    with pytest.raises(UnsafeOutput, match="is a symlink"):
+        AtomicOutputs(out)  # the next attempt refuses the path outright
