@@ -166,6 +166,17 @@ def printable(value: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def check_videos_dir(s: Settings) -> None:
+    """The videos folder must be there and listable (a share that went away, a permission change)."""
+    try:
+        with os.scandir(s.videos_dir) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        raise ConfigError(s.source, "videos_dir", f"{s.videos_dir}: videos directory does not exist") from None
+    except OSError as exc:
+        raise ConfigError(s.source, "videos_dir", f"{s.videos_dir}: cannot list: {exc.strerror or exc}") from None
+
+
 def check_cameras(s: Settings) -> None:
     """A camera named in --cameras or the ROI file that never recorded here is most likely a typo."""
     import difflib
@@ -368,6 +379,7 @@ def _main(argv: list[str]) -> int:
         settings = settings_from_args(args)
         if args.list:
             return list_videos(settings)
+        check_videos_dir(settings)
         check_rois(settings)
         check_cameras(settings)
         check_model(settings)
@@ -377,11 +389,9 @@ def _main(argv: list[str]) -> int:
     except StoreError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
-    if not settings.videos_dir.is_dir():
-        print(f"video-supervisor: {settings.videos_dir}: videos directory does not exist", file=sys.stderr)
-        return EX_CONFIG
     def reload() -> Settings:
         fresh = settings_from_args(args)
+        check_videos_dir(fresh)
         check_rois(fresh)
         check_cameras(fresh)
         check_model(fresh)

@@ -188,6 +188,46 @@ def test_a_reload_that_goes_wrong_keeps_the_old_settings_and_always_says_ready(t
     assert len(failed) == 2 and sup.reloads == 0 and sup.settings.scheduler.max_parallel == 2
 
 
+def test_a_videos_folder_that_cannot_be_listed_at_a_hup_is_logged_and_later_hups_still_work(tmp_path):
+    from supervisor.cli import check_cameras, check_videos_dir
+
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    s = make_settings(tmp_path, cameras=("cam",))
+    sock = NotifySocket(tmp_path / "notify.sock")
+    hidden = tmp_path / "videos-away"
+
+    def reload():
+        check_videos_dir(s)  # lists the videos folder, as the real reload does
+        check_cameras(s)
+        return s
+
+    async def hups(sup):
+        while sup.stats.completed < 1:
+            await asyncio.sleep(0.01)
+        (tmp_path / "videos").rename(hidden)
+        (tmp_path / "videos").write_text("not a folder any more")  # listing it fails: NotADirectoryError
+        sup.request_reload()
+        while _notify_pairs(sock).count("READY") < 2:
+            await asyncio.sleep(0.01)
+        (tmp_path / "videos").unlink()
+        hidden.rename(tmp_path / "videos")
+        make_video(tmp_path / "videos" / "cam" / "cam_20251114_110000.mp4")
+        sup.request_reload()
+        while sup.stats.completed < 2:
+            await asyncio.sleep(0.01)
+        sup.request_stop()
+
+    try:
+        with capture_logs() as logs:
+            code, sup, _ = run_faulty(s, {}, daemon=True, during=hups, notifier=Notifier(sock.address),
+                                      reload=reload)
+    finally:
+        sock.close()
+    assert code == 0 and sup.stats.completed == 2
+    assert [e["event"] for e in logs if e["event"] in ("reload_failed", "scan_failed")][:1] == ["reload_failed"]
+    assert _notify_pairs(sock)[:5] == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
+
+
 def test_an_empty_settings_file_is_refused(tmp_path):
     path = tmp_path / "vs.toml"
     path.write_text("\n  \n")
