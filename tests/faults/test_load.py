@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from supervisor.store import JobState, JobStore
 
 from ..daemon_harness import Daemon, daemon_settings, set_worker_command
@@ -21,6 +23,8 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # its own budget: the rest of the suite keeps the short default
 def test_ten_thousand_videos_each_once_under_200_mb_through_a_sighup_storm(tmp_path):
     old = time.time() - 3600
     for c in range(10):
