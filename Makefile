@@ -14,7 +14,12 @@ $(BIN)/.installed: pyproject.toml
 models/person.pt: | $(BIN)/.installed
 	$(BIN)/python -m workers.fetch_model --dest models
 
-demo: $(BIN)/.installed models/person.pt
+# The CPU engines' copies of the model (OpenVINO, ONNX), exported offline beside it and keyed by its hash.
+MODEL_EXPORTS := models/person.pt.openvino/source.json models/person.pt.onnxruntime/source.json
+$(MODEL_EXPORTS): models/person.pt | $(BIN)/.installed
+	$(BIN)/python -m workers.export_model models/person.pt
+
+demo: $(BIN)/.installed models/person.pt $(MODEL_EXPORTS)
 	$(BIN)/video-supervisor demo
 
 lint: $(BIN)/.installed
@@ -35,7 +40,7 @@ sysdeps:
 	  else echo "note: install systemd, systemd-container and ffmpeg for the systemd and recording tests"; fi; \
 	fi
 
-test: lint sysdeps models/person.pt
+test: lint sysdeps models/person.pt $(MODEL_EXPORTS)
 	$(BIN)/pytest -q
 
 bench: $(BIN)/.installed

@@ -27,10 +27,12 @@ SECRET_KEYS = ("alerts.webhooks",)
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
     "{python}", "-m", "workers.detect",
     "--video", "{video}", "--camera", "{camera}", "--rois", "{rois}",
-    "--out", "{out}", "--duration", "{duration}", "--model", "{model}", "--recorded-at", "{recorded_at}",
+    "--out", "{out}", "--duration", "{duration}", "--model", "{model}", "--engine", "{engine}",
+    "--recorded-at", "{recorded_at}",
 )
-PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "model", "recorded_at",
+PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "model", "engine", "recorded_at",
                           "attempt", "job_id"})
+ENGINES = ("auto", "torch", "openvino", "onnxruntime")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -85,6 +87,7 @@ class GpuSettings:
 class WorkerSettings:
     command: tuple[str, ...] = DEFAULT_WORKER_COMMAND
     model: Path = DEFAULT_MODEL
+    engine: str = "auto"  # auto: torch on a CUDA GPU, else the fastest exported CPU engine
     timeout_seconds: float = 4 * 3600.0
     max_attempts: int = 3
     max_transient_attempts: int = 10  # exit 75 (CUDA out of memory, disk full): its own cap
@@ -288,6 +291,7 @@ def validate(s: Settings) -> None:
         for name in _PLACEHOLDER_RE.findall(arg):
             _check(name in PLACEHOLDERS, s, f"worker.command[{i}]",
                    f"unknown placeholder {{{name}}} (known: {', '.join(sorted(PLACEHOLDERS))})")
+    _check(w.engine in ENGINES, s, "worker.engine", f"{w.engine!r} is not one of {', '.join(ENGINES)}")
     _check(w.timeout_seconds > 0, s, "worker.timeout_seconds", "must be > 0")
     _check(w.max_attempts >= 1, s, "worker.max_attempts", "must be >= 1")
     _check(w.max_transient_attempts >= 1, s, "worker.max_transient_attempts", "must be >= 1")

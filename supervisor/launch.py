@@ -40,6 +40,7 @@ def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
         "out": str(out_dir), "rois": str(settings.rois_file.resolve()) if settings.rois_file else "",
         "duration": f"{settings.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
         "model": str(settings.worker.model.absolute()), "recorded_at": job.recorded_at.isoformat(),
+        "engine": settings.worker.engine,
     }
     return expand_command(settings.worker.command, values)
 

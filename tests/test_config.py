@@ -96,7 +96,8 @@ def test_flags_override_the_file(tmp_path):
 def test_command_template_fills_whole_arguments_only():
     argv = expand_command(DEFAULT_WORKER_COMMAND, {
         "python": "py", "video": "/v/a b;rm -rf.mp4", "camera": "c", "rois": "", "out": "/o", "duration": "0",
-        "attempt": "1", "job_id": "1", "model": "/m.pt", "recorded_at": "2025-11-14T10:00:00"})
+        "attempt": "1", "job_id": "1", "model": "/m.pt", "recorded_at": "2025-11-14T10:00:00",
+        "engine": "auto"})
     assert argv[:3] == ["py", "-m", "workers.detect"]
     assert "--video=/v/a b;rm -rf.mp4" in argv  # one argument, never split or interpreted
     assert "--rois=" in argv and "--camera=c" in argv
@@ -129,3 +130,13 @@ def test_a_reload_changes_what_it_can_and_names_what_waits_for_a_restart(tmp_pat
     assert merged.scheduler.max_parallel == 2 and merged.gpu.temp_limit == 75  # these take effect at once
     assert merged.reprocess is False  # a reload never re-runs finished videos
     assert merge_reload(old, old) == (old, [])
+
+
+def test_the_documented_settings_file_names_every_default():
+    from .fakes import REPO
+
+    documented = load_settings(REPO / "etc" / "video-supervisor.toml")
+    defaults = Settings()
+    assert documented.worker.command == defaults.worker.command == DEFAULT_WORKER_COMMAND
+    assert documented.worker.engine == defaults.worker.engine == "auto"
+    assert documented.worker.max_transient_attempts == defaults.worker.max_transient_attempts

@@ -122,6 +122,14 @@ def _without(intervals: list[tuple[float, float]], gaps: list[tuple[float, float
     return out
 
 
+def _run_worker(video: Path, out: Path, rois: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "workers.detect", f"--video={video}", "--camera=cam", f"--out={out}",
+            f"--model={MODEL}", *extra]
+    if rois:
+        args.append(f"--rois={rois}")
+    return subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
 def _make_and_run(rec: Recording, root: Path) -> Result:
     folder = root / rec.name
     suffix = {"h264_mp4": ".mp4", "hevc_mkv": ".mkv", "h264_ts": ".ts", "mjpeg_avi": ".avi",
@@ -130,15 +138,13 @@ def _make_and_run(rec: Recording, root: Path) -> Result:
                          fps=rec.fps, encoding=rec.encoding, rotate=rec.rotate, thin=rec.thin)
     if rec.damaged:
         _damage_seconds(video, *rec.damaged)
-    args = [sys.executable, "-m", "workers.detect", f"--video={video}", "--camera=cam", f"--out={folder / 'out'}",
-            f"--model={MODEL}"]
     regions: tuple[Region, ...] = load_rois(None).regions_for("cam")
+    rois = ""
     if rec.rois:
-        rois = folder / "rois.toml"
-        rois.write_text(rec.rois.format(camera="cam"))
-        args.append(f"--rois={rois}")
-        regions = load_rois(rois).regions_for("cam")
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=600)
+        (folder / "rois.toml").write_text(rec.rois.format(camera="cam"))
+        rois = str(folder / "rois.toml")
+        regions = load_rois(Path(rois)).regions_for("cam")
+    proc = _run_worker(video, folder / "out", rois)
     return Result(rec, video, folder / "out", proc, regions)
 
 
@@ -257,3 +263,15 @@ def test_an_mp4_whose_recorder_was_killed_exits_65_with_one_line(tmp_path: Path)
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"{video}: ") and "index" in line
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("name", ["h264_mp4", "vfr_mp4", "cut_off_edge_region"])
+def test_the_torch_engine_gives_the_same_counts_as_the_cpu_engine(results: dict[str, Result], name: str,
+                                                                   tmp_path: Path) -> None:
+    res = results[name]
+    assert json.loads((res.out / "summary.json").read_text())["engine"]["name"] == "openvino"
+    rois = str(res.out.parent / "rois.toml") if res.recording.rois else ""
+    proc = _run_worker(res.video, tmp_path / "torch", rois, "--engine=torch")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "torch" / "counts.csv").read_text() == (res.out / "counts.csv").read_text()
+    assert (tmp_path / "torch" / "events.jsonl").read_text() == (res.out / "events.jsonl").read_text()

@@ -1,7 +1,7 @@
 """The detection worker: one recording in, per-region people counts out.
 
     python -m workers.detect --video=V --camera=C --out=DIR [--rois=FILE] [--duration=N]
-                             [--model=PATH] [--sample-fps=2] [--batch=auto] [--device=auto]
+                             [--model=PATH] [--engine=auto] [--sample-fps=2] [--batch=auto] [--device=auto]
                              [--imgsz=640] [--conf=0.25] [--recorded-at=ISO]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
@@ -22,7 +22,6 @@ import os
 import queue
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -33,7 +32,8 @@ from typing import Any
 from supervisor.discovery import PathParser
 from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM
 
-from .counting import Detections, OccupancyTracker, RegionCounter, canonical_names, wanted_class_ids
+from . import engines
+from .counting import OccupancyTracker, RegionCounter, wanted_class_ids
 from .decode import DecodeReport, Sample, VideoInfo, VideoSource
 from .errors import WorkerError
 from .outputs import AtomicOutputs, UnsafeOutput
@@ -61,6 +61,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sample-fps", type=float, default=2.0)
     p.add_argument("--batch", default="auto", help="frames per inference call (auto: 8 on GPU, 1 on CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--engine", default="auto", choices=engines.ENGINES,
+                   help="auto: torch on a CUDA GPU, else the fastest exported CPU engine (openvino, onnxruntime)")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--conf", type=float, default=0.25)
     p.add_argument("--debounce", type=float, default=1.0,
@@ -94,14 +96,18 @@ class Timings:
         self.load = now - self.started
         self.started = now
 
-    def as_dict(self, report: DecodeReport, video_seconds: float, sampled: int) -> dict[str, float]:
+    def as_dict(self, report: DecodeReport, video_seconds: float, sampled: int,
+                waited: float) -> dict[str, float]:
+        """`decode_seconds`: the reader thread's busy time, beside inference; `waiting_for_frames_seconds`:
+        the part of it the worker had to wait for (decoding that inference did not hide)."""
         total = time.perf_counter() - self.started
         return {
             "model_load_seconds": round(self.load, 3),
             "total_seconds": round(total, 3), "decode_seconds": round(report.decode_seconds, 3),
+            "waiting_for_frames_seconds": round(waited, 3),
             "frames_decoded": report.frames_decoded,
             "inference_seconds": round(self.inference, 3),
-            "other_seconds": round(max(0.0, total - report.decode_seconds - self.inference), 3),
+            "other_seconds": round(max(0.0, total - waited - self.inference), 3),
             "video_seconds_per_second": round(video_seconds / total, 3) if total > 0 else 0.0,
             "sampled_frames_per_second": round(sampled / total, 3) if total > 0 else 0.0,
         }
@@ -120,6 +126,7 @@ class FrameReader:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, depth))
         self._stop = threading.Event()
         self.error: BaseException | None = None
+        self.waited = 0.0  # seconds the consumer spent waiting for a decoded frame: decoding not hidden
         self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
         self._thread.start()
 
@@ -146,7 +153,9 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Sample]:
         while True:
+            started = time.perf_counter()
             item = self._queue.get()
+            self.waited += time.perf_counter() - started
             if item is self._END:
                 if self.error is not None:
                     raise self.error
@@ -158,29 +167,8 @@ class FrameReader:
         self._thread.join(timeout=2.0)
 
 
-def configure_offline() -> Path:
-    """No downloads, no installs, no telemetry, no writes under $HOME: set before ultralytics is imported."""
-    cfg = os.environ.get("YOLO_CONFIG_DIR")
-    if not cfg:
-        base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
-        cfg = str(Path(base) / f"video-supervisor-ultralytics-{os.getuid()}")
-    Path(cfg).mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.environ.update({"YOLO_CONFIG_DIR": cfg, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
-                       "YOLO_VERBOSE": "False", "HF_HUB_OFFLINE": "1"})
-    return Path(cfg)
-
-
-def resolve_device(requested: str) -> tuple[str, bool]:
-    import torch
-
-    if requested == "auto":
-        return ("cuda:0", True) if torch.cuda.is_available() else ("cpu", False)
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise WorkerError(EX_TEMPFAIL, f"device {requested} requested but CUDA is not available")
-    return requested, requested.startswith("cuda")
-
-
-def load_model(path_text: str) -> tuple[Any, dict[int, str], dict[str, str], Path]:
+def model_files(path_text: str) -> tuple[Path, dict[str, str]]:
+    """The weights file and the class map of its sidecar description (a fall model's Normal/Fall -> person)."""
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise WorkerError(EX_CONFIG, f"model file {path} not found: place YOLO weights there (e.g. yolo11n.pt, or "
@@ -193,16 +181,7 @@ def load_model(path_text: str) -> tuple[Any, dict[int, str], dict[str, str], Pat
             class_map = dict(json.loads(sidecar.read_text()).get("class_map", {}))
         except (ValueError, AttributeError) as exc:
             raise WorkerError(EX_CONFIG, f"{sidecar}: not a valid model description ({exc})") from exc
-    configure_offline()
-    from ultralytics import YOLO, settings
-
-    settings.update({"sync": False})
-    try:
-        model = YOLO(str(path), task="detect")
-    except Exception as exc:  # ultralytics raises many kinds for a bad checkpoint
-        raise WorkerError(EX_CONFIG, f"model file {path} cannot be loaded: {type(exc).__name__}: {exc}") from exc
-    names = canonical_names(model.names, class_map)
-    return model, names, class_map, path
+    return path, class_map
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -247,8 +226,10 @@ def video_identity(path: Path) -> dict[str, Any]:
 def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timings: Timings,
              identity: dict[str, Any]) -> int:
     info = source.info
-    model, names, class_map, model_path = load_model(args.model)
-    device, half = resolve_device(args.device)
+    model_path, class_map = model_files(args.model)
+    choice = engines.choose(args.engine, args.device, model_path)
+    model = engines.load(choice, model_path, class_map, args.imgsz)
+    names, device, half = model.names, model.device, model.half
     timings.model_loaded()
     batch = (8 if half else 1) if args.batch == "auto" else max(1, int(args.batch))
     wanted = sorted({c for r in regions for c in r.classes})
@@ -284,12 +265,9 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
         def flush() -> None:
             nonlocal sampled, detections_total
             t0 = time.perf_counter()
-            results = model.predict([s.image for s in pending], imgsz=args.imgsz, conf=args.conf,
-                                    classes=class_ids, device=device, half=half, verbose=False,
-                                    agnostic_nms=agnostic)
+            found = model.predict([s.image for s in pending], conf=args.conf, classes=class_ids, agnostic=agnostic)
             timings.inference += time.perf_counter() - t0
-            for sample, result in zip(pending, results, strict=True):
-                det = Detections.from_ultralytics(result, names)
+            for sample, det in zip(pending, found, strict=True):
                 counts = counter.count(det)
                 tracker.update(sample.slot, sample.t, counts)
                 detections_total += len(det)
@@ -337,7 +315,7 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             "first_sample_time": round(report.first_t or 0.0, 3), "last_sample_time": round(report.last_t or 0.0, 3),
             "damage": damage,
             "model": {"path": str(model_path), "classes": sorted(set(names.values())), "class_map": class_map},
-            "device": device, "half": half,
+            "device": device, "half": half, "engine": engines.describe(model, choice, timings.load),
             "settings": {"sample_fps": sample_fps, "imgsz": args.imgsz, "conf": args.conf, "batch": batch,
                          "duration": args.duration, "debounce_seconds": args.debounce,
                          "debounce_samples": tracker.close_after},
@@ -345,7 +323,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
                                  "polygon": None if r.whole_frame else [list(p) for p in r.points]}
                         for r in regions},
             "intervals": len(intervals), "detections": detections_total,
-            "timing": timings.as_dict(report, covered, sampled),
+            "timing": timings.as_dict(report, covered, sampled, reader.waited),
+            **gpu_memory(device),
         }
         # Written last: its presence means the whole result set is there.
         outputs.open("summary.json").write(json.dumps(summary, indent=2) + "\n")
@@ -362,9 +341,19 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     emit({"event": "done", "output": str(args.out / "summary.json"), "video_seconds": round(covered, 3),
           "duration_limited": report.limited, "damaged_seconds": damage["seconds"],
           "damaged_spans": len(report.spans), "frames_sampled": sampled, "detections": detections_total,
-          "model_load_seconds": round(timings.load, 3),
+          "model_load_seconds": round(timings.load, 3), "engine": model.name,
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})
     return EX_OK
+
+
+def gpu_memory(device: str) -> dict[str, Any]:
+    """Peak GPU memory of this worker (what the memory-admission policy needs), on CUDA only."""
+    if not device.startswith("cuda"):
+        return {}
+    import torch
+
+    return {"gpu_memory": {"max_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+                           "max_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20)}}
 
 
 def video_info_dict(info: VideoInfo) -> dict[str, Any]:
