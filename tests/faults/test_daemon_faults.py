@@ -13,6 +13,7 @@ import stat
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,20 +53,20 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
-@pytest.fixture
-def state_disk(tmp_path):
-    target = tmp_path / "state"
-    _mount_tmpfs(target, "2m")
+def _small_disk(target: Path, size: str) -> Iterator[Path]:
+    _mount_tmpfs(target, size)
     yield target
     subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
 @pytest.fixture
-def log_disk(tmp_path):
-    target = tmp_path / "logs"
-    _mount_tmpfs(target, "64k")
-    yield target
-    subprocess.run(["umount", "-l", str(target)], capture_output=True)
+def state_disk(tmp_path: Path) -> Iterator[Path]:
+    yield from _small_disk(tmp_path / "state", "2m")
+
+
+@pytest.fixture
+def log_disk(tmp_path: Path) -> Iterator[Path]:
+    yield from _small_disk(tmp_path / "logs", "64k")
 
 
 def test_a_full_state_disk_pauses_the_daemon_and_work_resumes_when_space_returns(tmp_path, state_disk):
