@@ -15,7 +15,7 @@ import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .config import DiscoverySettings, GpuSettings, SchedulerSettings, Settings, WorkerSettings
 from .store import JobState, JobStore
@@ -60,10 +60,20 @@ def make_sample_tree(root: Path, *, cameras: tuple[str, ...] = DEMO_CAMERAS, per
     return made
 
 
+def demo_actors(k: int) -> list[Any]:
+    """Who stands where in the k-th demo recording: the truth the demo's table can be checked against."""
+    from workers.scenes import Actor
+
+    actors = [Actor("man", 0.08 + 0.03 * k, 0.5 + 0.5 * (k % 3), 4.0 + 0.5 * (k % 2))]
+    if k % 3 != 2:
+        actors.append(Actor("man", 0.62 + 0.02 * k, 2.0 + 0.5 * (k % 2), 6.5 - 0.5 * (k % 3)))
+    return actors
+
+
 def make_people_tree(root: Path, *, cameras: tuple[str, ...] = DEMO_CAMERAS, per_camera: int = 2,
                      start: datetime = datetime(2025, 11, 14, 12, 0, 0), seconds: float = 7.0) -> list[Path]:
     """Recordings in which people stand in the left and right halves of the floor at known times."""
-    from workers.scenes import Actor, load_sprites, write_scene
+    from workers.scenes import load_sprites, write_scene
 
     sprites = load_sprites()
     made = []
@@ -71,10 +81,7 @@ def make_people_tree(root: Path, *, cameras: tuple[str, ...] = DEMO_CAMERAS, per
         for i in range(per_camera):
             recorded = start + timedelta(hours=i, minutes=7 * c)
             path = root / camera / f"{camera}_{recorded:%Y%m%d_%H%M%S}.mp4"
-            k = c * per_camera + i
-            actors = [Actor("man", 0.08 + 0.03 * k, 0.5 + 0.5 * (k % 3), 4.0 + 0.5 * (k % 2))]
-            if k % 3 != 2:
-                actors.append(Actor("woman", 0.62 + 0.02 * k, 2.0 + 0.5 * (k % 2), 6.5 - 0.5 * (k % 3)))
+            actors = demo_actors(c * per_camera + i)
             if not path.exists():
                 write_scene(path, actors, seconds=seconds, sprites=sprites)
                 _age(path, recorded)

@@ -205,8 +205,9 @@ name = "right"
 points = [[0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.5, 1.0]]
 """
 
-# Someone stands on the left from 1 s to 4 s; someone else on the right from 2.5 s to 5.5 s.
-DEFAULT_ACTORS = (Actor("man", 0.10, 1.0, 4.0), Actor("woman", 0.66, 2.5, 5.5))
+# Someone stands on the left from 1 s to 4 s; someone else on the right from 2.5 s to 5.5 s. (The photo's
+# man: the "woman" crop holds a sliver of a second person, which detectors often find as well.)
+DEFAULT_ACTORS = (Actor("man", 0.10, 1.0, 4.0), Actor("man", 0.60, 2.5, 5.5))
 
 
 def expected_intervals(actors: Sequence[Actor], region: Region, *, seconds: float, fps: float,
