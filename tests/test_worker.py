@@ -153,18 +153,20 @@ def test_sigterm_stops_within_a_second_and_leaves_no_partial_result(model, tmp_p
     assert os.listdir(out) == []  # neither results nor temporary files
 
 
-def test_runs_fully_offline_and_writes_nothing_under_home(scene, model, tmp_path):
+@pytest.mark.parametrize("engine", ["torch", "openvino", "onnxruntime"])
+def test_runs_fully_offline_and_writes_nothing_under_home(scene, model, tmp_path, engine):
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("a private network namespace needs root and unshare")
     video, rois = scene
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    env.pop("YOLO_CONFIG_DIR", None)
-    env.pop("YOLO_OFFLINE", None)
+    for name in ("YOLO_CONFIG_DIR", "YOLO_OFFLINE", "XDG_CACHE_HOME"):
+        env.pop(name, None)
     started = time.monotonic()
     # No network at all in here: a download attempt would fail (or hang until a timeout).
-    proc = detect(video, tmp_path / "out", "--rois", str(rois), env=env, prefix=("unshare", "--net", "--"))
+    proc = detect(video, tmp_path / "out", "--rois", str(rois), f"--engine={engine}", env=env,
+                  prefix=("unshare", "--net", "--"))
     assert proc.returncode == 0, proc.stderr
     assert list(home.iterdir()) == []
     assert time.monotonic() - started < 60

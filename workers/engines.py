@@ -141,17 +141,33 @@ def load(choice: Choice, model: Path, class_map: Mapping[str, str], imgsz: int) 
     return ExportedEngine(choice.engine, model, class_map, imgsz)
 
 
-def configure_offline() -> Path:
-    """No downloads, no installs, no telemetry, no writes under $HOME: set before ultralytics is imported."""
+def no_openvino_telemetry() -> None:
+    """OpenVINO's converter loads a telemetry package on import that writes under $HOME and reports
+    usage over the network; without it, OpenVINO uses its built-in stub. Call before importing openvino."""
+    import sys
+
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+
+
+def private_dir() -> Path:
+    """A folder of this user's for what libraries insist on writing: the service's state directory under
+    systemd, else the temporary folder; never $HOME."""
     import tempfile
 
-    cfg = os.environ.get("YOLO_CONFIG_DIR")
-    if not cfg:
-        base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
-        cfg = str(Path(base) / f"video-supervisor-ultralytics-{os.getuid()}")
+    base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
+    folder = Path(base) / f"video-supervisor-cache-{os.getuid()}"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def configure_offline() -> Path:
+    """No downloads, no installs, no telemetry, no writes under $HOME: set before ultralytics is imported."""
+    cfg = os.environ.get("YOLO_CONFIG_DIR") or str(private_dir() / "ultralytics")
     Path(cfg).mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("XDG_CACHE_HOME", str(private_dir() / "cache"))  # ONNX Runtime, on export
     os.environ.update({"YOLO_CONFIG_DIR": cfg, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
                        "YOLO_VERBOSE": "False", "HF_HUB_OFFLINE": "1"})
+    no_openvino_telemetry()  # ultralytics' OpenVINO exporter imports it
     return Path(cfg)
 
 
@@ -195,6 +211,7 @@ class ExportedEngine:
         threads = usable_cores()
         try:
             if engine == "openvino":
+                no_openvino_telemetry()
                 import openvino
 
                 core = openvino.Core()
@@ -202,7 +219,11 @@ class ExportedEngine:
                     "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
                 self._run = lambda x: compiled(x)[0]
             else:
+                # ONNX Runtime writes a device id under the cache folder on import: keep it out of $HOME.
+                os.environ.setdefault("XDG_CACHE_HOME", str(private_dir() / "cache"))
                 import onnxruntime
+
+                onnxruntime.disable_telemetry_events()
 
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = threads
