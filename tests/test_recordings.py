@@ -75,6 +75,7 @@ RECORDINGS = [
     Recording("cut_off_whole_frame", "h264_mp4", actors=CUT_ACTORS, rois=""),
     Recording("cut_off_edge_region", "h264_mp4", actors=CUT_ACTORS, rois=BOTTOM_ROIS),
     Recording("damaged_mp4", "h264_mp4", actors=LONG_ACTORS, seconds=20, damaged=(9.0, 10.0)),
+    Recording("damaged_ts", "h264_ts", actors=LONG_ACTORS, seconds=20, damaged=(9.0, 10.0)),
 ]
 
 
@@ -275,3 +276,35 @@ def test_the_torch_engine_gives_the_same_counts_as_the_cpu_engine(results: dict[
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "torch" / "counts.csv").read_text() == (res.out / "counts.csv").read_text()
     assert (tmp_path / "torch" / "events.jsonl").read_text() == (res.out / "events.jsonl").read_text()
+
+
+def test_a_damaged_ts_keeps_true_times_after_the_damage(results: dict[str, Result]) -> None:
+    res = results["damaged_ts"]
+    damage_ = res.summary["damage"]
+    assert damage_["damaged"] and len(damage_["spans"]) == 1
+    [span] = damage_["spans"]
+    # The garbage covers the packets stamped 9-10 s; a TS muxer writes them up to a second or two ahead of
+    # their time, and the demuxer drops, silently, whatever they cut through: a gap in the timestamps.
+    assert 6.0 <= span["start"] <= 10.0 and span["end"] <= 12.5 and 0.5 <= span["seconds"] <= 6.0
+    assert span["reason"].startswith("frames missing")
+    after = [float(r["video_time_s"]) for r in res.rows() if float(r["video_time_s"]) > span["end"]]
+    # Every sample after the damage sits on its true half second: no shift by the frames lost.
+    assert after and all(abs(t * 2 - round(t * 2)) < 0.05 for t in after)
+    assert max(after) >= res.recording.seconds - 1.0
+
+
+def test_a_file_whose_frames_end_before_its_stated_duration_is_reported_damaged(tmp_path: Path) -> None:
+    whole = encode_scene(tmp_path / "whole" / "cam_20251114_100000.mkv", (Actor("man", 0.1, 1, 19),), seconds=20,
+                         encoding="hevc_mkv")
+    cut = tmp_path / "cam" / "cam_20251114_100000.mkv"
+    cut.parent.mkdir()
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])  # copied off a camera's card that was pulled too soon
+    proc = _run_worker(cut, tmp_path / "out", "")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    [span] = summary["damage"]["spans"]
+    assert span["reason"] == "the frames end before the container's duration" and span["end"] == 20.0
+    assert 5.0 < span["start"] < 15.0 and summary["processed_seconds"] == pytest.approx(span["start"], abs=0.2)
+    done = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert done["damaged_seconds"] == span["seconds"] > 2.0
