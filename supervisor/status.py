@@ -82,6 +82,7 @@ def build_snapshot(sup: Supervisor, speed: SpeedModel) -> dict[str, Any]:
         "gpus": sup.monitor.snapshot(), "running": running, "queue": sup.queue_status(),
         "scans": sup.scans, "last_scan_at": sup.last_scan_at, "reloads": sup.reloads,
         "eta_seconds": daemon_eta(sup, rates, running),
+        "store_trouble": sup.store_trouble,
     }
 
 
@@ -97,6 +98,8 @@ def status_line(sup: Supervisor, snapshot: dict[str, Any]) -> str:
     parts.append(" · ".join(gpus) if gpus else f"no GPU monitoring, limit {snapshot['limit']}")
     if snapshot["eta_seconds"] is not None and (queued or snapshot["running"]):
         parts.append(f"ETA {format_duration(snapshot['eta_seconds'])}")
+    if snapshot.get("store_trouble"):
+        parts.insert(0, f"PAUSED: job store unavailable ({snapshot['store_trouble']})")
     return " · ".join(parts)
 
 
@@ -201,6 +204,7 @@ def collect_status(store: JobStore, snapshot: dict[str, Any] | None) -> dict[str
             for j in store.recent_failures()
         ],
         "speed": speed, "eta_seconds": None if eta is None else round(eta, 1),
+        "store_trouble": snapshot.get("store_trouble") if snapshot else None,
     }
 
 
@@ -212,6 +216,8 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append(f"supervisor: running ({d['mode']}, pid {d['pid']}, up {up}), limit {st['limit']}")
     else:
         lines.append("supervisor: not running")
+    if st.get("store_trouble"):
+        lines.append(f"PAUSED: the job store refuses writes ({st['store_trouble']}); work resumes by itself")
     for g in st["gpus"]:
         mem = ""
         if g.get("memory_used_mb") is not None and g.get("memory_total_mb"):

@@ -242,3 +242,19 @@ def test_a_webhook_secret_never_appears_in_a_type_error(tmp_path):
         load_settings(path)
     assert "hunter2" not in str(err.value) and "T0KEN" not in str(err.value)
     assert "alerts.webhooks" in str(err.value) and "expected list of string" in str(err.value)
+
+
+def test_a_paused_daemon_says_why_in_systemctl_status_and_in_status():
+    from types import SimpleNamespace
+
+    from supervisor.status import render_status, status_line
+
+    sup = SimpleNamespace(job_counts={"queued": 3, "failed": 0, "dead": 0, "running": 1, "done": 5})
+    snapshot = {"running": [], "gpus": [], "limit": 4, "eta_seconds": None,
+                "store_trouble": "database or disk is full"}
+    assert status_line(sup, snapshot).startswith("PAUSED: job store unavailable (database or disk is full) · ")
+    st = {"daemon": {"running": True, "pid": 1, "mode": "daemon", "started_at": None}, "gpus": [], "limit": 4,
+          "jobs": sup.job_counts, "damaged": {"videos": 0, "seconds": 0}, "partial_videos": 0, "running": [],
+          "queued_by_camera": {}, "eta_seconds": None, "recent_failures": [],
+          "store_trouble": "database or disk is full"}
+    assert "PAUSED: the job store refuses writes (database or disk is full)" in render_status(st)
