@@ -14,6 +14,7 @@ import ctypes
 import enum
 import json
 import os
+import shutil
 import signal
 import time
 from collections import deque
@@ -107,6 +108,18 @@ def _set_parent_death_signal() -> None:
         pass
 
 
+def _executable(name: str, env: Mapping[str, str]) -> str:
+    """The worker program as an absolute path; OSError naming the problem when it cannot be run."""
+    found = shutil.which(name, path=env.get("PATH", os.defpath)) if "/" not in name else name
+    if found is None:
+        raise FileNotFoundError(2, "No such file or directory (not found on PATH)", name)
+    if not os.path.isfile(found):
+        raise FileNotFoundError(2, "No such file", found)
+    if not os.access(found, os.X_OK):
+        raise PermissionError(13, "Permission denied (not executable)", found)
+    return found
+
+
 EventCallback = Callable[[dict[str, Any]], None]
 LineCallback = Callable[[str], None]
 
@@ -143,8 +156,12 @@ class WorkerRun:
     async def run(self) -> Outcome:
         started = time.monotonic()
         try:
+            program = _executable(self.argv[0], self.env)
+            # The worker dies with the supervisor, even a SIGKILLed one (PR_SET_PDEATHSIG, set in the child).
+            # util-linux's setpriv cannot stand in for it under the unit's system call filter: it always
+            # calls capset(), which ~@privileged refuses.
             proc = await asyncio.create_subprocess_exec(
-                *self.argv,
+                program, *self.argv[1:],
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

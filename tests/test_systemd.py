@@ -216,7 +216,11 @@ def test_the_shipped_unit_and_settings_under_a_real_systemd_as_the_service_user(
     assert re.search(r"\d+ running, \d+ queued, \d+ failed", props["StatusText"]), props
     first_pid = int(props["MainPID"])
     assert c.run("ps", "-o", "user=", "-p", str(first_pid)).stdout.strip() == "video-supervisor"
-    _wait(lambda: len(read_runs(runs)) == 1, "the first video to be processed")
+    try:
+        _wait(lambda: len(read_runs(runs)) == 1, "the first video to be processed")
+    except AssertionError:
+        journal = c.run("journalctl", "-u", unit, "--no-pager", "-n", "30", "-o", "cat", check=False).stdout
+        raise AssertionError(f"no video processed:\n{journal}") from None
     result = work / "results" / "camera_35" / "camera_35_20251114_100000.mp4" / "summary.json"
     _wait(result.is_file, "its results")
     assert (result.stat().st_uid, oct(result.stat().st_mode & 0o777)) == (uid, "0o640")
