@@ -43,6 +43,9 @@ STORE_RETRY_FIRST = 1.0
 STORE_RETRY_MAX = 60.0
 # After the drain and the workers' stop grace, how long a job task may still take to record its outcome.
 RECORD_GRACE_SECONDS = 5.0
+# A scan of the videos folder still running after this long is stuck (a hung network share): the
+# watchdog is no longer fed, so systemd restarts the daemon, loudly.
+SCAN_STUCK_SECONDS = 900.0
 EX_INTERRUPTED = 130
 T = TypeVar("T")
 QueueItem = tuple[str, int, int]  # (recorded_at ISO, insertion sequence, job id)
@@ -81,7 +84,8 @@ class Supervisor:
                  probe: GpuProbe | None = None, probe_warning: str | None = None,
                  clock: Callable[[], float] = time.time, notifier: Notifier | None = None,
                  reload: Callable[[], Settings] | None = None, observers: list[Observer] | None = None,
-                 store_retry: tuple[float, float] = (STORE_RETRY_FIRST, STORE_RETRY_MAX)) -> None:
+                 store_retry: tuple[float, float] = (STORE_RETRY_FIRST, STORE_RETRY_MAX),
+                 scan_stuck_seconds: float = SCAN_STUCK_SECONDS) -> None:
         self.settings = settings
         self.store = store
         self.daemon = daemon
@@ -126,6 +130,9 @@ class Supervisor:
         self._supervised: dict[asyncio.Task[Any], str] = {}
         self.store_trouble: str | None = None  # the error while the store refuses writes
         self._store_retry = store_retry  # (first delay, longest delay) between tries of a refused store call
+        self._scan_stuck_seconds = scan_stuck_seconds
+        self._scan_started: float | None = None  # monotonic time the running scan began
+        self._scan_stuck_logged = False
 
     # --- requests (signal handlers call these; they only record) -----------
 
@@ -295,13 +302,18 @@ class Supervisor:
         )
 
     async def _scan_and_queue(self, *, reprocess: bool = False) -> None:
-        started = time.monotonic()
+        started = self._scan_started = time.monotonic()
         try:
             result = await self._scan()
         except OSError as exc:
             log.error("scan_failed", videos_dir=str(self.settings.videos_dir), error=exc.strerror or str(exc),
                       action="keeping the queue as it is; the next scan tries again")
             return
+        finally:
+            self._scan_started = None
+            if self._scan_stuck_logged:
+                self._scan_stuck_logged = False
+                log.info("scan_unstuck", seconds=round(time.monotonic() - started, 1))
         # Recording a big tree takes a while: on a connection of its own, off the event loop.
         try:
             sync = await asyncio.to_thread(sync_in_thread, self.store.path, result.videos, reprocess=reprocess,
@@ -617,8 +629,19 @@ class Supervisor:
         call(self.observers, "tick", self)
 
     def healthy(self) -> bool:
-        """Whether systemd's watchdog may be fed: no task has crashed and every supervised task still runs."""
-        return self._crash is None and all(not t.done() for t in self._supervised)
+        """Whether systemd's watchdog may be fed: no task has crashed, every supervised task still runs, and
+        no scan has been stuck longer than scan_stuck_seconds."""
+        if self._crash is not None or any(t.done() for t in self._supervised):
+            return False
+        if self._scan_started is not None and time.monotonic() - self._scan_started > self._scan_stuck_seconds:
+            if not self._scan_stuck_logged:
+                self._scan_stuck_logged = True
+                log.critical("scan_stuck", videos_dir=str(self.settings.videos_dir),
+                             seconds=round(time.monotonic() - self._scan_started, 1),
+                             action="not feeding the watchdog: systemd restarts the daemon (a hung network "
+                                    "share? check the mount)")
+            return False
+        return True
 
     async def _heartbeat(self) -> None:
         """Watchdog pings from the event loop itself, so a hung loop gets restarted; observers' tick."""

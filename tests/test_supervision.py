@@ -258,3 +258,67 @@ def test_a_paused_daemon_says_why_in_systemctl_status_and_in_status():
           "queued_by_camera": {}, "eta_seconds": None, "recent_failures": [],
           "store_trouble": "database or disk is full"}
     assert "PAUSED: the job store refuses writes (database or disk is full)" in render_status(st)
+
+
+def test_a_scan_stuck_on_a_hung_share_stops_the_watchdog_and_says_why(tmp_path):
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    s = make_settings(tmp_path)
+    sock = NotifySocket(tmp_path / "notify.sock")
+    hung = asyncio.Event()
+
+    def pings() -> int:
+        return sum(m.get("WATCHDOG") == "1" for m in sock.messages)
+
+    async def scenario(sup):
+        while sup.stats.completed < 1:
+            await asyncio.sleep(0.01)
+        real_scan = sup._scan
+
+        async def hanging_scan():
+            await hung.wait()  # a listdir on a dead NFS server: it never returns
+            return await real_scan()
+
+        sup._scan = hanging_scan
+        sup.request_reload()
+        while sup.healthy():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the pings have stopped: systemd would now restart the daemon
+        before = pings()
+        await asyncio.sleep(0.3)
+        stopped = pings() == before
+        hung.set()  # the share comes back
+        while not sup.healthy():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        resumed = pings() > before
+        sup.request_stop()
+        return stopped, resumed
+
+    results = {}
+
+    async def during(sup):
+        results["pings"] = await scenario(sup)
+
+    notifier = Notifier(sock.address, watchdog_usec="100000")
+    try:
+        with capture_logs() as logs:
+            async def main():
+                store = JobStore.open(s.state_db)
+                try:
+                    sup = Supervisor(s, store, daemon=True, notifier=notifier, scan_stuck_seconds=0.3,
+                                     reload=lambda: s)
+                    side = asyncio.create_task(during(sup))
+                    code = await sup.run(handle_signals=False)
+                    await side
+                    return code
+                finally:
+                    store.close()
+
+            code = asyncio.run(main())
+    finally:
+        notifier.close()
+        sock.close()
+    assert code == 0 and results["pings"] == (True, True)
+    [stuck] = [e for e in logs if e["event"] == "scan_stuck"]
+    assert "watchdog" in stuck["action"] and stuck["log_level"] == "critical"
+    assert any(e["event"] == "scan_unstuck" for e in logs)
