@@ -35,19 +35,29 @@ def status_path(state_db: Path) -> Path:
 
 
 class SpeedModel:
-    """Per-camera processing speed learnt from the store, refreshed now and then (cheap SQL aggregates)."""
+    """Per-camera processing speed: learnt from the store once, then kept up to date job by job (O(1) a
+    finished job), and read from the store again now and then in case anything else changed it."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.rates = Rates({}, None)
+        self._work: dict[str, tuple[float, float]] = {}  # camera -> (processing seconds, bytes) of done jobs
         self._refreshed = float("-inf")
 
     def refresh(self, force: bool = False) -> Rates:
         now = time.monotonic()
         if force or now - self._refreshed >= RATES_REFRESH_SECONDS:
             self._refreshed = now
-            self.rates = Rates.learn(self.store.done_work_by_camera())
+            self._work = {cam: (v[0], v[1]) for cam, v in self.store.done_work_by_camera().items()}
+            self.rates = Rates.learn(self._work)
         return self.rates
+
+    def job_done(self, camera: str, seconds: float, size: float) -> None:
+        if seconds <= 0 or size <= 0:
+            return
+        secs, total = self._work.get(camera, (0.0, 0.0))
+        self._work[camera] = (secs + seconds, total + size)
+        self.rates = Rates.learn(self._work)
 
 
 def running_jobs(sup: Supervisor, rates: Rates) -> list[dict[str, Any]]:
@@ -127,9 +137,9 @@ class StatusFile(Observer):
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write(snapshot))
 
-    def job_finished(self, *_: Any) -> None:
-        if self._speed is not None:
-            self._speed.refresh(force=True)
+    def job_finished(self, rj: Any, outcome: Any, state: Any) -> None:
+        if self._speed is not None and str(state) == "done":
+            self._speed.job_done(rj.job.camera, outcome.duration, rj.job.size)
 
     async def _write(self, snapshot: dict[str, Any]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
