@@ -19,7 +19,7 @@ import ssl
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
@@ -64,8 +64,6 @@ async def _post(url: str, body: bytes) -> int:
     headers = {"Host": parts.netloc.rpartition("@")[2], "Content-Type": "application/json",
                "Content-Length": str(len(body)), "User-Agent": "video-supervisor", "Connection": "close"}
     if parts.username is not None:
-        from urllib.parse import unquote
-
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -34,7 +34,7 @@ from .progress import ProgressBar
 from .progress import wanted as progress_wanted
 from .protocol import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
 from .status import StatusFile, status_path
-from .store import JobStore, SchedulerLock, StoreError
+from .store import JobStore, SchedulerLock, StoreError, store_error
 
 _EARLY_SIGNALS: list[int] = []
 
@@ -261,17 +261,10 @@ def _inspect(command: str, argv: list[str]) -> int:
     db = (args.state_db or s.state_db).absolute()
     try:
         return _inspect_store(command, args, db)
-    except (StoreError, OSError, sqlite3.Error) as exc:
-        reason = str(exc) if isinstance(exc, StoreError) else f"{db}: cannot read the job store: {_why(exc)}"
+    except (StoreError, OSError, sqlite3.DatabaseError) as exc:
+        reason = exc if isinstance(exc, StoreError) else store_error(db, exc, reading=True)
         print(f"video-supervisor {command}: {reason}", file=sys.stderr)
         return EX_CONFIG
-
-
-def _why(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    if "unable to open" in text or isinstance(exc, PermissionError):
-        text += " (is it readable by this user? the service's store is readable by its group)"
-    return text
 
 
 def _inspect_store(command: str, args: argparse.Namespace, db: Path) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .protocol import EX_CONFIG
+from .protocol import ENGINES, EX_CONFIG
 
 __all__ = ["EX_CONFIG", "ConfigError", "Settings", "load_settings", "validate"]
 DEFAULT_MODEL = Path("models/person.pt")
@@ -32,7 +32,6 @@ DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
 )
 PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "model", "engine", "recorded_at",
                           "attempt", "job_id"})
-ENGINES = ("auto", "torch", "openvino", "onnxruntime")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 

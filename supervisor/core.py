@@ -174,7 +174,7 @@ class Supervisor:
             await self._scan_and_queue(reprocess=self.settings.reprocess)
             for obs in self.observers:
                 await obs.start(self)
-            await self.tick_observers()
+            self.tick_observers()
             self.notifier.ready(self.notifier.last_status or None)
             long_lived: list[tuple[str, Awaitable[None]]] = [
                 ("dispatch", self._dispatch()), ("queue-report", self._report_queue()),
@@ -620,7 +620,7 @@ class Supervisor:
             "running": len(self.running), "limit": self.slots.total_limit,
         }
 
-    async def tick_observers(self) -> None:
+    def tick_observers(self) -> None:
         """Observers' periodic look: the job counts are read from the store once for all of them."""
         try:
             self.job_counts = self.store.counts()
@@ -652,7 +652,7 @@ class Supervisor:
             await asyncio.sleep(interval)
             if self.notifier.watchdog_seconds and self.healthy():
                 self.notifier.watchdog()
-            await self.tick_observers()
+            self.tick_observers()
 
     async def _report_queue(self) -> None:
         while True:

@@ -14,6 +14,9 @@ EX_TEMPFAIL = 75  # try again later: CUDA out of memory, a full disk
 EX_CONFIG = 78  # bad configuration (ROI file, model): fix it, retrying cannot help
 EX_TERM = 143  # stopped by SIGTERM
 
+# The detector's inference engines: `[worker] engine` and the worker's --engine.
+ENGINES = ("auto", "torch", "openvino", "onnxruntime")
+
 # Events a worker prints, one JSON object a line.
 EVENT_PROGRESS = "progress"
 EVENT_DONE = "done"

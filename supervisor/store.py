@@ -139,6 +139,7 @@ _MIGRATIONS: dict[int, str] = {
 ALTER TABLE jobs ADD COLUMN result_key TEXT;
 ALTER TABLE jobs ADD COLUMN covered_seconds REAL;
 ALTER TABLE jobs ADD COLUMN damaged_seconds REAL;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
 """,
 }
 
@@ -309,7 +310,6 @@ class JobStore:
                     if step is not None:
                         step(self._conn)
                     version += 1
-                self._run_script("CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key)")
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise store_error(self.path, exc) from exc

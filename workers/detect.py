@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.discovery import PathParser
-from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM
+from supervisor.protocol import ENGINES, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM
 
 from . import engines
 from .counting import OccupancyTracker, RegionCounter, wanted_class_ids
@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sample-fps", type=float, default=2.0)
     p.add_argument("--batch", default="auto", help="frames per inference call (auto: 8 on GPU, 1 on CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--engine", default="auto", choices=engines.ENGINES,
+    p.add_argument("--engine", default="auto", choices=ENGINES,
                    help="auto: torch on a CUDA GPU, else the fastest exported CPU engine (openvino, onnxruntime)")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--conf", type=float, default=0.25)

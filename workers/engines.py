@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from supervisor.protocol import EX_CONFIG, EX_TEMPFAIL
+from supervisor.protocol import ENGINES, EX_CONFIG, EX_TEMPFAIL
 
 from .counting import Detections, canonical_names
 from .errors import WorkerError
 
-ENGINES = ("auto", "torch", "openvino", "onnxruntime")
 CPU_PREFERENCE = ("openvino", "onnxruntime")  # fastest first, as measured by bench/worker.py
 STRIDE = 32
 PAD_VALUE = 114
@@ -160,11 +158,16 @@ def private_dir() -> Path:
     return folder
 
 
+def keep_caches_private() -> None:
+    """Libraries that write under the cache folder write to ours, unless the user chose one."""
+    os.environ.setdefault("XDG_CACHE_HOME", str(private_dir() / "cache"))
+
+
 def configure_offline() -> Path:
     """No downloads, no installs, no telemetry, no writes under $HOME: set before ultralytics is imported."""
     cfg = os.environ.get("YOLO_CONFIG_DIR") or str(private_dir() / "ultralytics")
     Path(cfg).mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.environ.setdefault("XDG_CACHE_HOME", str(private_dir() / "cache"))  # ONNX Runtime, on export
+    keep_caches_private()  # ONNX Runtime, on export
     os.environ.update({"YOLO_CONFIG_DIR": cfg, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
                        "YOLO_VERBOSE": "False", "HF_HUB_OFFLINE": "1"})
     no_openvino_telemetry()  # ultralytics' OpenVINO exporter imports it
@@ -219,8 +222,7 @@ class ExportedEngine:
                     "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
                 self._run = lambda x: compiled(x)[0]
             else:
-                # ONNX Runtime writes a device id under the cache folder on import: keep it out of $HOME.
-                os.environ.setdefault("XDG_CACHE_HOME", str(private_dir() / "cache"))
+                keep_caches_private()  # ONNX Runtime writes a device id under the cache folder on import
                 import onnxruntime
 
                 onnxruntime.disable_telemetry_events()
@@ -311,12 +313,6 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
         order = rest[overlap <= iou]
     return np.array(kept, dtype=int)
-
-
-def timed_load(choice: Choice, model: Path, class_map: Mapping[str, str], imgsz: int) -> tuple[Engine, float]:
-    started = time.perf_counter()
-    engine = load(choice, model, class_map, imgsz)
-    return engine, time.perf_counter() - started
 
 
 def describe(engine: Engine, choice: Choice, load_seconds: float) -> dict[str, Any]:
