@@ -153,7 +153,7 @@ def test_prometheus_metrics_are_served_and_valid(tmp_path):
         side = asyncio.create_task(during(sup))
         await sup.run(handle_signals=False)
         await side
-        await sup.tick_observers()  # one last look, once every job is recorded
+        sup.tick_observers()  # one last look, once every job is recorded
         store.close()
 
     asyncio.run(main())

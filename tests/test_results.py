@@ -17,7 +17,7 @@ from supervisor.status import collect_status, render_status
 from supervisor.store import JobState, JobStore, ResultFolderTaken
 
 from .fakes import cli, cli_env, fake_worker_command, make_settings, make_video, read_runs
-from .test_scheduling import capture_logs, run_sup
+from .test_scheduling import capture_logs, jobs, run_sup
 
 
 def _summaries(results: Path) -> dict[str, str]:
@@ -37,10 +37,10 @@ def test_recordings_that_share_a_stem_get_a_result_folder_each(tmp_path):
     code, _ = run_sup(s)
     assert code == 0
     store = JobStore.open(s.state_db, readonly=True)
-    jobs = store.jobs()
+    done = store.jobs()  # by row: these videos share file names, so not keyed by name
     store.close()
-    assert [j.state for j in jobs] == [JobState.DONE] * 5
-    assert sorted(j.result_key for j in jobs) == sorted(names)
+    assert [j.state for j in done] == [JobState.DONE] * 5
+    assert sorted(j.result_key for j in done) == sorted(names)
     # Each folder holds the results of its own recording: nothing was overwritten.
     assert _summaries(tmp_path / "results") == {name: str(videos / name) for name in names}
 
@@ -99,9 +99,7 @@ def test_a_video_done_for_its_first_seconds_runs_again_when_more_is_asked(tmp_pa
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
     s = make_settings(tmp_path, duration=60.0)
     assert run_sup(s)[0] == 0
-    store = JobStore.open(s.state_db, readonly=True)
-    [job] = store.jobs()
-    store.close()
+    [job] = jobs(s).values()
     assert job.covered_seconds == 60 and job.state_text() == "done (first 60 s)"
     assert run_sup(replace(s, duration=30.0))[0] == 0  # less than what is done: nothing to do
     assert len(read_runs(tmp_path / "runs.jsonl")) == 1
@@ -109,9 +107,7 @@ def test_a_video_done_for_its_first_seconds_runs_again_when_more_is_asked(tmp_pa
                              capture_output=True, text=True, env=cli_env(), timeout=60)
     assert "done (first 60 s)" in listing.stdout, listing.stdout
     assert run_sup(replace(s, duration=0.0))[0] == 0  # the whole recording: runs again
-    store = JobStore.open(s.state_db, readonly=True)
-    [job] = store.jobs()
-    store.close()
+    [job] = jobs(s).values()
     assert len(read_runs(tmp_path / "runs.jsonl")) == 2
     assert job.state is JobState.DONE and job.covered_seconds is None and job.state_text() == "done"
 
@@ -133,17 +129,17 @@ def test_damage_a_worker_reports_shows_in_the_log_status_report_and_metrics(tmp_
     assert code == 0
     [warning] = [e for e in logs if e["event"] == "video_damaged"]
     assert warning["damaged_seconds"] == 3.2 and "done, 3.2 s damaged" in warning["message"]
+    by_name = jobs(s)
     store = JobStore.open(s.state_db, readonly=True)
     try:
-        jobs = {j.path.name: j for j in store.jobs()}
         status = collect_status(store, None)
     finally:
         store.close()
-    assert jobs["cam_20251114_100000.mp4"].state_text() == "done, 3.2 s damaged"
-    assert jobs["cam_20251114_110000.mp4"].state_text() == "done"
+    assert by_name["cam_20251114_100000.mp4"].state_text() == "done, 3.2 s damaged"
+    assert by_name["cam_20251114_110000.mp4"].state_text() == "done"
     assert status["damaged"] == {"videos": 1, "seconds": 3.2}
     assert "2 done (1 damaged, 3.2 s unreadable)" in render_status(status)
-    report = build_report(jobs.values())
+    report = build_report(by_name.values())
     assert report["cameras"][0]["damaged_videos"] == 1 and report["cameras"][0]["damaged_seconds"] == 3.2
     assert "1 (3.2 s)" in render_table(report)
     assert metrics.registry.get_sample_value("video_supervisor_damaged_videos_total", {"camera": "cam"}) == 1

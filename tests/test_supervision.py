@@ -18,7 +18,7 @@ from supervisor.store import JobState, JobStore
 
 from .daemon_harness import NotifySocket
 from .fakes import FaultyStore, disk_full, fake_worker_command, make_settings, make_video, read_runs
-from .test_scheduling import capture_logs
+from .test_scheduling import capture_logs, jobs
 
 FAST_RETRY = (0.01, 0.05)
 
@@ -43,14 +43,6 @@ def run_faulty(settings, faults, *, daemon=False, during=None, notifier=None, re
     return asyncio.run(main())
 
 
-def stored(settings):
-    store = JobStore.open(settings.state_db, readonly=True)
-    try:
-        return {j.path.name: j for j in store.jobs()}
-    finally:
-        store.close()
-
-
 def videos(tmp_path, n=3):
     return [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4") for i in range(n)]
 
@@ -68,14 +60,14 @@ def test_a_full_store_disk_at_any_call_site_pauses_then_resumes_by_itself(tmp_pa
         code, _, store = run_faulty(s, {call_site: [disk_full(), disk_full(), disk_full()]})
     assert store.raised == [call_site] * 3
     assert code == 0
-    assert {j.state for j in stored(s).values()} == {JobState.DONE}
+    assert {j.state for j in jobs(s).values()} == {JobState.DONE}
     trouble = [e["event"] for e in logs if e["event"] in ("store_unavailable", "store_recovered")]
     assert trouble[0] == "store_unavailable" and trouble[-1] == "store_recovered"  # logged, then over
     unavailable = next(e for e in logs if e["event"] == "store_unavailable")
     assert unavailable["operation"] == call_site and "disk is full" in unavailable["error"]
     # Every video ran to completion once (the planned failure aside): nothing lost, nothing doubled.
     completed = [r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0]
-    assert sorted(Path(v).name for v in completed) == sorted(stored(s))
+    assert sorted(Path(v).name for v in completed) == sorted(jobs(s))
 
 
 @pytest.mark.parametrize("daemon", [False, True])
@@ -91,7 +83,7 @@ def test_an_unexpected_error_in_a_task_is_logged_once_and_ends_the_run_with_70(t
     assert any(e["event"] == "run_summary" for e in logs)  # the shutdown still ran
     assert not sup.healthy()  # the watchdog is no longer fed
     # Nothing is left running in the store: what did not run is still queued for the next start.
-    assert JobState.RUNNING not in {j.state for j in stored(s).values()}
+    assert JobState.RUNNING not in {j.state for j in jobs(s).values()}
 
 
 def test_a_crash_in_a_job_task_is_noticed_too(tmp_path):
@@ -114,9 +106,9 @@ def test_worker_exit_78_halts_the_run_without_charging_the_job(tmp_path):
     with capture_logs() as logs:
         code, _, _ = run_faulty(s, {})
     assert code == 78
-    jobs = stored(s)
-    assert jobs["cam_20251114_100000.mp4"].state is JobState.QUEUED
-    assert jobs["cam_20251114_100000.mp4"].attempts == 0  # not charged
+    halted = jobs(s)["cam_20251114_100000.mp4"]
+    assert halted.state is JobState.QUEUED
+    assert halted.attempts == 0  # not charged
     assert len(read_runs(tmp_path / "runs.jsonl")) == 1  # nothing else started after the halt
     [halted] = [e for e in logs if e["event"] == "run_halted"]
     assert "exit 78" in halted["reason"] and "cam_20251114_100000.mp4" in halted["reason"]
@@ -129,7 +121,7 @@ def test_exit_75_has_a_cap_of_its_own_then_the_job_is_dead(tmp_path):
         max_transient_attempts=4, retry_backoff_seconds=0.01, retry_backoff_max_seconds=0.02))
     code, _, _ = run_faulty(s, {})
     assert code == 1  # a once run with a dead job
-    [job] = stored(s).values()
+    [job] = jobs(s).values()
     assert job.state is JobState.DEAD and job.attempts == 4 and job.last_exit_code == 75
     assert len(read_runs(tmp_path / "runs.jsonl")) == 4
 

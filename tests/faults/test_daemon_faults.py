@@ -20,10 +20,11 @@ import pytest
 
 from supervisor.alerts import Alerts, post_json
 from supervisor.config import AlertSettings
-from supervisor.store import JobState, JobStore
+from supervisor.store import JobState
 
 from ..daemon_harness import Daemon, daemon_settings
 from ..fakes import cli, cli_env, make_video, read_runs
+from ..test_daemon import stored
 
 pytestmark = pytest.mark.faults
 
@@ -92,12 +93,10 @@ def test_a_full_state_disk_pauses_the_daemon_and_work_resumes_when_space_returns
         assert d.wait() == 0
     finally:
         d.stop()
-    store = JobStore.open(tmp_path / "state" / "jobs.sqlite3", readonly=True)
-    jobs = store.jobs()
-    store.close()
-    assert len(jobs) == 6 and {j.state for j in jobs} == {JobState.DONE}
+    jobs = stored(tmp_path)
+    assert len(jobs) == 6 and {j.state for j in jobs.values()} == {JobState.DONE}
     assert sorted(Path(r["video"]).name for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0) == \
-        sorted(j.path.name for j in jobs)  # each exactly once
+        sorted(jobs)  # each exactly once
 
 
 def test_a_full_log_disk_never_stops_a_job_and_says_so_once(tmp_path, log_disk):
