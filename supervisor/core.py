@@ -570,6 +570,8 @@ class Supervisor:
             self._outstanding.discard(job.id)
             log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=video_seconds,
                      covered_seconds=covered, damaged_seconds=damaged)
+            if result.get("engine_fallback"):
+                log.warning("engine_fallback", engine=result.get("engine"), reason=result["engine_fallback"])
             if damaged > 0:
                 log.warning("video_damaged", damaged_seconds=damaged, spans=result.get("damaged_spans"),
                             output=output, message=f"done, {damaged:.1f} s damaged: see damage in summary.json")

@@ -67,6 +67,7 @@ def test_without_an_export_auto_takes_torch_and_says_so(tmp_path):
     shutil.copyfile(MODEL, model)
     choice = engines.choose("auto", "cpu", model)
     assert choice.engine == "torch" and "no exported model" in choice.reason and "export_model" in choice.reason
+    assert choice.fallback and not engines.choose("auto", "cpu", MODEL).fallback
 
 
 def test_an_export_of_another_pt_is_refused_as_stale(tmp_path):
@@ -110,3 +111,22 @@ def test_the_cpu_engine_runs_without_torch_and_the_summary_names_it(tmp_path):
     assert summary["engine"]["name"] == "openvino" and summary["engine"]["threads"] >= 1
     assert summary["engine"]["reason"] == "the fastest engine on this CPU"
     assert 0 < summary["engine"]["load_seconds"] <= summary["timing"]["model_load_seconds"]
+
+
+def test_a_fallback_to_torch_is_a_warning_in_the_supervisor_log(tmp_path):
+    from supervisor.config import WorkerSettings
+    from workers.scenes import write_scene
+
+    from .fakes import make_settings
+    from .test_scheduling import capture_logs, run_sup
+
+    model = tmp_path / "person.pt"
+    shutil.copyfile(MODEL, model)  # no exports beside this copy
+    shutil.copyfile(MODEL.with_name("person.pt.json"), tmp_path / "person.pt.json")
+    write_scene(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4", [Actor("man", 0.1, 0, 2)], seconds=1)
+    s = make_settings(tmp_path, worker=WorkerSettings(model=model, timeout_seconds=120))
+    with capture_logs() as logs:
+        code, _ = run_sup(s)
+    assert code == 0
+    [warning] = [e for e in logs if e["event"] == "engine_fallback"]
+    assert warning["engine"] == "torch" and "no exported model" in warning["reason"]

@@ -342,6 +342,7 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
           "duration_limited": report.limited, "damaged_seconds": damage["seconds"],
           "damaged_spans": len(report.spans), "frames_sampled": sampled, "detections": detections_total,
           "model_load_seconds": round(timings.load, 3), "engine": model.name,
+          "engine_fallback": choice.reason if choice.fallback else None,
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})
     return EX_OK
 

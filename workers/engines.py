@@ -53,6 +53,7 @@ class Choice:
     engine: str
     device: str
     reason: str
+    fallback: bool = False  # `auto` wanted a faster engine and could not have it
 
 
 def usable_cores() -> int:
@@ -116,7 +117,7 @@ def choose(requested: str, device: str, model: Path) -> Choice:
         if why is None:
             return Choice(engine, "cpu", "the fastest engine on this CPU")
         reasons.append(why)
-    return Choice("torch", "cpu", "no exported model: " + "; ".join(reasons))
+    return Choice("torch", "cpu", "no exported model: " + "; ".join(reasons), fallback=True)
 
 
 def _cuda_available() -> bool:
