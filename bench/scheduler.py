@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervisor.cli import run_async
+from supervisor.app import run_async
 from supervisor.config import (
     DiscoverySettings,
     GpuSettings,
@@ -28,10 +28,11 @@ from supervisor.config import (
     Settings,
     WorkerSettings,
 )
-from supervisor.core import Supervisor
-from supervisor.discovery import PathParser, scan
+from supervisor.jobs.discovery import scan
+from supervisor.jobs.store import JobStore
 from supervisor.logs import configure_logging
-from supervisor.store import JobStore
+from supervisor.protocol.names import PathParser
+from supervisor.scheduling.supervisor import Supervisor
 
 
 def make_files(root: Path, count: int, cameras: int = 20) -> None:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import itertools
 
-from supervisor.cli import run_async
+from supervisor.app import run_async
 from supervisor.config import (
     DiscoverySettings,
     GpuSettings,
@@ -40,10 +40,10 @@ from supervisor.config import (
     Settings,
     WorkerSettings,
 )
-from supervisor.core import Supervisor
 from supervisor.gpu.simulated import SimulatedProbe
+from supervisor.jobs.store import JobStore
 from supervisor.logs import configure_logging
-from supervisor.store import JobStore
+from supervisor.scheduling.supervisor import Supervisor
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .protocol import ENGINES, EX_CONFIG
+from supervisor.protocol import ENGINES, EX_CONFIG
 
 __all__ = ["EX_CONFIG", "ConfigError", "Settings", "load_settings", "validate"]
 DEFAULT_MODEL = Path("models/person.pt")

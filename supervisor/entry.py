@@ -19,7 +19,7 @@ def main() -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, remember)
-    from .cli import main as cli_main
+    from supervisor.commands.cli import main as cli_main
 
     return cli_main(early_signals=pending)
 

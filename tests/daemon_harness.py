@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .fakes import cli, cli_env
+from tests.fakes import cli, cli_env
 
 
 def daemon_settings(tmp: Path, *, job_seconds: float = 0.1, extra: str = "", drain: float = 5.0,

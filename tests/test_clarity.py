@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import load_settings
-
-from .fakes import REPO, cli, cli_env, make_video
-from .test_cli import settings_file
+from tests.fakes import REPO, cli, cli_env, make_video
+from tests.test_cli import settings_file
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -114,7 +113,7 @@ def test_the_shipped_service_settings_name_every_path_and_the_model_explicitly()
 
 
 def test_the_store_opens_without_writing_when_its_schema_is_current(tmp_path):
-    from supervisor.store import JobStore
+    from supervisor.jobs.store import JobStore
 
     db = tmp_path / "jobs.sqlite3"
     JobStore.open(db).close()

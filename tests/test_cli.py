@@ -9,10 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from supervisor.jobs.store import JobStore
 from supervisor.logs import cleanup_old_logs
-from supervisor.store import JobStore
-
-from .fakes import cli, cli_env, make_video, read_runs
+from tests.fakes import cli, cli_env, make_video, read_runs
 
 
 def settings_file(tmp: Path, *, extra: str = "", seconds: float = 0.05, exit_code: int = 0) -> Path:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.cli import build_parser, settings_from_args
+from supervisor.commands.cli import build_parser, settings_from_args
 from supervisor.config import DEFAULT_WORKER_COMMAND, ConfigError, Settings, expand_command, load_settings
-
-from .fakes import REPO, cli, cli_env
+from tests.fakes import REPO, cli, cli_env
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -133,7 +132,7 @@ def test_a_reload_changes_what_it_can_and_names_what_waits_for_a_restart(tmp_pat
 
 
 def test_the_documented_settings_file_names_every_default():
-    from .fakes import REPO
+    from tests.fakes import REPO
 
     documented = load_settings(REPO / "etc" / "video-supervisor.toml")
     defaults = Settings()

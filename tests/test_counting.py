@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.protocol.rois import WHOLE_FRAME, Region, RoiConfig, point_in_polygon
 from workers.counting import (
     Detections,
     OccupancyTracker,
@@ -15,7 +16,6 @@ from workers.counting import (
     points_in_polygon,
     wanted_class_ids,
 )
-from workers.rois import WHOLE_FRAME, Region, RoiConfig, point_in_polygon
 
 LEFT = Region("left", ((0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)))
 RIGHT = Region("right", ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)))

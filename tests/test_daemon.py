@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from supervisor.store import JobState, JobStore
-
-from .daemon_harness import Daemon, NotifySocket, daemon_settings, wait_gone
-from .fakes import make_video, read_runs
+from supervisor.jobs.store import JobState, JobStore
+from tests.daemon_harness import Daemon, NotifySocket, daemon_settings, wait_gone
+from tests.fakes import make_video, read_runs
 
 LOOPS = ["uvloop", "asyncio"]
 

@@ -6,11 +6,10 @@ import subprocess
 
 import pytest
 
-from supervisor.demo import DEMO_CAMERAS, demo_actors
-from workers.rois import load_rois
+from supervisor.protocol.rois import load_rois
+from tests.fakes import REPO, cli, cli_env
+from workers.demo_tree import DEMO_CAMERAS, demo_actors
 from workers.scenes import expected_counts, expected_intervals, load_sprites
-
-from .fakes import REPO, cli, cli_env
 
 
 def test_the_demo_table_matches_who_stood_where(tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.discovery import PathParser, scan
-
-from .fakes import make_video
+from supervisor.jobs.discovery import scan
+from supervisor.protocol.names import PathParser
+from tests.fakes import make_video
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from tests.fakes import REPO
 from workers import engines
 from workers.errors import WorkerError
 from workers.scenes import Actor, load_sprites, render
-
-from .fakes import REPO
 
 MODEL = REPO / "models" / "person.pt"
 CLASS_MAP = {"Normal": "person", "Fall": "person"}
@@ -115,10 +114,9 @@ def test_the_cpu_engine_runs_without_torch_and_the_summary_names_it(tmp_path):
 
 def test_a_fallback_to_torch_is_a_warning_in_the_supervisor_log(tmp_path):
     from supervisor.config import WorkerSettings
+    from tests.fakes import make_settings
+    from tests.test_scheduling import capture_logs, run_sup
     from workers.scenes import write_scene
-
-    from .fakes import make_settings
-    from .test_scheduling import capture_logs, run_sup
 
     model = tmp_path / "person.pt"
     shutil.copyfile(MODEL, model)  # no exports beside this copy

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.estimate import Rates, format_duration, queue_eta, running_remaining
-from supervisor.report import percentile
+from supervisor.observe.estimate import Rates, format_duration, queue_eta, running_remaining
+from supervisor.observe.report import percentile
 
 
 def test_rates_are_learnt_per_camera_with_an_overall_fallback():
@@ -44,7 +44,7 @@ def test_nearest_rank_percentile():
 
 
 def test_the_speed_model_learns_each_finished_job_without_reading_the_store_again():
-    from supervisor.status import SpeedModel
+    from supervisor.observe.status import SpeedModel
 
     class Store:
         reads = 0

@@ -17,9 +17,8 @@ from supervisor.gpu.monitor import NO_DRIVER_WARNING, open_probe
 from supervisor.gpu.nvml import NvmlProbe
 from supervisor.gpu.probe import ProbeUnavailable
 from supervisor.gpu.scripted import ScriptedProbe, ScriptError
-
-from .fakes import cli, cli_env, fake_worker_command, make_settings, make_video, max_overlap, read_runs
-from .test_scheduling import run_sup
+from tests.fakes import cli, cli_env, fake_worker_command, make_settings, make_video, max_overlap, read_runs
+from tests.test_scheduling import run_sup
 
 
 def timed_logs():

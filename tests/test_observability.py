@@ -22,14 +22,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from supervisor.alerts import Alerts, redact
 from supervisor.config import AlertSettings, GpuSettings, SchedulerSettings, WorkerSettings
-from supervisor.metrics import Metrics
-from supervisor.store import JobStore
-
-from .daemon_harness import Daemon, daemon_settings
-from .fakes import cli, cli_env, fake_worker_command, make_settings, make_video
-from .test_scheduling import run_sup
+from supervisor.jobs.store import JobStore
+from supervisor.observe.alerts import Alerts, redact
+from supervisor.observe.metrics import Metrics
+from tests.daemon_harness import Daemon, daemon_settings
+from tests.fakes import cli, cli_env, fake_worker_command, make_settings, make_video
+from tests.test_scheduling import run_sup
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -146,7 +145,7 @@ def test_prometheus_metrics_are_served_and_valid(tmp_path):
         seen["live"] = await asyncio.to_thread(scrape, metrics.port)  # served over HTTP while jobs run
 
     async def main():
-        from supervisor.core import Supervisor
+        from supervisor.scheduling.supervisor import Supervisor
 
         store = JobStore.open(s.state_db)
         sup = Supervisor(s, store, observers=[metrics])
@@ -199,7 +198,7 @@ def test_metrics_port_in_use_is_a_warning_not_a_crash(tmp_path):
 
 def _run_with(tmp_path: Path, listen: str):
     async def main():
-        from supervisor.core import Supervisor
+        from supervisor.scheduling.supervisor import Supervisor
 
         s = make_settings(tmp_path)
         store = JobStore.open(s.state_db)
@@ -332,7 +331,7 @@ def test_redaction_keeps_only_scheme_host_and_port():
 
 def _run_observed(s, observer):
     async def main():
-        from supervisor.core import Supervisor
+        from supervisor.scheduling.supervisor import Supervisor
 
         store = JobStore.open(s.state_db)
         sup = Supervisor(s, store, observers=[observer])

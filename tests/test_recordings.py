@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from workers.rois import Region, load_rois
+from supervisor.protocol.rois import Region, load_rois
+from tests.fakes import REPO
 from workers.scenes import (
     LEFT_RIGHT_ROIS,
     Actor,
@@ -29,8 +30,6 @@ from workers.scenes import (
     expected_intervals,
     load_sprites,
 )
-
-from .fakes import REPO
 
 MODEL = REPO / "models" / "person.pt"
 SAMPLE_PERIOD = 0.5  # the worker's default 2 samples a second

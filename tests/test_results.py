@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import WorkerSettings
-from supervisor.metrics import Metrics
-from supervisor.report import build_report, render_table
-from supervisor.status import collect_status, render_status
-from supervisor.store import JobState, JobStore, ResultFolderTaken
-
-from .fakes import cli, cli_env, fake_worker_command, make_settings, make_video, read_runs
-from .test_scheduling import capture_logs, jobs, run_sup
+from supervisor.jobs.store import JobState, JobStore, ResultFolderTaken
+from supervisor.observe.metrics import Metrics
+from supervisor.observe.report import build_report, render_table
+from supervisor.observe.status import collect_status, render_status
+from tests.fakes import cli, cli_env, fake_worker_command, make_settings, make_video, read_runs
+from tests.test_scheduling import capture_logs, jobs, run_sup
 
 
 def _summaries(results: Path) -> dict[str, str]:

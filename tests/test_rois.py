@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.rois import (
+from supervisor.protocol.rois import (
     WHOLE_FRAME,
     RoiError,
     check_frame_size,
@@ -14,8 +14,7 @@ from workers.rois import (
     point_in_polygon,
     self_intersects,
 )
-
-from .fakes import REPO
+from tests.fakes import REPO
 
 
 def test_the_shipped_example_is_valid_and_pixels_are_normalised():

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from supervisor.runner import (
+from supervisor.process.runner import (
     OutcomeKind,
     WorkerRun,
     backoff_delay,
@@ -15,8 +15,7 @@ from supervisor.runner import (
     describe_exit,
     should_retry,
 )
-
-from .fakes import make_video
+from tests.fakes import make_video
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,9 @@ from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs as _capture_logs
 
 from supervisor.config import SchedulerSettings, WorkerSettings
-from supervisor.core import Supervisor
-from supervisor.store import JobState, JobStore
-
-from .fakes import fake_worker_command, make_settings, make_video, max_overlap, read_runs
+from supervisor.jobs.store import JobState, JobStore
+from supervisor.scheduling.supervisor import Supervisor
+from tests.fakes import fake_worker_command, make_settings, make_video, max_overlap, read_runs
 
 
 def capture_logs():
@@ -164,7 +163,8 @@ def test_jobs_left_running_by_a_crash_run_again(tmp_path):
     make_video(tmp_path / "videos" / "cam/cam_20251114_100000.mp4")
     s = make_settings(tmp_path)
     store = JobStore.open(s.state_db)
-    from supervisor.discovery import PathParser, scan
+    from supervisor.jobs.discovery import scan
+    from supervisor.protocol.names import PathParser
 
     found = scan(s.videos_dir, extensions=("mp4",), settle_seconds=0, now=time.time(), parser=PathParser())
     jid = store.sync(found.videos).new[0]
@@ -226,7 +226,8 @@ def test_a_vanished_video_is_dead_with_a_clear_reason(tmp_path):
     s = make_settings(tmp_path)
 
     store = JobStore.open(s.state_db)
-    from supervisor.discovery import PathParser, scan
+    from supervisor.jobs.discovery import scan
+    from supervisor.protocol.names import PathParser
 
     store.sync(scan(s.videos_dir, extensions=("mp4",), settle_seconds=0, now=time.time(),
                     parser=PathParser()).videos)

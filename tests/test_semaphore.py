@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.semaphore import ResizableSemaphore
+from supervisor.scheduling.semaphore import ResizableSemaphore
 
 
 def run(coro):

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import ConfigError, WorkerSettings, load_settings
-from supervisor.core import Supervisor
-from supervisor.notify import Notifier
-from supervisor.store import JobState, JobStore
-
-from .daemon_harness import NotifySocket
-from .fakes import FaultyStore, disk_full, fake_worker_command, make_settings, make_video, read_runs
-from .test_scheduling import capture_logs, jobs
+from supervisor.jobs.store import JobState, JobStore
+from supervisor.observe.notify import Notifier
+from supervisor.scheduling.supervisor import Supervisor
+from tests.daemon_harness import NotifySocket
+from tests.fakes import FaultyStore, disk_full, fake_worker_command, make_settings, make_video, read_runs
+from tests.test_scheduling import capture_logs, jobs
 
 FAST_RETRY = (0.01, 0.05)
 
@@ -181,7 +180,7 @@ def test_a_reload_that_goes_wrong_keeps_the_old_settings_and_always_says_ready(t
 
 
 def test_a_videos_folder_that_cannot_be_listed_at_a_hup_is_logged_and_later_hups_still_work(tmp_path):
-    from supervisor.cli import check_cameras, check_videos_dir
+    from supervisor.commands.cli import check_cameras, check_videos_dir
 
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
     s = make_settings(tmp_path, cameras=("cam",))
@@ -239,7 +238,7 @@ def test_a_webhook_secret_never_appears_in_a_type_error(tmp_path):
 def test_a_paused_daemon_says_why_in_systemctl_status_and_in_status():
     from types import SimpleNamespace
 
-    from supervisor.status import render_status, status_line
+    from supervisor.observe.status import render_status, status_line
 
     sup = SimpleNamespace(job_counts={"queued": 3, "failed": 0, "dead": 0, "running": 1, "done": 5})
     snapshot = {"running": [], "gpus": [], "limit": 4, "eta_seconds": None,

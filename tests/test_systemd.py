@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .fakes import REPO, make_video, read_runs
+from tests.fakes import REPO, make_video, read_runs
 
 UNIT = REPO / "systemd" / "video-supervisor.service"
 GUEST = Path("/srv/vs-test")

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from workers.rois import load_rois
+from supervisor.protocol.rois import load_rois
+from tests.fakes import REPO, write_bad_video
 from workers.scenes import DEFAULT_ACTORS, LEFT_RIGHT_ROIS, expected_counts, load_sprites, write_scene
-
-from .fakes import REPO, write_bad_video
 
 MODEL = REPO / "models" / "person.pt"
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import points_in_polygon
-from .rois import Region
+from supervisor.protocol.geometry import points_in_polygon
+from supervisor.protocol.rois import Region
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from supervisor.protocol import EX_DATAERR
-
-from .errors import WorkerError
+from workers.errors import WorkerError
 
 # A read counts as cut short when it ends this far before the container's duration (the smaller of the two).
 SHORT_SECONDS = 2.0

@@ -29,15 +29,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from supervisor.discovery import PathParser
 from supervisor.protocol import ENGINES, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM
-
-from . import engines
-from .counting import OccupancyTracker, RegionCounter, wanted_class_ids
-from .decode import DecodeReport, Sample, VideoInfo, VideoSource
-from .errors import WorkerError
-from .outputs import AtomicOutputs, UnsafeOutput
-from .rois import RoiError, check_frame_size, load_rois
+from supervisor.protocol.names import PathParser
+from supervisor.protocol.rois import RoiError, check_frame_size, load_rois
+from workers import engines
+from workers.counting import OccupancyTracker, RegionCounter, wanted_class_ids
+from workers.decode import DecodeReport, Sample, VideoInfo, VideoSource
+from workers.errors import WorkerError
+from workers.outputs import AtomicOutputs, UnsafeOutput
 
 PROGRESS_INTERVAL = 0.5
 

@@ -23,9 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from supervisor.protocol import ENGINES, EX_CONFIG, EX_TEMPFAIL
-
-from .counting import Detections, canonical_names
-from .errors import WorkerError
+from workers.counting import Detections, canonical_names
+from workers.errors import WorkerError
 
 CPU_PREFERENCE = ("openvino", "onnxruntime")  # fastest first, as measured by bench/worker.py
 STRIDE = 32

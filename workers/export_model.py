@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .engines import configure_offline, export_status, exported_path, source_digest
+from workers.engines import configure_offline, export_status, exported_path, source_digest
 
 FORMATS = {"openvino": "openvino", "onnxruntime": "onnx"}
 

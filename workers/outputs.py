@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from supervisor.paths import UnsafeOutput, open_result_dir
+from supervisor.protocol.paths import UnsafeOutput, open_result_dir
 
 __all__ = ["AtomicOutputs", "UnsafeOutput", "open_result_dir"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import point_in_polygon
-from .rois import Region
+from supervisor.protocol.geometry import point_in_polygon
+from supervisor.protocol.rois import Region
 
 # (top, bottom, left, right) of single, unoccluded people in bus.jpg, feet included.
 SPRITES = {"man": (380, 900, 200, 355), "woman": (250, 895, 650, 810)}

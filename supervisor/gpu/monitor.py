@@ -13,13 +13,13 @@ from typing import Any
 
 import structlog
 
-from ..config import GpuSettings
-from ..slots import SlotPool
-from .nvml import NvmlProbe
-from .policy import Decision, Health, HealthPolicy, PolicyConfig
-from .probe import GpuProbe, GpuReading, NoProbe, ProbeUnavailable, throttle_names
-from .scripted import ScriptedProbe
-from .simulated import SimulatedProbe
+from supervisor.config import GpuSettings
+from supervisor.gpu.nvml import NvmlProbe
+from supervisor.gpu.policy import Decision, Health, HealthPolicy, PolicyConfig
+from supervisor.gpu.probe import GpuProbe, GpuReading, NoProbe, ProbeUnavailable, throttle_names
+from supervisor.gpu.scripted import ScriptedProbe
+from supervisor.gpu.simulated import SimulatedProbe
+from supervisor.scheduling.slots import SlotPool
 
 log = structlog.get_logger("supervisor.gpu")
 

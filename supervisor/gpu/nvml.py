@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .probe import GpuReading, ProbeUnavailable
+from supervisor.gpu.probe import GpuReading, ProbeUnavailable
 
 
 class NvmlProbe:

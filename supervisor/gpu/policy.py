@@ -14,8 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..config import GpuSettings
-from .probe import GpuReading, throttle_names
+from supervisor.config import GpuSettings
+from supervisor.gpu.probe import GpuReading, throttle_names
 
 
 class Health(enum.StrEnum):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .probe import THROTTLE_NAMES, GpuReading
+from supervisor.gpu.probe import THROTTLE_NAMES, GpuReading
 
 _FIELDS = {"temperature", "utilization", "memory_used_mb", "memory_total_mb", "power_w", "power_limit_w",
            "slowdown_temp", "shutdown_temp"}

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 
-from .probe import GpuReading, LoadSource
+from supervisor.gpu.probe import GpuReading, LoadSource
 
 
 class SimulatedProbe:

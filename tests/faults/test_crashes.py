@@ -8,10 +8,9 @@ import random
 import signal
 import time
 
-from supervisor.store import JobState, JobStore
-
-from ..daemon_harness import Daemon, alive, daemon_settings, wait_gone
-from ..fakes import make_video, read_runs
+from supervisor.jobs.store import JobState, JobStore
+from tests.daemon_harness import Daemon, alive, daemon_settings, wait_gone
+from tests.fakes import make_video, read_runs
 
 
 def _children(pid: int) -> list[int]:
@@ -108,9 +107,8 @@ def test_the_real_worker_killed_mid_run_leaves_only_hidden_temporaries_which_the
     import subprocess
     import sys
 
+    from tests.fakes import REPO
     from workers.scenes import DEFAULT_ACTORS, write_scene
-
-    from ..fakes import REPO
 
     video = write_scene(tmp_path / "cam" / "cam_20251114_100000.mp4", DEFAULT_ACTORS, seconds=30, fps=5)
     out = tmp_path / "out"

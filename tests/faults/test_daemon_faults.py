@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.alerts import Alerts, post_json
 from supervisor.config import AlertSettings
-from supervisor.store import JobState
-
-from ..daemon_harness import Daemon, daemon_settings
-from ..fakes import cli, cli_env, make_video, read_runs
-from ..test_daemon import stored
+from supervisor.jobs.store import JobState
+from supervisor.observe.alerts import Alerts, post_json
+from tests.daemon_harness import Daemon, daemon_settings
+from tests.fakes import cli, cli_env, make_video, read_runs
+from tests.test_daemon import stored
 
 pytestmark = pytest.mark.faults
 

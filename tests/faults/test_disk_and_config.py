@@ -12,10 +12,9 @@ import time
 
 import pytest
 
-from supervisor.store import JobState, JobStore
-
-from ..daemon_harness import Daemon, daemon_settings
-from ..fakes import cli, cli_env, make_video
+from supervisor.jobs.store import JobState, JobStore
+from tests.daemon_harness import Daemon, daemon_settings
+from tests.fakes import cli, cli_env, make_video
 
 
 def _mount(*args: str) -> None:

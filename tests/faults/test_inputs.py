@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.store import JobState, JobStore
+from supervisor.jobs.store import JobState, JobStore
+from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
+from tests.fakes import REPO, cli, cli_env, make_video, write_bad_video
 from workers.scenes import DEFAULT_ACTORS, write_scene
-
-from ..daemon_harness import Daemon, daemon_settings, set_worker_command
-from ..fakes import REPO, cli, cli_env, make_video, write_bad_video
 
 
 def jobs_by_name(tmp_path: Path) -> dict[str, object]:

@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from supervisor.store import JobState, JobStore
-
-from ..daemon_harness import Daemon, daemon_settings, set_worker_command
+from supervisor.jobs.store import JobState, JobStore
+from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
 
 JOBS = 10_000
 

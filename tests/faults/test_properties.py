@@ -11,11 +11,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.core import Supervisor
-from supervisor.slots import SlotPool
-from supervisor.store import Job, JobState, JobStore
-
-from ..fakes import make_settings
+from supervisor.jobs.store import Job, JobState, JobStore
+from supervisor.scheduling.slots import SlotPool
+from supervisor.scheduling.supervisor import Supervisor
+from tests.fakes import make_settings
 
 
 def job(job_id: int, minute: int) -> Job:

@@ -8,12 +8,11 @@ import os
 import pytest
 
 from supervisor.config import Settings
-from supervisor.discovery import PathParser
-from supervisor.launch import job_output_dir, result_key
-from supervisor.store import JobState, JobStore
-
-from ..fakes import make_settings, make_video, read_runs
-from ..test_scheduling import run_sup
+from supervisor.jobs.store import JobState, JobStore
+from supervisor.process.launch import job_output_dir, result_key
+from supervisor.protocol.names import PathParser
+from tests.fakes import make_settings, make_video, read_runs
+from tests.test_scheduling import run_sup
 
 
 def test_an_output_folder_symlinked_elsewhere_is_refused_and_nothing_is_written_there(tmp_path):

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiofiles
 
-from .estimate import Rates, format_duration, queue_eta, running_remaining
-from .observers import Observer
-from .store import JobStore
+from supervisor.jobs.store import JobStore
+from supervisor.observe.estimate import Rates, format_duration, queue_eta, running_remaining
+from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from .core import Supervisor
+    from supervisor.scheduling.supervisor import Supervisor
 
 STALE_AFTER_SECONDS = 15.0
 RATES_REFRESH_SECONDS = 30.0

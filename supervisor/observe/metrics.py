@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from .observers import Observer
+from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from .core import RunningJob, Supervisor
-    from .runner import Outcome
-    from .store import JobState
+    from supervisor.jobs.store import JobState
+    from supervisor.process.runner import Outcome
+    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
-log = structlog.get_logger("supervisor.metrics")
+log = structlog.get_logger("supervisor.observe.metrics")
 NS = "video_supervisor"
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 HEALTH_STATES = ("healthy", "warm", "critical", "unknown")

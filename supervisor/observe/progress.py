@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from .observers import Observer
+from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from .core import RunningJob, Supervisor
-    from .runner import Outcome
-    from .store import JobState
+    from supervisor.jobs.store import JobState
+    from supervisor.process.runner import Outcome
+    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
 
 def wanted(stream: TextIO | None = None) -> bool:

@@ -23,15 +23,15 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from .config import AlertSettings
-from .observers import Observer
+from supervisor.config import AlertSettings
+from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from .core import RunningJob, Supervisor
-    from .runner import Outcome
-    from .store import JobState
+    from supervisor.jobs.store import JobState
+    from supervisor.process.runner import Outcome
+    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
-log = structlog.get_logger("supervisor.alerts")
+log = structlog.get_logger("supervisor.observe.alerts")
 QUEUE_SIZE = 100
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core import RunningJob, Supervisor
-    from .runner import Outcome
-    from .store import JobState
+    from supervisor.jobs.store import JobState
+    from supervisor.process.runner import Outcome
+    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
 
 class Observer:

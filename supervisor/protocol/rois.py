@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .geometry import point_in_polygon
+from supervisor.protocol.geometry import point_in_polygon
 
 Point = tuple[float, float]
 WHOLE_FRAME: tuple[Point, ...] = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))

@@ -18,21 +18,22 @@ from typing import Any, TypeVar
 
 import structlog
 
-from .config import ConfigError, Settings, merge_reload
-from .discovery import PathParser, ScanResult, scan
-from .gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
-from .gpu.policy import PolicyConfig
-from .gpu.probe import GpuProbe
-from .gpu.simulated import SimulatedProbe
-from .launch import job_output_dir, result_key, worker_argv, worker_env
-from .notify import Notifier
-from .observers import Observer, call
-from .paths import UnsafeOutput, make_result_dir
-from .protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
-from .runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
-from .slots import GpuId, SlotPool
-from .stats import RunStats
-from .store import READY_STATES, Job, JobState, JobStore, ResultFolderTaken, StoreError, sync_in_thread
+from supervisor.config import ConfigError, Settings, merge_reload
+from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
+from supervisor.gpu.policy import PolicyConfig
+from supervisor.gpu.probe import GpuProbe
+from supervisor.gpu.simulated import SimulatedProbe
+from supervisor.jobs.discovery import ScanResult, scan
+from supervisor.jobs.store import READY_STATES, Job, JobState, JobStore, ResultFolderTaken, StoreError, sync_in_thread
+from supervisor.observe.notify import Notifier
+from supervisor.observe.observers import Observer, call
+from supervisor.observe.stats import RunStats
+from supervisor.process.launch import job_output_dir, result_key, worker_argv, worker_env
+from supervisor.process.runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
+from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
+from supervisor.protocol.names import PathParser
+from supervisor.protocol.paths import UnsafeOutput, make_result_dir
+from supervisor.scheduling.slots import GpuId, SlotPool
 
 log = structlog.get_logger("supervisor")
 

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .config import Settings, expand_command
-from .slots import GpuId
-from .store import Job
+from supervisor.config import Settings, expand_command
+from supervisor.jobs.store import Job
+from supervisor.scheduling.slots import GpuId
 
 
 def result_key(videos_dir: Path, video: Path) -> str:

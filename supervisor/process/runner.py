@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL
+from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL
 
 _LINE_LIMIT = 1 << 20
 _STDERR_TAIL_LINES = 30

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .discovery import VideoFile
+from supervisor.jobs.discovery import VideoFile
 
 SCHEMA_VERSION = 3
 

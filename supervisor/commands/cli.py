@@ -8,35 +8,25 @@ tree and processes it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import faulthandler
 import json
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .alerts import Alerts
-from .config import LOG_LEVELS, ConfigError, Settings, check_model, load_settings
-from .core import Supervisor
-from .discovery import PathParser, scan
-from .logs import cleanup_old_logs, configure_logging
-from .metrics import Metrics
-from .notify import Notifier
-from .observers import Observer
-from .progress import ProgressBar
-from .progress import wanted as progress_wanted
-from .protocol import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
-from .status import StatusFile, status_path
-from .store import JobStore, SchedulerLock, StoreError, store_error
-
-_EARLY_SIGNALS: list[int] = []
+from supervisor import __version__
+from supervisor.app import run_supervisor
+from supervisor.config import LOG_LEVELS, ConfigError, Settings, check_model, load_settings
+from supervisor.jobs.discovery import scan
+from supervisor.jobs.store import JobStore, StoreError, store_error
+from supervisor.observe.status import status_path
+from supervisor.protocol import EX_CONFIG, EX_USAGE
+from supervisor.protocol.names import PathParser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +69,7 @@ def _gpu_list(text: str) -> tuple[int, ...]:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Embedded defaults, then the settings file, then flags; validated as a whole."""
-    from .config import validate
+    from supervisor.config import validate
 
     s = load_settings(args.settings)
     top: dict[str, Any] = {"source": s.source}
@@ -137,19 +127,6 @@ def _flag_for(key: str, args: argparse.Namespace) -> str | None:
     return "--" + dest.replace("_", "-")
 
 
-def run_async(coro: Coroutine[Any, Any, int], loop: str = "auto") -> int:
-    """Run on uvloop when it is installed (or asked for), else on the plain asyncio loop."""
-    if loop in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if loop == "uvloop":
-                raise
-        else:
-            return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
 def _human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -192,7 +169,7 @@ def check_cameras(s: Settings) -> None:
             hint = f"; did you mean {near[0]!r}?" if near else f" (cameras here: {', '.join(sorted(present)[:8])})"
             raise ConfigError(s.source, f"cameras[{i}]", f"no camera {cam!r} under {s.videos_dir}{hint}")
     if s.rois_file is not None:
-        from workers.rois import load_rois
+        from supervisor.protocol.rois import load_rois
 
         for cam in load_rois(s.rois_file).cameras:
             near = difflib.get_close_matches(cam, sorted(present), n=1, cutoff=0.8)
@@ -271,12 +248,12 @@ def _inspect_store(command: str, args: argparse.Namespace, db: Path) -> int:
     store = JobStore.open(db, readonly=True)
     try:
         if command == "status":
-            from .status import collect_status, read_snapshot, render_status
+            from supervisor.observe.status import collect_status, read_snapshot, render_status
 
             st = collect_status(store, read_snapshot(status_path(db)))
             print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
             return 0
-        from .report import build_report, render_csv, render_json, render_table
+        from supervisor.observe.report import build_report, render_csv, render_json, render_table
 
         since = None
         if args.since:
@@ -297,7 +274,7 @@ def _inspect_store(command: str, args: argparse.Namespace, db: Path) -> int:
 def check_rois(s: Settings) -> None:
     if s.rois_file is None:
         return
-    from workers.rois import RoiError, load_rois
+    from supervisor.protocol.rois import RoiError, load_rois
 
     try:
         load_rois(s.rois_file)
@@ -305,53 +282,10 @@ def check_rois(s: Settings) -> None:
         raise ConfigError(exc.source, exc.where, exc.reason) from exc
 
 
-def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
-                   reload: Callable[[], Settings] | None = None) -> int:
-    if daemon and os.geteuid() == 0 and not s.allow_root:
-        print("video-supervisor: refusing to run the daemon as root; run it as a service user "
-              "(see systemd/video-supervisor.service), or pass --allow-root",
-              file=sys.stderr)
-        return EX_USAGE
-    if daemon:
-        faulthandler.enable()  # a watchdog SIGABRT leaves the hung stack in the journal
-    # Results, logs and the store: the owner writes, the group reads, others nothing (0640 in 0750).
-    os.umask(0o027)
-    sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir,
-                              console_full=daemon or s.logging.level.upper() == "DEBUG")
-    removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
-    lock = SchedulerLock(s.state_db)
-    try:
-        lock.acquire()
-        store = JobStore.open(s.state_db)
-    except StoreError as exc:
-        lock.release()
-        sinks.close()
-        print(f"video-supervisor: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL if "in use" in str(exc) else EX_CONFIG
-    import structlog
-
-    if removed:
-        structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
-    notifier = Notifier()
-    observers: list[Observer] = [StatusFile(status_path(s.state_db)), Metrics(s.metrics.listen), Alerts(s.alerts)]
-    if not daemon and progress_wanted():
-        observers.append(ProgressBar())
-    try:
-        sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
-        return run_async(sup.run(early_signals=_EARLY_SIGNALS), loop)
-    finally:
-        notifier.close()
-        store.close()
-        lock.release()
-        sinks.close()
-
-
 def main(argv: Sequence[str] | None = None, early_signals: list[int] | None = None) -> int:
     """`early_signals`: signals that arrived before the supervisor could handle them (see entry.py)."""
-    global _EARLY_SIGNALS
-    _EARLY_SIGNALS = early_signals if early_signals is not None else []
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv))
+        return _main(list(sys.argv[1:] if argv is None else argv), early_signals if early_signals is not None else [])
     except BrokenPipeError:
         # Output piped into `head` and the like: not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -359,9 +293,9 @@ def main(argv: Sequence[str] | None = None, early_signals: list[int] | None = No
         return 0
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], early_signals: list[int]) -> int:
     if argv and argv[0] == "demo":
-        from .demo import main as demo_main
+        from supervisor.commands.demo import main as demo_main
 
         return demo_main(argv[1:])
     if argv and argv[0] in ("status", "report"):
@@ -390,4 +324,5 @@ def _main(argv: list[str]) -> int:
         check_model(fresh)
         return fresh
 
-    return run_supervisor(settings, daemon=args.daemon, loop=args.loop, reload=reload)
+    return run_supervisor(settings, daemon=args.daemon, loop=args.loop, reload=reload,
+                          early_signals=early_signals)

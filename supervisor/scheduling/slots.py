@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from .semaphore import ResizableSemaphore
+from supervisor.scheduling.semaphore import ResizableSemaphore
 
 GpuId = int | None  # None: no GPU pinning (no monitoring, or a CPU-only host)
 

@@ -1,0 +1,86 @@
+"""The program's wiring: settings in, a store, logs, observers and the supervisor out; run, then close.
+
+    scan -> store -> queue -> slot -> worker -> store
+    (jobs/)  (jobs/) (scheduling/)  (process/)  (jobs/)
+                    GPU health (gpu/) sizes the slots; observe/ watches through snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+
+from supervisor.config import Settings
+from supervisor.jobs.store import JobStore, SchedulerLock, StoreError
+from supervisor.logs import cleanup_old_logs, configure_logging
+from supervisor.observe.alerts import Alerts
+from supervisor.observe.metrics import Metrics
+from supervisor.observe.notify import Notifier
+from supervisor.observe.observers import Observer
+from supervisor.observe.progress import ProgressBar
+from supervisor.observe.progress import wanted as progress_wanted
+from supervisor.observe.status import StatusFile, status_path
+from supervisor.protocol import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
+from supervisor.scheduling.supervisor import Supervisor
+
+
+def run_async(coro: Coroutine[Any, Any, int], loop: str = "auto") -> int:
+    """Run on uvloop when it is installed (or asked for), else on the plain asyncio loop."""
+    if loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
+                   reload: Callable[[], Settings] | None = None, early_signals: list[int] | None = None) -> int:
+    """Open the store, the logs and the observers, run the supervisor to its end, and close them all.
+
+    `early_signals` arrived before the loop could handle them (see entry.py); they are acted on first.
+    """
+    if daemon and os.geteuid() == 0 and not s.allow_root:
+        print("video-supervisor: refusing to run the daemon as root; run it as a service user "
+              "(see systemd/video-supervisor.service), or pass --allow-root",
+              file=sys.stderr)
+        return EX_USAGE
+    if daemon:
+        faulthandler.enable()  # a watchdog SIGABRT leaves the hung stack in the journal
+    # Results, logs and the store: the owner writes, the group reads, others nothing (0640 in 0750).
+    os.umask(0o027)
+    sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir,
+                              console_full=daemon or s.logging.level.upper() == "DEBUG")
+    removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
+    lock = SchedulerLock(s.state_db)
+    try:
+        lock.acquire()
+        store = JobStore.open(s.state_db)
+    except StoreError as exc:
+        lock.release()
+        sinks.close()
+        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL if "in use" in str(exc) else EX_CONFIG
+    if removed:
+        structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
+    notifier = Notifier()
+    observers: list[Observer] = [StatusFile(status_path(s.state_db)), Metrics(s.metrics.listen), Alerts(s.alerts)]
+    if not daemon and progress_wanted():
+        observers.append(ProgressBar())
+    try:
+        sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
+        return run_async(sup.run(early_signals=early_signals), loop)
+    finally:
+        notifier.close()
+        store.close()
+        lock.release()
+        sinks.close()
