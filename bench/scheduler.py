@@ -29,6 +29,7 @@ from supervisor.config import (
     WorkerSettings,
 )
 from supervisor.jobs.discovery import scan
+from supervisor.jobs.sqlite_engine import SqliteEngine
 from supervisor.jobs.store import JobStore
 from supervisor.logs import configure_logging
 from supervisor.protocol.names import PathParser
@@ -59,7 +60,7 @@ def bench_supervisor(tmp: Path, jobs: int, seconds: float, parallel: int) -> flo
     sinks = configure_logging(level="INFO", log_dir=settings.log_dir, console=io.StringIO())
     store = JobStore.open(settings.state_db)
     started = time.perf_counter()
-    code = run_async(Supervisor(settings, store).run(handle_signals=False))
+    code = run_async(Supervisor(settings, SqliteEngine(store, owned=False)).run())
     elapsed = time.perf_counter() - started
     store.close()
     sinks.close()

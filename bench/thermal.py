@@ -41,6 +41,7 @@ from supervisor.config import (
     WorkerSettings,
 )
 from supervisor.gpu.simulated import SimulatedProbe
+from supervisor.jobs.sqlite_engine import SqliteEngine
 from supervisor.jobs.store import JobStore
 from supervisor.logs import configure_logging
 from supervisor.scheduling.supervisor import Supervisor
@@ -87,7 +88,7 @@ def run_policy(tmp: Path, *, name: str, poll: float, hysteresis: float, jobs: in
     sinks = configure_logging(level="WARNING", log_dir=None, console=io.StringIO())
     store = JobStore.open(settings.state_db)
     trace: list[tuple[float, float]] = []
-    sup = Supervisor(settings, store, probe=probe)
+    sup = Supervisor(settings, SqliteEngine(store, owned=False), probe=probe)
     sample_every = 1.0 / speed  # one simulated second
 
     async def main() -> int:
@@ -99,7 +100,7 @@ def run_policy(tmp: Path, *, name: str, poll: float, hysteresis: float, jobs: in
 
         sampler = asyncio.create_task(sample())
         try:
-            return await sup.run(handle_signals=False)
+            return await sup.run()
         finally:
             sampler.cancel()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import structlog
 
 from supervisor.config import Settings
-from supervisor.jobs.store import JobStore, SchedulerLock, StoreError
+from supervisor.jobs.sqlite_engine import SqliteEngine
+from supervisor.jobs.store import SchedulerLock, StoreError
 from supervisor.logs import cleanup_old_logs, configure_logging
 from supervisor.observe.alerts import Alerts
 from supervisor.observe.metrics import Metrics
@@ -43,6 +45,26 @@ def run_async(coro: Coroutine[Any, Any, int], loop: str = "auto") -> int:
     return asyncio.run(coro)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def serve(sup: Supervisor, early_signals: list[int]) -> int:
+    """Run `sup` with the process's signals wired to it: SIGTERM and SIGINT stop it (a second one stops the
+    workers too), SIGHUP reloads. Signals that arrived before the loop ran are acted on first, in order."""
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, sup.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, sup.request_reload)
+    for signum in early_signals:
+        (sup.request_reload if signum == signal.SIGHUP else sup.request_stop)()
+    early_signals.clear()
+    try:
+        return await sup.run()
+    finally:
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
 def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
                    reload: Callable[[], Settings] | None = None, early_signals: list[int] | None = None) -> int:
     """Open the store, the logs and the observers, run the supervisor to its end, and close them all.
@@ -64,7 +86,7 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     lock = SchedulerLock(s.state_db)
     try:
         lock.acquire()
-        store = JobStore.open(s.state_db)
+        store = SqliteEngine.open(s.state_db)
     except StoreError as exc:
         lock.release()
         sinks.close()
@@ -73,14 +95,15 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     if removed:
         structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
     notifier = Notifier()
-    observers: list[Observer] = [StatusFile(status_path(s.state_db)), Metrics(s.metrics.listen), Alerts(s.alerts)]
+    observers: list[Observer] = [StatusFile(status_path(s.state_db), notifier), Metrics(s.metrics.listen),
+                                 Alerts(s.alerts)]
     if not daemon and progress_wanted():
         observers.append(ProgressBar())
     try:
         sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
-        return run_async(sup.run(early_signals=early_signals), loop)
+        return run_async(serve(sup, early_signals or []), loop)
     finally:
         notifier.close()
-        store.close()
+        store.close_now()
         lock.release()
         sinks.close()

@@ -122,7 +122,7 @@ def write_settings(path: Path, text: str) -> Path:
 class FaultyStore:
     """A real JobStore whose chosen methods fail on their next calls, then work again.
 
-    `faults={"mark_running": [exc, exc]}` raises those exceptions on the first two calls of mark_running;
+    `faults={"claim": [exc, exc]}` raises those exceptions on the first two calls of claim;
     `raised` lists what was raised. Everything else goes straight to the real store.
     """
 
@@ -150,3 +150,167 @@ def disk_full() -> BaseException:
     import sqlite3
 
     return sqlite3.OperationalError("database or disk is full")
+
+
+def engine(store: Any) -> Any:
+    """The scheduler's view of a store the test opened (and closes): its calls on a thread of their own."""
+    from supervisor.jobs.sqlite_engine import SqliteEngine
+
+    return SqliteEngine(store, owned=False)
+
+
+class ManualClock:
+    """The scheduler's clock, moved by hand: `await clock.advance(5)` fires what falls due, in time order,
+    and lets the loop run everything those wake-ups start before moving on."""
+
+    def __init__(self, start: float | None = None) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.now = 0.0
+        self._epoch = time.time() if start is None else start  # files made by the test are in the past
+        self._due: list[tuple[float, int, Any]] = []
+        self._seq = 0
+
+    def time(self) -> float:
+        return self._epoch + self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Any) -> Any:
+        import heapq
+
+        self._seq += 1
+        entry = [self.now + max(0.0, delay), self._seq, callback, False]
+        heapq.heappush(self._due, (entry[0], entry[1], entry))
+
+        class _Timer:
+            def cancel(self) -> None:
+                entry[3] = True
+
+        return _Timer()
+
+    async def sleep(self, seconds: float) -> None:
+        fut = self._asyncio.get_running_loop().create_future()
+        self.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+        await fut
+
+    def busy(self) -> bool:
+        """Whether work off the loop (a store thread, a scan) is still under way; a test points it there."""
+        return False
+
+    async def settle(self) -> None:
+        """Let every ready coroutine run, and every store call or scan in a thread come back, until nothing
+        moves. The only real waiting is for those threads; no outcome depends on how long they take."""
+        import time as real_time
+
+        quiet = 0
+        deadline = real_time.monotonic() + 60
+        while quiet < 2:
+            for _ in range(20):
+                await self._asyncio.sleep(0)
+            if self.busy():
+                quiet = 0
+                assert real_time.monotonic() < deadline, "a store call or scan never came back"
+                await self._asyncio.sleep(0.0005)
+            else:
+                quiet += 1
+
+    async def advance(self, seconds: float) -> None:
+        import heapq
+
+        end = self.now + seconds
+        await self.settle()
+        while self._due and self._due[0][0] <= end:
+            when, _, entry = heapq.heappop(self._due)
+            if entry[3]:
+                continue
+            self.now = max(self.now, when)
+            entry[2]()
+            await self.settle()
+        self.now = end
+        await self.settle()
+
+    async def run_until(self, done: Any, *, step: float = 0.05, limit: float = 3600.0) -> None:
+        """Advance in small steps until `done()` is true (or `limit` seconds of clock time pass)."""
+        start = self.now
+        while not done():
+            assert self.now - start < limit, "the scenario never finished on the manual clock"
+            await self.advance(step)
+
+
+class FakeLauncher:
+    """Runs a job's "worker" in-process on the manual clock. `script(job_id, argv) -> (seconds, exit_code)`
+    or (seconds, exit_code, result); every attempt is logged in `events` as (clock time, "start"/"end",
+    video name, exit code)."""
+
+    def __init__(self, clock: ManualClock, script: Any = None) -> None:
+        self.clock = clock
+        self.script = script or (lambda video, attempt: (1.0, 0))
+        self.events: list[tuple[float, str, str, int | None]] = []
+        self.running = 0
+        self.peak = 0
+
+    def launch(self, spec: Any, *, on_event: Any, on_line: Any) -> Any:
+        return _FakeRun(self, spec)
+
+    def spans(self) -> list[tuple[float, float]]:
+        """(start, end) of every finished attempt."""
+        open_: dict[str, float] = {}
+        out = []
+        for at, kind, video, _ in self.events:
+            if kind == "start":
+                open_[video] = at
+            else:
+                out.append((open_.pop(video), at))
+        return out
+
+    def overlap_between(self, start: float, end: float) -> int:
+        """The most attempts at once among those that began at or after `start` and ended by `end`."""
+        edges = sorted(e for s, f in self.spans() if s >= start and f <= end for e in ((s, 1), (f, -1)))
+        level = most = 0
+        for _, d in sorted(edges, key=lambda e: (e[0], e[1])):  # an end before a start at the same instant
+            level += d
+            most = max(most, level)
+        return most
+
+
+class _FakeRun:
+    def __init__(self, launcher: FakeLauncher, spec: Any) -> None:
+        self._launcher = launcher
+        self.argv = list(spec.argv)
+        self.env = dict(spec.env)
+        self._stopped: Any = None
+
+    async def run(self) -> Any:
+        import asyncio
+
+        from supervisor.process.runner import Outcome, OutcomeKind, classify
+
+        launcher, clock = self._launcher, self._launcher.clock
+        video = Path(self.env["VIDEO_SUPERVISOR_VIDEO"]).name
+        planned = launcher.script(video, int(self.env["VIDEO_SUPERVISOR_ATTEMPT"]))
+        seconds, code = planned[0], planned[1]
+        result = planned[2] if len(planned) > 2 else {"event": "done", "video_seconds": 60}
+        launcher.running += 1
+        launcher.peak = max(launcher.peak, launcher.running)
+        launcher.events.append((clock.now, "start", video, None))
+        started = clock.now
+        self._stopped = asyncio.get_running_loop().create_future()
+        finished = asyncio.ensure_future(clock.sleep(seconds))
+        try:
+            await asyncio.wait({finished, self._stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            finished.cancel()
+            launcher.running -= 1
+        interrupted = self._stopped.done()
+        code = 143 if interrupted else code
+        launcher.events.append((clock.now, "end", video, code))
+        kind = classify(code, interrupted=interrupted)
+        return Outcome(kind, code, "" if kind is OutcomeKind.SUCCEEDED else f"exit {code}",
+                       result=result if code == 0 else None, duration=clock.now - started)
+
+    def request_stop(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)

@@ -27,7 +27,7 @@ from supervisor.jobs.store import JobStore
 from supervisor.observe.alerts import Alerts, redact
 from supervisor.observe.metrics import Metrics
 from tests.daemon_harness import Daemon, daemon_settings
-from tests.fakes import cli, cli_env, fake_worker_command, make_settings, make_video
+from tests.fakes import cli, cli_env, engine, fake_worker_command, make_settings, make_video
 from tests.test_scheduling import run_sup
 
 
@@ -148,11 +148,11 @@ def test_prometheus_metrics_are_served_and_valid(tmp_path):
         from supervisor.scheduling.supervisor import Supervisor
 
         store = JobStore.open(s.state_db)
-        sup = Supervisor(s, store, observers=[metrics])
+        sup = Supervisor(s, engine(store), observers=[metrics])
         side = asyncio.create_task(during(sup))
-        await sup.run(handle_signals=False)
+        await sup.run()
         await side
-        sup.tick_observers()  # one last look, once every job is recorded
+        await sup.tick_observers()  # one last look, once every job is recorded
         store.close()
 
     asyncio.run(main())
@@ -202,8 +202,8 @@ def _run_with(tmp_path: Path, listen: str):
 
         s = make_settings(tmp_path)
         store = JobStore.open(s.state_db)
-        sup = Supervisor(s, store, observers=[Metrics(listen)])
-        code = await sup.run(handle_signals=False)
+        sup = Supervisor(s, engine(store), observers=[Metrics(listen)])
+        code = await sup.run()
         store.close()
         return code, sup
 
@@ -334,8 +334,8 @@ def _run_observed(s, observer):
         from supervisor.scheduling.supervisor import Supervisor
 
         store = JobStore.open(s.state_db)
-        sup = Supervisor(s, store, observers=[observer])
-        code = await sup.run(handle_signals=False)
+        sup = Supervisor(s, engine(store), observers=[observer])
+        code = await sup.run()
         store.close()
         return code, sup
 

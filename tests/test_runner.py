@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 
@@ -165,3 +166,20 @@ def test_a_missing_worker_program_is_a_spawn_failure():
     outcome, _, _ = run_worker(["/nonexistent/worker", "--video", "x"])
     assert outcome.kind is OutcomeKind.SPAWN_FAILED
     assert "cannot start worker" in outcome.message
+
+
+def test_a_worker_started_after_its_supervisor_died_follows_it_at_once():
+    """The parent-death signal is armed by the worker itself; if the supervisor is already gone by then,
+    the worker must not run on: the parent check kills it."""
+    import subprocess
+
+    code = "from supervisor.protocol.lifeline import die_with_parent; die_with_parent(); print('ran on')"
+    env = {**os.environ, "VIDEO_SUPERVISOR_PARENT_PID": "1"}  # not its parent: as if the supervisor were gone
+    gone = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert gone.returncode == -signal.SIGKILL and "ran on" not in gone.stdout
+    env["VIDEO_SUPERVISOR_PARENT_PID"] = str(os.getpid())  # its real parent: it runs
+    kept = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert kept.returncode == 0 and "ran on" in kept.stdout
+    by_hand = {k: v for k, v in os.environ.items() if k != "VIDEO_SUPERVISOR_PARENT_PID"}
+    alone = subprocess.run([sys.executable, "-c", code], env=by_hand, capture_output=True, text=True, timeout=30)
+    assert alone.returncode == 0  # started by hand: left alone

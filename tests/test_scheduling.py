@@ -14,7 +14,7 @@ from structlog.testing import capture_logs as _capture_logs
 from supervisor.config import SchedulerSettings, WorkerSettings
 from supervisor.jobs.store import JobState, JobStore
 from supervisor.scheduling.supervisor import Supervisor
-from tests.fakes import fake_worker_command, make_settings, make_video, max_overlap, read_runs
+from tests.fakes import engine, fake_worker_command, make_settings, make_video, max_overlap, read_runs
 
 
 def capture_logs():
@@ -28,11 +28,11 @@ def run_sup(settings, *, daemon=False, during=None, probe=None):
         store = JobStore.open(settings.state_db)
         try:
             kwargs = {"probe": probe} if probe is not None else {}
-            sup = Supervisor(settings, store, daemon=daemon, **kwargs)
+            sup = Supervisor(settings, engine(store), daemon=daemon, **kwargs)
             if during is None:
-                return await sup.run(handle_signals=False), sup
+                return await sup.run(), sup
             side = asyncio.create_task(during(sup))
-            code = await sup.run(handle_signals=False)
+            code = await sup.run()
             await side
             return code, sup
         finally:
@@ -78,40 +78,6 @@ def test_running_workers_never_exceed_the_limit(tmp_path):
     assert code == 0 and len(runs) == 9
     assert max_overlap(runs) == 3  # never above, and the limit was used
     assert sup.stats.completed == 9
-
-
-def test_resizing_while_jobs_run_both_ways(tmp_path):
-    for i in range(14):
-        make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
-    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=4),
-                      worker=WorkerSettings(command=fake_worker_command(seconds=0.5, record=tmp_path / "runs.jsonl")))
-    marks: dict[str, float] = {}
-
-    async def resize(sup):
-        while len(sup.running) < 4:
-            await asyncio.sleep(0.01)
-        marks["shrink"] = time.time()
-        sup.slots.set_limit(None, 1)
-        assert len(sup.running) == 4  # shrinking stops nobody
-        await asyncio.sleep(2.5)
-        marks["grow"] = time.time()
-        sup.slots.set_limit(None, 3)
-        await asyncio.sleep(0)
-        assert len(sup.running) == 3  # growing starts waiting jobs at once, no polling delay
-
-    with capture_logs() as logs:
-        code, _ = run_sup(s, during=resize)
-    assert code == 0
-    starts = [e for e in logs if e["event"] == "job_started"]
-    assert len(starts) == 14
-    assert all(e["running"] <= e["limit"] for e in starts)
-    runs = read_runs(tmp_path / "runs.jsonl")
-    # Between the shrink (once the old jobs drained) and the grow, one at a time.
-    settled = marks["shrink"] + 0.6
-    window = [r for r in runs if r["start"] > settled and r["end"] < marks["grow"]]
-    assert window and max_overlap(window) == 1
-    after = [r for r in runs if r["start"] >= marks["grow"]]
-    assert max_overlap(after) == 3
 
 
 def test_retries_transient_and_failing_jobs_and_gives_up_on_bad_input(tmp_path):

@@ -16,7 +16,7 @@ from supervisor.jobs.store import JobState, JobStore
 from supervisor.observe.notify import Notifier
 from supervisor.scheduling.supervisor import Supervisor
 from tests.daemon_harness import NotifySocket
-from tests.fakes import FaultyStore, disk_full, fake_worker_command, make_settings, make_video, read_runs
+from tests.fakes import FaultyStore, disk_full, engine, fake_worker_command, make_settings, make_video, read_runs
 from tests.test_scheduling import capture_logs, jobs
 
 FAST_RETRY = (0.01, 0.05)
@@ -27,10 +27,10 @@ def run_faulty(settings, faults, *, daemon=False, during=None, notifier=None, re
         real = JobStore.open(settings.state_db)
         store = FaultyStore(real, faults)
         try:
-            sup = Supervisor(settings, store, daemon=daemon, store_retry=FAST_RETRY, notifier=notifier,
+            sup = Supervisor(settings, engine(store), daemon=daemon, store_retry=FAST_RETRY, notifier=notifier,
                              reload=reload)
             side = asyncio.create_task(during(sup)) if during else None
-            code = await sup.run(handle_signals=False)
+            code = await sup.run()
             if side is not None:
                 await side
             return code, sup, store
@@ -46,8 +46,8 @@ def videos(tmp_path, n=3):
     return [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4") for i in range(n)]
 
 
-@pytest.mark.parametrize("call_site", ["recover_running", "jobs", "get", "assign_result_key", "mark_running",
-                                       "mark_done", "mark_failed"])
+@pytest.mark.parametrize("call_site", ["recover_running", "jobs", "claim", "assign_result_key", "mark_done",
+                                       "mark_failed"])
 def test_a_full_store_disk_at_any_call_site_pauses_then_resumes_by_itself(tmp_path, call_site):
     videos(tmp_path)
     plan = tmp_path / "plan.json"
@@ -74,7 +74,7 @@ def test_an_unexpected_error_in_a_task_is_logged_once_and_ends_the_run_with_70(t
     videos(tmp_path, 4)
     s = make_settings(tmp_path)
     with capture_logs() as logs:
-        code, sup, _ = run_faulty(s, {"mark_running": [RuntimeError("boom")]}, daemon=daemon)
+        code, sup, _ = run_faulty(s, {"claim": [RuntimeError("boom")]}, daemon=daemon)
     assert code == 70
     crashed = [e for e in logs if e["event"] == "task_crashed"]
     assert len(crashed) == 1 and crashed[0]["task"] == "dispatch" and "RuntimeError: boom" in crashed[0]["error"]
@@ -236,16 +236,15 @@ def test_a_webhook_secret_never_appears_in_a_type_error(tmp_path):
 
 
 def test_a_paused_daemon_says_why_in_systemctl_status_and_in_status():
-    from types import SimpleNamespace
 
     from supervisor.observe.status import render_status, status_line
 
-    sup = SimpleNamespace(job_counts={"queued": 3, "failed": 0, "dead": 0, "running": 1, "done": 5})
+    counts = {"queued": 3, "failed": 0, "dead": 0, "running": 1, "done": 5}
     snapshot = {"running": [], "gpus": [], "limit": 4, "eta_seconds": None,
                 "store_trouble": "database or disk is full"}
-    assert status_line(sup, snapshot).startswith("PAUSED: job store unavailable (database or disk is full) · ")
+    assert status_line(counts, snapshot).startswith("PAUSED: job store unavailable (database or disk is full) · ")
     st = {"daemon": {"running": True, "pid": 1, "mode": "daemon", "started_at": None}, "gpus": [], "limit": 4,
-          "jobs": sup.job_counts, "damaged": {"videos": 0, "seconds": 0}, "partial_videos": 0, "running": [],
+          "jobs": counts, "damaged": {"videos": 0, "seconds": 0}, "partial_videos": 0, "running": [],
           "queued_by_camera": {}, "eta_seconds": None, "recent_failures": [],
           "store_trouble": "database or disk is full"}
     assert "PAUSED: the job store refuses writes (database or disk is full)" in render_status(st)
@@ -263,13 +262,13 @@ def test_a_scan_stuck_on_a_hung_share_stops_the_watchdog_and_says_why(tmp_path):
     async def scenario(sup):
         while sup.stats.completed < 1:
             await asyncio.sleep(0.01)
-        real_scan = sup._scan
+        real_scan = sup.intake.scan
 
         async def hanging_scan():
             await hung.wait()  # a listdir on a dead NFS server: it never returns
             return await real_scan()
 
-        sup._scan = hanging_scan
+        sup.intake.scan = hanging_scan
         sup.request_reload()
         while sup.healthy():
             await asyncio.sleep(0.01)
@@ -296,10 +295,10 @@ def test_a_scan_stuck_on_a_hung_share_stops_the_watchdog_and_says_why(tmp_path):
             async def main():
                 store = JobStore.open(s.state_db)
                 try:
-                    sup = Supervisor(s, store, daemon=True, notifier=notifier, scan_stuck_seconds=0.3,
+                    sup = Supervisor(s, engine(store), daemon=True, notifier=notifier, scan_stuck_seconds=0.3,
                                      reload=lambda: s)
                     side = asyncio.create_task(during(sup))
-                    code = await sup.run(handle_signals=False)
+                    code = await sup.run()
                     await side
                     return code
                 finally:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.protocol import ENGINES, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM
+from supervisor.protocol.lifeline import die_with_parent
 from supervisor.protocol.names import PathParser
 from supervisor.protocol.rois import RoiError, check_frame_size, load_rois
 from workers import engines
@@ -363,6 +364,7 @@ def video_info_dict(info: VideoInfo) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent()
     signal.signal(signal.SIGTERM, _on_term)
     args = parse_args(argv)
     try:

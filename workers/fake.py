@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from supervisor.protocol.lifeline import die_with_parent
+
 
 def _append(path: Path, record: dict[str, Any]) -> None:
     # O_APPEND writes of one short line do not interleave between processes.
@@ -54,6 +56,7 @@ def _write_atomic(path: Path, text: str, pad_bytes: int = 0, write_seconds: floa
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()
     p = argparse.ArgumentParser(prog="workers.fake")
     p.add_argument("--video", required=True)
     p.add_argument("--camera", default="")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class GpuMonitor:
 
     def __init__(self, probe: GpuProbe, slots: SlotPool, config: PolicyConfig, *, poll_seconds: float,
                  snapshot_seconds: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  on_health_change: Callable[[int, str, str, str], None] | None = None) -> None:
         self.probe = probe
         self.slots = slots
@@ -55,6 +56,7 @@ class GpuMonitor:
         self.poll_seconds = poll_seconds
         self.snapshot_seconds = snapshot_seconds
         self._clock = clock
+        self._sleep = sleep
         self._on_health_change = on_health_change
         self.policies = {gpu: HealthPolicy(config) for gpu in slots.gpus if gpu is not None}
         self.readings: dict[int, GpuReading] = {}
@@ -157,5 +159,5 @@ class GpuMonitor:
         if not self.policies:
             return
         while True:
-            await asyncio.sleep(self.poll_seconds)
+            await self._sleep(self.poll_seconds)
             self.poll_once()

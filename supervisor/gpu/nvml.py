@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from supervisor.gpu.probe import GpuReading, ProbeUnavailable
+from supervisor.gpu.probe import GpuReading, LoadSource, ProbeUnavailable
 
 
 class NvmlProbe:
@@ -88,6 +88,9 @@ class NvmlProbe:
                 shutdown_temp=float(shutdown) if shutdown is not None else None,
             ))
         return out
+
+    def watch_load(self, load: LoadSource) -> None:
+        pass  # readings are what they are, whatever runs
 
     def close(self) -> None:
         if not self._closed:

@@ -66,9 +66,14 @@ class GpuProbe(Protocol):
 
     def read(self) -> list[GpuReading]: ...
 
+    def watch_load(self, load: LoadSource) -> None:
+        """Told once how many jobs run on each GPU; a real card measures its own load and ignores it."""
+        ...
+
     def close(self) -> None: ...
 
 
+GpuId = int | None  # None: no GPU pinning (no monitoring, or a CPU-only host)
 LoadSource = Callable[[], dict[int, int]]
 
 
@@ -86,6 +91,9 @@ class NoProbe:
 
     def read(self) -> list[GpuReading]:
         return []
+
+    def watch_load(self, load: LoadSource) -> None:
+        pass
 
     def close(self) -> None:
         pass

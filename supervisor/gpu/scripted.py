@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.gpu.probe import THROTTLE_NAMES, GpuReading
+from supervisor.gpu.probe import THROTTLE_NAMES, GpuReading, LoadSource
 
 _FIELDS = {"temperature", "utilization", "memory_used_mb", "memory_total_mb", "power_w", "power_limit_w",
            "slowdown_temp", "shutdown_temp"}
@@ -95,6 +95,9 @@ class ScriptedProbe:
                 continue
             out.append(GpuReading(index=gpu, **{k: v for k, v in found.items() if k != "missing"}))
         return out
+
+    def watch_load(self, load: LoadSource) -> None:
+        pass  # readings are what they are, whatever runs
 
     def close(self) -> None:
         pass

@@ -32,7 +32,7 @@ class SimulatedProbe:
         self._load: LoadSource = lambda: {}
         self._loads: dict[int, int] = {}
 
-    def set_load_source(self, load: LoadSource) -> None:
+    def watch_load(self, load: LoadSource) -> None:
         self._load = load
 
     def indices(self) -> list[int]:

@@ -242,7 +242,8 @@ def _covers_less(covered: float | None, wanted: float) -> bool:
 
 
 class JobStore:
-    """All reads and writes of the job table. One connection per thread; the scheduler's lives on the loop."""
+    """All reads and writes of the job table, blocking. The scheduler reaches it through `ThreadedStore`,
+    which runs every call on one thread that owns the connection; the commands use it directly."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self._conn = conn
@@ -273,7 +274,8 @@ class JobStore:
     @staticmethod
     def _connect(path: Path, target: str, *, reading: bool = False) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(target, uri=target.startswith("file:"), isolation_level=None, timeout=5.0)
+            conn = sqlite3.connect(target, uri=target.startswith("file:"), isolation_level=None, timeout=5.0,
+                                   check_same_thread=False)  # handed to the store thread once opened
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -290,6 +292,9 @@ class JobStore:
             if self.readonly:
                 if has_jobs and version > SCHEMA_VERSION:
                     raise StoreError(f"{self.path}: written by a newer version (schema {version})")
+                if not has_jobs:  # a scheduler is creating it right now: nothing in it yet
+                    self._conn.close()
+                    self._conn = self._empty_readonly(self.path)._conn
                 return
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -512,6 +517,17 @@ class JobStore:
                 (JobState.RUNNING, now, job_id),
             )
         return self.get(job_id)
+
+    def claim(self, job_id: int, *, now: float) -> Job | None:
+        """Start an attempt of a job that is ready (queued, or failed and waiting to retry): one write,
+        which also reads the row back. None when it is not ready (done meanwhile, gone, or running)."""
+        with self._transaction():
+            rows = self._conn.execute(
+                "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, finished_at = NULL, "
+                "not_before = NULL WHERE id = ? AND state IN (?, ?) RETURNING *",
+                (JobState.RUNNING, now, job_id, JobState.QUEUED, JobState.FAILED),
+            ).fetchall()  # stepped to the end before COMMIT
+        return Job.from_row(rows[0]) if rows else None
 
     def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
                   video_seconds: float | None = None, covered_seconds: float | None = None,

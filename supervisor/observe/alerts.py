@@ -28,8 +28,8 @@ from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
     from supervisor.jobs.store import JobState
+    from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
-    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
 log = structlog.get_logger("supervisor.observe.alerts")
 QUEUE_SIZE = 100
@@ -104,7 +104,7 @@ class Alerts(Observer):
         self.failed = 0
         self.dropped = 0
 
-    async def start(self, sup: Supervisor) -> None:
+    async def start(self, snapshot: Snapshot) -> None:
         if self.settings.webhooks:
             self._queue = asyncio.Queue(QUEUE_SIZE)
             self._task = asyncio.create_task(self._send_loop(), name="alerts")
@@ -143,7 +143,7 @@ class Alerts(Observer):
             return False
         return True
 
-    def job_finished(self, rj: RunningJob, outcome: Outcome, state: JobState) -> None:
+    def job_finished(self, rj: RunningView, outcome: Outcome, state: JobState) -> None:
         if str(state) == "dead":
             self.alert("job_dead", camera=rj.job.camera, video=str(rj.job.path), job_id=rj.job.id,
                        attempts=rj.job.attempts, error=outcome.message or str(outcome.kind))

@@ -13,8 +13,8 @@ from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
     from supervisor.jobs.store import JobState
+    from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
-    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
 log = structlog.get_logger("supervisor.observe.metrics")
 NS = "video_supervisor"
@@ -58,7 +58,7 @@ class Metrics(Observer):
         self._server: Any = None
         self.port: int | None = None
 
-    async def start(self, sup: Supervisor) -> None:
+    async def start(self, snapshot: Snapshot) -> None:
         if not self.listen:
             return
         host, _, port = self.listen.rpartition(":")
@@ -76,7 +76,7 @@ class Metrics(Observer):
             self._server.server_close()
             self._server = None
 
-    def job_finished(self, rj: RunningJob, outcome: Outcome, state: JobState) -> None:
+    def job_finished(self, rj: RunningView, outcome: Outcome, state: JobState) -> None:
         camera = rj.job.camera
         self.duration.labels(camera).observe(outcome.duration)
         self.finished.labels(camera, str(outcome.kind)).inc()
@@ -97,15 +97,15 @@ class Metrics(Observer):
         self.rescans.inc()
         self.last_scan.set(time.time())
 
-    def tick(self, sup: Supervisor) -> None:
-        for state, n in sup.job_counts.items():
+    def tick(self, snap: Snapshot) -> None:
+        for state, n in snap.job_counts.items():
             self.jobs.labels(state).set(n)
-        q = sup.queue_status()
+        q = snap.queue_status()
         self.queue_depth.set(q["queued"] + q["waiting_retry"])
         self.running.set(q["running"])
-        for gpu in sup.slots.gpus:
-            self.limit.labels("none" if gpu is None else str(gpu)).set(sup.slots.limit(gpu))
-        for g in sup.monitor.snapshot():
+        for gpu, limit in snap.limits.items():
+            self.limit.labels("none" if gpu is None else str(gpu)).set(limit)
+        for g in snap.gpus:
             label = str(g["gpu"])
             if g["temperature"] is not None:
                 self.gpu_temp.labels(label).set(g["temperature"])
@@ -117,7 +117,7 @@ class Metrics(Observer):
                 self.gpu_mem_total.labels(label).set(g["memory_total_mb"] * 2**20)
             for state in HEALTH_STATES:
                 self.gpu_health.labels(label, state).set(1 if g["health"] == state else 0)
-        for rj in sup.running.values():
+        for rj in snap.running:
             fps = rj.progress.get("fps")
             if isinstance(fps, (int, float)):
                 self.fps.labels(rj.job.camera).set(fps)

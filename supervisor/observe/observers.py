@@ -10,23 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from supervisor.jobs.store import JobState
+    from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
-    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
 
 class Observer:
     """Every hook is optional: the defaults do nothing."""
 
-    async def start(self, sup: Supervisor) -> None:
+    async def start(self, snapshot: Snapshot) -> None:
         return None
 
     async def stop(self) -> None:
         return None
 
-    def job_started(self, rj: RunningJob) -> None:
+    def job_started(self, rj: RunningView) -> None:
         return None
 
-    def job_finished(self, rj: RunningJob, outcome: Outcome, state: JobState) -> None:
+    def job_finished(self, rj: RunningView, outcome: Outcome, state: JobState) -> None:
         return None
 
     def gpu_health_changed(self, gpu: int, old: str, new: str, reason: str) -> None:
@@ -43,8 +43,8 @@ class Observer:
         """The run stops: a task crashed, or a worker found the configuration unusable (exit 78)."""
         return None
 
-    def tick(self, sup: Supervisor) -> None:
-        """Every couple of seconds, from the event loop."""
+    def tick(self, snapshot: Snapshot) -> None:
+        """Every couple of seconds, from the event loop: a frozen look at the scheduler."""
         return None
 
 

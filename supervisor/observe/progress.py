@@ -16,8 +16,8 @@ from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
     from supervisor.jobs.store import JobState
+    from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
-    from supervisor.scheduling.supervisor import RunningJob, Supervisor
 
 
 def wanted(stream: TextIO | None = None) -> bool:
@@ -39,19 +39,19 @@ class ProgressBar(Observer):
         self._jobs: dict[int, TaskID] = {}
         self._video_seconds = 0.0
 
-    async def start(self, sup: Supervisor) -> None:
-        total = sup.outstanding + sup.stats.completed
+    async def start(self, snapshot: Snapshot) -> None:
+        total = snapshot.outstanding + snapshot.completed
         self._overall = self.progress.add_task("videos", total=total, extra="")
         self.progress.start()
 
     async def stop(self) -> None:
         self.progress.stop()
 
-    def job_started(self, rj: RunningJob) -> None:
+    def job_started(self, rj: RunningView) -> None:
         name = rj.job.path.name
         self._jobs[rj.job.id] = self.progress.add_task(f"  {rj.job.camera} {name}", total=100, extra="")
 
-    def job_finished(self, rj: RunningJob, outcome: Outcome, state: JobState) -> None:
+    def job_finished(self, rj: RunningView, outcome: Outcome, state: JobState) -> None:
         task = self._jobs.pop(rj.job.id, None)
         if task is not None:
             self.progress.remove_task(task)
@@ -62,9 +62,9 @@ class ProgressBar(Observer):
             self.progress.advance(self._overall)
             self.progress.update(self._overall, extra=f"{self._video_seconds / 3600:.2f} video-h")
 
-    def tick(self, sup: Supervisor) -> None:
+    def tick(self, snap: Snapshot) -> None:
         for job_id, task in self._jobs.items():
-            rj = sup.running.get(job_id)
+            rj = snap.running_job(job_id)
             if rj is None:
                 continue
             fields: dict[str, Any] = {}
@@ -74,5 +74,5 @@ class ProgressBar(Observer):
             pct = rj.percent()
             self.progress.update(task, completed=pct or 0.0, **fields)
         if self._overall is not None:
-            total = sup.outstanding + sup.stats.completed + sup.stats.dead
+            total = snap.outstanding + snap.completed + snap.dead
             self.progress.update(self._overall, total=max(total, 1))

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,10 +25,10 @@ from supervisor.observe.estimate import Rates, format_duration, queue_eta, runni
 from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from supervisor.scheduling.supervisor import Supervisor
+    from supervisor.observe.notify import Notifier
+    from supervisor.observe.snapshot import Snapshot
 
 STALE_AFTER_SECONDS = 15.0
-RATES_REFRESH_SECONDS = 30.0
 
 
 def status_path(state_db: Path) -> Path:
@@ -35,20 +36,18 @@ def status_path(state_db: Path) -> Path:
 
 
 class SpeedModel:
-    """Per-camera processing speed: learnt from the store once, then kept up to date job by job (O(1) a
-    finished job), and read from the store again now and then in case anything else changed it."""
+    """Per-camera processing speed: learnt from the store's history (which the scheduler re-reads now and
+    then, off the loop), and kept up to date job by job in between: O(1) a finished job."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    def __init__(self) -> None:
         self.rates = Rates({}, None)
         self._work: dict[str, tuple[float, float]] = {}  # camera -> (processing seconds, bytes) of done jobs
-        self._refreshed = float("-inf")
+        self._history: Mapping[str, tuple[float, float, float]] | None = None
 
-    def refresh(self, force: bool = False) -> Rates:
-        now = time.monotonic()
-        if force or now - self._refreshed >= RATES_REFRESH_SECONDS:
-            self._refreshed = now
-            self._work = {cam: (v[0], v[1]) for cam, v in self.store.done_work_by_camera().items()}
+    def learn(self, history: Mapping[str, tuple[float, float, float]]) -> Rates:
+        if history is not self._history:  # a fresh reading of the store
+            self._history = history
+            self._work = {cam: (v[0], v[1]) for cam, v in history.items()}
             self.rates = Rates.learn(self._work)
         return self.rates
 
@@ -60,12 +59,11 @@ class SpeedModel:
         self.rates = Rates.learn(self._work)
 
 
-def running_jobs(sup: Supervisor, rates: Rates) -> list[dict[str, Any]]:
-    now = time.time()
+def running_jobs(snap: Snapshot, rates: Rates) -> list[dict[str, Any]]:
     out = []
-    for rj in sorted(sup.running.values(), key=lambda r: r.started_at):
+    for rj in snap.running:
         p = rj.progress
-        elapsed = now - rj.started_at
+        elapsed = snap.at - rj.started_at
         expected = rates.seconds_for(rj.job.camera, rj.job.size)
         remaining = running_remaining(p.get("frame"), p.get("frames"), p.get("fps"), expected, elapsed)
         percent = rj.percent()
@@ -78,29 +76,25 @@ def running_jobs(sup: Supervisor, rates: Rates) -> list[dict[str, Any]]:
     return out
 
 
-def daemon_eta(sup: Supervisor, rates: Rates, running: list[dict[str, Any]]) -> float | None:
-    pending = sup.store.pending_bytes_by_camera()  # queued and waiting-to-retry rows; running ones are not in it
-    return queue_eta(pending, rates, [r["eta_seconds"] for r in running], sup.slots.total_limit)
-
-
-def build_snapshot(sup: Supervisor, speed: SpeedModel) -> dict[str, Any]:
-    rates = speed.refresh()
-    running = running_jobs(sup, rates)
+def build_snapshot(snap: Snapshot, speed: SpeedModel) -> dict[str, Any]:
+    """The status file's content: what `video-supervisor status` reads beside the store."""
+    rates = speed.learn(snap.history)
+    running = running_jobs(snap, rates)
+    # Queued and waiting-to-retry bytes; running jobs are counted by their own ETA.
+    eta = queue_eta(dict(snap.pending_bytes), rates, [r["eta_seconds"] for r in running], snap.limit)
     return {
-        "pid": os.getpid(), "mode": "daemon" if sup.daemon else "once", "updated_at": time.time(),
-        "started_at": sup.started_at, "limit": sup.slots.total_limit, "monitored": sup.monitor.monitored,
-        "gpus": sup.monitor.snapshot(), "running": running, "queue": sup.queue_status(),
-        "scans": sup.scans, "last_scan_at": sup.last_scan_at, "reloads": sup.reloads,
-        "eta_seconds": daemon_eta(sup, rates, running),
-        "store_trouble": sup.store_trouble,
+        "pid": os.getpid(), "mode": "daemon" if snap.daemon else "once", "updated_at": snap.at,
+        "started_at": snap.started_at, "limit": snap.limit, "monitored": snap.monitored,
+        "gpus": list(snap.gpus), "running": running, "queue": snap.queue_status(),
+        "scans": snap.scans, "last_scan_at": snap.last_scan_at, "reloads": snap.reloads,
+        "eta_seconds": eta, "store_trouble": snap.store_trouble,
     }
 
 
-def status_line(sup: Supervisor, snapshot: dict[str, Any]) -> str:
+def status_line(counts: Mapping[str, int], snapshot: dict[str, Any]) -> str:
     """One line for `systemctl status`: "3 running, 41 queued, 2 failed · gpu0 74 C warm, limit 2 · ETA 2h10m"."""
-    counts = sup.job_counts
-    queued = counts["queued"] + counts["failed"]
-    parts = [f"{len(snapshot['running'])} running, {queued} queued, {counts['dead']} failed"]
+    queued = counts.get("queued", 0) + counts.get("failed", 0)
+    parts = [f"{len(snapshot['running'])} running, {queued} queued, {counts.get('dead', 0)} failed"]
     gpus = []
     for g in snapshot["gpus"]:
         temp = f"{g['temperature']:.0f} C " if g["temperature"] is not None else ""
@@ -120,25 +114,23 @@ def _private_opener(path: str, flags: int) -> int:
 class StatusFile(Observer):
     """Keeps the snapshot file and systemd's STATUS line current."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, notifier: Notifier | None = None) -> None:
         self.path = path
+        self._notifier = notifier
         self._writing: asyncio.Task[None] | None = None
-        self._speed: SpeedModel | None = None
+        self._speed = SpeedModel()
         self.last: dict[str, Any] | None = None
 
-    async def start(self, sup: Supervisor) -> None:
-        self._speed = SpeedModel(sup.store)
-
-    def tick(self, sup: Supervisor) -> None:
-        assert self._speed is not None
-        snapshot = build_snapshot(sup, self._speed)
+    def tick(self, snap: Snapshot) -> None:
+        snapshot = build_snapshot(snap, self._speed)
         self.last = snapshot
-        sup.notifier.status(status_line(sup, snapshot))
+        if self._notifier is not None:
+            self._notifier.status(status_line(snap.job_counts, snapshot))
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write(snapshot))
 
     def job_finished(self, rj: Any, outcome: Any, state: Any) -> None:
-        if self._speed is not None and str(state) == "done":
+        if str(state) == "done":
             self._speed.job_done(rj.job.camera, outcome.duration, rj.job.size)
 
     async def _write(self, snapshot: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from supervisor.config import Settings, expand_command
+from supervisor.gpu.probe import GpuId
 from supervisor.jobs.store import Job
-from supervisor.scheduling.slots import GpuId
+from supervisor.protocol.lifeline import PARENT_ENV
 
 
 def result_key(videos_dir: Path, video: Path) -> str:
@@ -50,7 +51,7 @@ def worker_env(job: Job, gpu: GpuId, base: Mapping[str, str] | None = None) -> d
     env.update({
         "VIDEO_SUPERVISOR_JOB_ID": str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera,
         "VIDEO_SUPERVISOR_VIDEO": str(job.path), "VIDEO_SUPERVISOR_ATTEMPT": str(job.attempts),
-        "PYTHONUNBUFFERED": "1",
+        "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
     })
     if gpu is not None:
         # NVML numbers GPUs by PCI bus; make CUDA use the same order so the index means the same card.

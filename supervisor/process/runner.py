@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import enum
 import json
 import os
@@ -26,7 +25,6 @@ from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL
 
 _LINE_LIMIT = 1 << 20
 _STDERR_TAIL_LINES = 30
-_PR_SET_PDEATHSIG = 1
 
 
 class OutcomeKind(enum.StrEnum):
@@ -99,15 +97,6 @@ def describe_exit(returncode: int) -> str:
     return f"exit {returncode}"
 
 
-def _set_parent_death_signal() -> None:
-    """Runs in the child between fork and exec: die with the supervisor, even if it is SIGKILLed."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _executable(name: str, env: Mapping[str, str]) -> str:
     """The worker program as an absolute path; OSError naming the problem when it cannot be run."""
     found = shutil.which(name, path=env.get("PATH", os.defpath)) if "/" not in name else name
@@ -157,9 +146,8 @@ class WorkerRun:
         started = time.monotonic()
         try:
             program = _executable(self.argv[0], self.env)
-            # The worker dies with the supervisor, even a SIGKILLed one (PR_SET_PDEATHSIG, set in the child).
-            # util-linux's setpriv cannot stand in for it under the unit's system call filter: it always
-            # calls capset(), which ~@privileged refuses.
+            # Nothing runs between fork and exec (no preexec_fn): the worker arms its own parent-death signal
+            # (supervisor/protocol/lifeline.py). Its own session: a stop reaches its children too.
             proc = await asyncio.create_subprocess_exec(
                 program, *self.argv[1:],
                 stdin=asyncio.subprocess.DEVNULL,
@@ -167,7 +155,6 @@ class WorkerRun:
                 stderr=asyncio.subprocess.PIPE,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=_set_parent_death_signal,
                 limit=_LINE_LIMIT,
             )
         except OSError as exc:

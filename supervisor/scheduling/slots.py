@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from supervisor.gpu.probe import GpuId
 from supervisor.scheduling.semaphore import ResizableSemaphore
 
-GpuId = int | None  # None: no GPU pinning (no monitoring, or a CPU-only host)
+__all__ = ["GpuId", "SlotPool"]
+
 
 
 class SlotPool:

@@ -1,6 +1,8 @@
-"""The supervisor: owns the priority queue, the slots, the running-job table and the stop/rescan requests.
+"""The supervisor: takes ready jobs oldest first, gives each a slot and a worker, records what came of it.
 
-Data flows one way: scan -> store -> queue -> slot -> worker -> store.
+Data flows one way: intake (scan -> store -> queue) -> slot -> launcher -> outcome -> store.
+Its seams are injected: the store engine, the clock, the launcher and the GPU probe; observers
+see frozen snapshots. Signals are wired by the caller (app.py) to request_stop/request_reload.
 """
 
 from __future__ import annotations
@@ -8,36 +10,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import sqlite3
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
-from supervisor.config import ConfigError, Settings, merge_reload
+from supervisor.clock import Clock, LoopClock
+from supervisor.config import Settings
 from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
-from supervisor.gpu.simulated import SimulatedProbe
-from supervisor.jobs.discovery import ScanResult, scan
-from supervisor.jobs.store import READY_STATES, Job, JobState, JobStore, ResultFolderTaken, StoreError, sync_in_thread
+from supervisor.jobs.contract import JobStoreEngine, StoreUnavailable
+from supervisor.jobs.store import Job, JobState, ResultFolderTaken
 from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, call
+from supervisor.observe.snapshot import RunningView, Snapshot
 from supervisor.observe.stats import RunStats
 from supervisor.process.launch import job_output_dir, result_key, worker_argv, worker_env
-from supervisor.process.runner import Outcome, OutcomeKind, WorkerRun, backoff_delay, should_retry
+from supervisor.process.launcher import Launcher, LaunchSpec, ProcessLauncher, WorkerHandle
+from supervisor.process.runner import Outcome
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
-from supervisor.protocol.names import PathParser
 from supervisor.protocol.paths import UnsafeOutput, make_result_dir
+from supervisor.scheduling.intake import Intake
+from supervisor.scheduling.outcomes import Decision, Verdict, decide
+from supervisor.scheduling.queue import JobQueue, QueueItem
 from supervisor.scheduling.slots import GpuId, SlotPool
 
 log = structlog.get_logger("supervisor")
 
-MIN_RESCAN_INTERVAL = 1.0
 HEARTBEAT_SECONDS = 2.0
 # A store that refuses writes (a full or read-only disk) is retried, first after 1 s, then ever less often.
 STORE_RETRY_FIRST = 1.0
@@ -47,9 +49,10 @@ RECORD_GRACE_SECONDS = 5.0
 # A scan of the videos folder still running after this long is stuck (a hung network share): the
 # watchdog is no longer fed, so systemd restarts the daemon, loudly.
 SCAN_STUCK_SECONDS = 900.0
+# How often the per-camera history behind the ETA is read again from the store.
+HISTORY_REFRESH_SECONDS = 30.0
 EX_INTERRUPTED = 130
 T = TypeVar("T")
-QueueItem = tuple[str, int, int]  # (recorded_at ISO, insertion sequence, job id)
 
 
 @dataclass(slots=True)
@@ -58,43 +61,35 @@ class RunningJob:
 
     job: Job
     gpu: GpuId
-    run: WorkerRun
+    run: WorkerHandle
     started_at: float
-    started_monotonic: float
     output_dir: Path
     progress: dict[str, Any] = field(default_factory=dict)
 
+    def view(self) -> RunningView:
+        return RunningView(self.job, self.gpu, self.started_at, self.output_dir, dict(self.progress))
+
     def percent(self) -> float | None:
-        position, duration = self.progress.get("position_seconds"), self.progress.get("duration_seconds")
-        if isinstance(position, (int, float)) and isinstance(duration, (int, float)) and duration > 0:
-            return max(0.0, min(100.0, 100.0 * position / duration))
-        frame, frames = self.progress.get("frame"), self.progress.get("frames")
-        if isinstance(frame, (int, float)) and isinstance(frames, (int, float)) and frames > 0:
-            return max(0.0, min(100.0, 100.0 * frame / frames))
-        return None
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return self.view().percent()
 
 
 class Supervisor:
     """Runs jobs for every discovered video until done (once) or until told to stop (daemon)."""
 
-    def __init__(self, settings: Settings, store: JobStore, *, daemon: bool = False,
+    def __init__(self, settings: Settings, store: JobStoreEngine, *, daemon: bool = False,
                  probe: GpuProbe | None = None, probe_warning: str | None = None,
-                 clock: Callable[[], float] = time.time, notifier: Notifier | None = None,
+                 clock: Clock | None = None, launcher: Launcher | None = None, notifier: Notifier | None = None,
                  reload: Callable[[], Settings] | None = None, observers: list[Observer] | None = None,
                  store_retry: tuple[float, float] = (STORE_RETRY_FIRST, STORE_RETRY_MAX),
                  scan_stuck_seconds: float = SCAN_STUCK_SECONDS) -> None:
-        self.settings = settings
         self.store = store
         self.daemon = daemon
-        self._clock = clock
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self.launcher: Launcher = launcher if launcher is not None else ProcessLauncher()
         self.notifier = notifier if notifier is not None else Notifier("")
         self._reload = reload
         self.observers: list[Observer] = list(observers or [])
-        self.started_at = time.time()
+        self.started_at = self.clock.time()
         if probe is None:
             probe, probe_warning = open_probe(settings.gpu)
         self.probe = probe
@@ -104,27 +99,23 @@ class Supervisor:
         self.monitor = GpuMonitor(
             probe, self.slots, PolicyConfig.from_settings(settings.gpu, settings.scheduler.max_parallel),
             poll_seconds=settings.gpu.poll_seconds, snapshot_seconds=settings.gpu.snapshot_seconds,
+            clock=self.clock.monotonic, sleep=self.clock.sleep,
             on_health_change=lambda *args: call(self.observers, "gpu_health_changed", *args),
         )
-        if isinstance(probe, SimulatedProbe):
-            probe.set_load_source(self._running_by_gpu)
-        self.queue: asyncio.PriorityQueue[QueueItem] = asyncio.PriorityQueue()
+        probe.watch_load(lambda: {g: n for g, n in self.slots.held_by_gpu().items() if g is not None})
+        self.queue = JobQueue(self.clock)
+        self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
+                             enqueue=self._enqueue, store_call=self._store_call)
         self.running: dict[int, RunningJob] = {}
         self.stats = RunStats()
-        self.last_scan_at: float | None = None
-        self.scans = 0
-        self._outstanding: set[int] = set()
-        self._retry_timers: dict[int, asyncio.TimerHandle] = {}
         self._job_tasks: set[asyncio.Task[None]] = set()
-        self._seq = 0
         self._stop = asyncio.Event()
         self._stop_now = asyncio.Event()
-        self._rescan = asyncio.Event()
-        self._reload_requested = False
-        self.reloads = 0
         self.job_counts: dict[str, int] = {}  # by state, refreshed at each tick
+        self._pending_bytes: dict[str, float] = {}
+        self._history: dict[str, tuple[float, float, float]] = {}
+        self._history_at = float("-inf")
         self._idle = asyncio.Event()
-        self._parser = PathParser(settings.discovery.pattern)
         self._stop_requested = False  # by a signal or the embedding program, not by a fault
         self._crash: str | None = None  # a long-lived task died: the daemon drains and exits 70
         self._halt: str | None = None  # a worker found the configuration unusable: exit 78
@@ -132,8 +123,23 @@ class Supervisor:
         self.store_trouble: str | None = None  # the error while the store refuses writes
         self._store_retry = store_retry  # (first delay, longest delay) between tries of a refused store call
         self._scan_stuck_seconds = scan_stuck_seconds
-        self._scan_started: float | None = None  # monotonic time the running scan began
-        self._scan_stuck_logged = False
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force: intake owns them, since a reload swaps them there."""
+        return self.intake.settings
+
+    @settings.setter
+    def settings(self, new: Settings) -> None:
+        self.intake.settings = new
+
+    @property
+    def scans(self) -> int:
+        return self.intake.scans
+
+    @property
+    def reloads(self) -> int:
+        return self.intake.reloads
 
     # --- requests (signal handlers call these; they only record) -----------
 
@@ -150,32 +156,21 @@ class Supervisor:
 
     def request_reload(self) -> None:
         """SIGHUP: re-read the settings and ROI files, then rescan."""
-        self._reload_requested = True
-        self._rescan.set()
+        self.intake.request_reload()
 
     # --- the front door -----------------------------------------------------
 
-    async def run(self, *, handle_signals: bool = True, early_signals: list[int] | None = None) -> int:
-        """Run to completion; returns the process exit code.
-
-        `early_signals` arrived before the loop could handle them; they are acted on now, in order.
-        """
-        loop = asyncio.get_running_loop()
-        if handle_signals:
-            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-            loop.add_signal_handler(signal.SIGINT, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-            for signum in early_signals or ():
-                (self.request_reload if signum == signal.SIGHUP else self.request_stop)()
-            if early_signals:
-                early_signals.clear()
+    async def run(self) -> int:
+        """Run to completion; returns the process exit code."""
         tasks: dict[asyncio.Task[Any], str] = {}
         try:
             await self._startup()
-            await self._scan_and_queue(reprocess=self.settings.reprocess)
+            await self.intake.scan_and_queue(reprocess=self.settings.reprocess)
+            self._check_idle()
+            snapshot = await self.snapshot()
             for obs in self.observers:
-                await obs.start(self)
-            self.tick_observers()
+                await obs.start(snapshot)
+            call(self.observers, "tick", snapshot)
             self.notifier.ready(self.notifier.last_status or None)
             long_lived: list[tuple[str, Awaitable[None]]] = [
                 ("dispatch", self._dispatch()), ("queue-report", self._report_queue()),
@@ -208,9 +203,6 @@ class Supervisor:
                     except Exception as exc:  # it ended with an error while we were stopping
                         self._task_ended(t, tasks[t], exc)
             await self._shutdown()
-            if handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
             self.probe.close()
         return self._exit_code()
 
@@ -221,7 +213,7 @@ class Supervisor:
             return EX_CONFIG
         if self.daemon:
             return EX_OK  # a requested stop of the service is a clean one, whatever the jobs came to
-        if self._stop_requested and self._outstanding:
+        if self._stop_requested and self.outstanding:
             return EX_INTERRUPTED
         return EX_FAILED if self.stats.dead else EX_OK
 
@@ -252,26 +244,27 @@ class Supervisor:
             call(self.observers, "run_halted", reason)
         self._stop_intake()
 
-    async def _store_call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _store_call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """One store call. A store that refuses it (a full or read-only disk, I/O errors, a lock held too
-        long) is retried with backoff, logged and alerted, and work resumes by itself when it answers
-        again; the caller simply waits, keeping whatever it holds. A damaged store is not retried."""
+        long, a server restarting) is retried with backoff, logged and alerted, and work resumes by itself
+        when it answers again; the caller simply waits, keeping whatever it holds. A damaged store is not
+        retried."""
         delay, longest = self._store_retry
         while True:
             try:
-                result = fn(*args, **kwargs)
-            except sqlite3.OperationalError as exc:
+                result = await fn(*args, **kwargs)
+            except StoreUnavailable as exc:
                 if self._stop_now.is_set():
                     raise
                 error = str(exc)
                 if self.store_trouble is None:
-                    log.error("store_unavailable", operation=what, error=error, store=str(self.store.path),
+                    log.error("store_unavailable", operation=what, error=error, store=self.store.describe,
                               retry_in_seconds=delay, action="dispatch paused; retrying until it answers")
                     call(self.observers, "store_unavailable", error)
                 else:
                     log.warning("store_still_unavailable", operation=what, error=error, retry_in_seconds=delay)
                 self.store_trouble = error
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, longest)
                 continue
             if self.store_trouble is not None:
@@ -283,7 +276,7 @@ class Supervisor:
         recovered = await self._store_call("recover_running", self.store.recover_running)
         log.info(
             "supervisor_started", mode="daemon" if self.daemon else "once", pid=os.getpid(),
-            videos_dir=str(self.settings.videos_dir), store=str(self.store.path),
+            videos_dir=str(self.settings.videos_dir), store=self.store.describe,
             max_parallel=self.settings.scheduler.max_parallel, probe=self.probe.name,
             gpus=[g for g in self.slots.gpus if g is not None], recovered_running=recovered,
         )
@@ -292,177 +285,72 @@ class Supervisor:
         if self.monitor.monitored:
             self.monitor.poll_once()  # never start 4 jobs on a GPU that is already hot
 
-    # --- discovery ----------------------------------------------------------
-
-    async def _scan(self) -> ScanResult:
-        s = self.settings
-        now = time.time()
-        return await asyncio.to_thread(
-            scan, s.videos_dir, extensions=s.discovery.extensions, settle_seconds=s.discovery.settle_seconds,
-            now=now, parser=self._parser, cameras=s.cameras,
-        )
-
-    async def _scan_and_queue(self, *, reprocess: bool = False) -> None:
-        started = self._scan_started = time.monotonic()
-        try:
-            result = await self._scan()
-        except OSError as exc:
-            log.error("scan_failed", videos_dir=str(self.settings.videos_dir), error=exc.strerror or str(exc),
-                      action="keeping the queue as it is; the next scan tries again")
-            return
-        finally:
-            self._scan_started = None
-            if self._scan_stuck_logged:
-                self._scan_stuck_logged = False
-                log.info("scan_unstuck", seconds=round(time.monotonic() - started, 1))
-        # Recording a big tree takes a while: on a connection of its own, off the event loop.
-        try:
-            sync = await asyncio.to_thread(sync_in_thread, self.store.path, result.videos, reprocess=reprocess,
-                                           now=self._clock(), duration=self.settings.duration)
-        except (sqlite3.OperationalError, StoreError) as exc:
-            log.error("scan_not_recorded", store=str(self.store.path), error=str(exc), found=len(result.videos),
-                      action="the next scan tries again")
-            call(self.observers, "store_unavailable", str(exc))
-            return
-        self.scans += 1
-        self.last_scan_at = self._clock()
-        call(self.observers, "scan_completed", len(result.videos), len(sync.new))
-        for path, why in result.skipped:
-            log.warning("video_skipped", video=str(path), reason=why)
-        for path, why in result.errors:
-            log.warning("video_unreadable", video=str(path), reason=why)
-        new_paths = set(sync.new_paths)
-        for v in result.videos:
-            if v.time_from_mtime and str(v.path) in new_paths:
-                log.info("recording_time_from_mtime", video=str(v.path), camera=v.camera,
-                         recorded_at=v.recorded_at.isoformat())
-        queued = 0
-        # At start everything ready is loaded (queued rows, retries left by an earlier run); later
-        # scans only add what this scan made ready.
-        if self.scans == 1:
-            ready = await self._store_call("jobs", self.store.jobs, READY_STATES)
-        else:
-            ready = await self._store_call("jobs_by_id", self.store.jobs_by_id, sync.ready)
-        for job in ready:
-            if job.state in READY_STATES and self._enqueue(job):
-                queued += 1
-        log.info(
-            "scan_complete", found=len(result.videos), new=len(sync.new), changed=len(sync.changed),
-            reprocess=len(sync.requeued), unsettled=len(result.unsettled), queued=queued,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        if result.unsettled:
-            log.info("videos_unsettled", count=len(result.unsettled),
-                     settle_seconds=self.settings.discovery.settle_seconds,
-                     examples=[str(p) for p in result.unsettled[:5]])
-            if not self.daemon and self.scans == 1 and not self._outstanding:
-                log.warning("nothing_to_do", unsettled=len(result.unsettled),
-                            message=f"{len(result.unsettled)} video(s) changed within the last "
-                                    f"{self.settings.discovery.settle_seconds:g} s (settle_seconds) and may still "
-                                    "be recording; run again later, or lower discovery.settle_seconds")
-        self._check_idle()
+    # --- intake -------------------------------------------------------------
 
     async def _rescan_loop(self) -> None:
-        last_scan = time.monotonic()
+        last_scan = self.clock.monotonic()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rescan.wait(), self.settings.scheduler.rescan_seconds)
-            # A burst of SIGHUPs becomes at most one scan a second: the first at once, the rest together.
-            wait = last_scan + MIN_RESCAN_INTERVAL - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            # Clear before scanning: requests that arrive during the scan cause exactly one more.
-            self._rescan.clear()
-            last_scan = time.monotonic()
-            if self._reload_requested:
-                self._reload_requested = False
+            await self.intake.next_request(last_scan)
+            last_scan = self.clock.monotonic()
+            if self.intake.reload_requested:
+                self.intake.reload_requested = False
                 self.notifier.reloading()
                 try:
-                    self._reload_settings()
-                    await self._scan_and_queue()
+                    new = self.intake.reload(self._reload)
+                    if new is not None:
+                        self._apply_settings(new)
+                    await self.intake.scan_and_queue()
                 finally:
                     self.notifier.ready(self.notifier.last_status or None)  # after RELOADING=1, always
             else:
-                await self._scan_and_queue()
+                await self.intake.scan_and_queue()
+            self._check_idle()
 
-    def _reload_settings(self) -> None:
-        """Swap in freshly read settings whole, or keep the old ones when the new files are bad."""
-        if self._reload is None:
-            return
-        try:
-            new = self._reload()
-        except ConfigError as exc:
-            log.error("reload_failed", error=str(exc), kept=self.settings.source)
-            return
-        except OSError as exc:
-            log.error("reload_failed", error=f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}",
-                      kept=self.settings.source)
-            return
-        new, needs_restart = merge_reload(self.settings, new)
-        if needs_restart:
-            log.warning("reload_needs_restart", keys=needs_restart)
-        self.settings = new
-        self._parser = PathParser(new.discovery.pattern)
+    def _apply_settings(self, new: Settings) -> None:
         self.monitor.poll_seconds = new.gpu.poll_seconds
         self.monitor.snapshot_seconds = new.gpu.snapshot_seconds
         self.monitor.reconfigure(PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel))
         if self.monitor.monitored:
             self.monitor.poll_once()
-        self.reloads += 1
-        log.info("settings_reloaded", source=new.source, max_parallel=new.scheduler.max_parallel)
 
-    # --- queue --------------------------------------------------------------
+    # --- queue and dispatch -------------------------------------------------
 
     def _enqueue(self, job: Job) -> bool:
-        if job.id in self._outstanding or job.id in self.running:
+        if job.id in self.running:
             return False
-        self._outstanding.add(job.id)
-        delay = (job.not_before - self._clock()) if job.not_before else 0.0
-        if delay > 0:
-            self._retry_timers[job.id] = asyncio.get_running_loop().call_later(delay, self._put, job)
-        else:
-            self._put(job)
-        return True
-
-    def _put(self, job: Job) -> None:
-        self._retry_timers.pop(job.id, None)
-        self._seq += 1
-        self.queue.put_nowait((job.recorded_at.isoformat(), self._seq, job.id))
+        return self.queue.add(job)
 
     def _check_idle(self) -> None:
-        if not self._outstanding and not self.running:
+        if not self.queue.outstanding and not self.running:
             self._idle.set()
 
     async def _dispatch(self) -> None:
         while True:
-            item = await self.queue.get()
+            item = await self.queue.take()
             try:
                 gpu = await self.slots.acquire()
             except asyncio.CancelledError:
-                self.queue.put_nowait(item)
+                self.queue.put_back(item)
                 raise
-            # Something older may have arrived while we waited for the slot: take the oldest now.
-            self.queue.put_nowait(item)
-            item = self.queue.get_nowait()
+            item = self.queue.oldest(item)  # something older may have arrived while we waited for the slot
             started = False
             try:
-                started = await self._start(item[2], gpu)
+                started = await self._start(item, gpu)
             except asyncio.CancelledError:
                 if item[2] not in self.running:
-                    self.queue.put_nowait(item)
+                    self.queue.put_back(item)
                 raise
             finally:
                 if not started:
                     self.slots.release(gpu)
 
-    async def _start(self, job_id: int, gpu: GpuId) -> bool:
-        try:
-            job = await self._store_call("get", self.store.get, job_id)
-        except KeyError:
-            self._outstanding.discard(job_id)
-            return False
-        if job.state not in READY_STATES:
-            self._outstanding.discard(job_id)
+    async def _start(self, item: QueueItem, gpu: GpuId) -> bool:
+        job_id = item[2]
+        if self._stop.is_set():
+            return False  # stopped while waiting for a slot: start nothing new
+        job = await self._store_call("claim", self.store.claim, job_id, now=self.clock.time())
+        if job is None:  # done, gone or running meanwhile (another scan, another host)
+            self.queue.forget(job_id)
             self._check_idle()
             return False
         try:
@@ -489,41 +377,32 @@ class Supervisor:
             return False
         except OSError as exc:  # a full or read-only results disk: the worker reports it as transient
             log.warning("result_folder_not_created", folder=str(out_dir), error=exc.strerror or str(exc))
-        if self._stop.is_set():
-            return False  # stopped while the store was being waited for: start nothing new
-        now = self._clock()
-        job = await self._store_call("mark_running", self.store.mark_running, job_id, now=now)
-        run = WorkerRun(
-            worker_argv(self.settings, job, out_dir), env=worker_env(job, gpu),
-            timeout=self.settings.worker.timeout_seconds, stop_grace=self.settings.worker.stop_grace_seconds,
-            on_event=lambda event: self._on_worker_event(job_id, event),
-            on_line=lambda line: log.debug("worker_output", line=line[:1000]),
-        )
-        rj = RunningJob(job, gpu, run, now, time.monotonic(), out_dir)
+        self.queue.forget(job_id)
+        spec = LaunchSpec(worker_argv(self.settings, job, out_dir), worker_env(job, gpu),
+                          self.settings.worker.timeout_seconds, self.settings.worker.stop_grace_seconds)
+        run = self.launcher.launch(spec, on_event=lambda event: self._on_worker_event(job_id, event),
+                                   on_line=lambda line: log.debug("worker_output", line=line[:1000]))
+        rj = RunningJob(job, gpu, run, job.started_at or self.clock.time(), out_dir)
         self.running[job_id] = rj
-        call(self.observers, "job_started", rj)
+        call(self.observers, "job_started", rj.view())
         task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
         self._job_tasks.add(task)
         task.add_done_callback(self._job_task_done)
         return True
 
     async def _finish_without_run(self, job: Job, reason: str) -> None:
-        await self._store_call("mark_running", self.store.mark_running, job.id, now=self._clock())
-        await self._store_call("mark_failed", self.store.mark_failed, job.id, now=self._clock(), error=reason,
+        await self._store_call("mark_failed", self.store.mark_failed, job.id, now=self.clock.time(), error=reason,
                                exit_code=None, retry_at=None)
         self.stats.record_dead(job.camera)
         log.error("job_dead", job_id=job.id, camera=job.camera, video=str(job.path), error=reason)
-        self._outstanding.discard(job.id)
+        self.queue.forget(job.id)
         self._check_idle()
-
-    def _running_by_gpu(self) -> dict[int, int]:
-        return {g: n for g, n in self.slots.held_by_gpu().items() if g is not None}
 
     def _on_worker_event(self, job_id: int, event: dict[str, Any]) -> None:
         rj = self.running.get(job_id)
         if rj is not None and event.get("event") == "progress":
             rj.progress = {k: v for k, v in event.items() if k != "event"}
-            rj.progress["at"] = self._clock()
+            rj.progress["at"] = self.clock.time()
 
     # --- one job ------------------------------------------------------------
 
@@ -540,126 +419,137 @@ class Supervisor:
             self.slots.release(rj.gpu)  # first: nothing below may keep a slot from the next job
             if outcome is None:  # cancelled: the supervisor is going away; the next start recovers the row
                 del self.running[job.id]
-                with contextlib.suppress(sqlite3.Error):
-                    self.store.requeue_interrupted(job.id)
+                with contextlib.suppress(Exception):
+                    await self.store.requeue_interrupted(job.id)
                 self._check_idle()
         try:
             # The job stays ours (in `running`) until its outcome is in the store, however long that takes.
-            state = await self._record(rj, outcome)
+            state, retry_at = await self._record(rj, outcome)
         finally:
             self.running.pop(job.id, None)
-        if state is JobState.FAILED and not self._stop.is_set():
-            self._enqueue(await self._store_call("get", self.store.get, job.id))  # to wait for its retry
+        if retry_at is not None and not self._stop.is_set():
+            # It waits for its retry: the store holds the time, the queue a timer for it.
+            self._enqueue(replace(job, state=JobState.FAILED, not_before=retry_at))
         self._check_idle()
-        call(self.observers, "job_finished", rj, outcome, state)
+        call(self.observers, "job_finished", rj.view(), outcome, state)
 
-    async def _record(self, rj: RunningJob, outcome: Outcome) -> JobState:
-        """Store what the attempt came to; returns the job's new state."""
+    async def _record(self, rj: RunningJob, outcome: Outcome) -> tuple[JobState, float | None]:
+        """Store what the attempt came to (one write); the job's new state, and when it is retried."""
         job = rj.job
-        now = self._clock()
+        now = self.clock.time()
         seconds = round(outcome.duration, 3)
-        if outcome.kind is OutcomeKind.SUCCEEDED:
-            result = outcome.result or {}
-            output = str(result.get("output") or rj.output_dir)
-            video_seconds = _number(result.get("video_seconds"))
-            damaged = _number(result.get("damaged_seconds")) or 0.0
-            covered = video_seconds if result.get("duration_limited") is True else None
+        d: Decision = decide(outcome, job, self.settings.worker, str(rj.output_dir))
+        if d.verdict is Verdict.DONE:
             await self._store_call("mark_done", self.store.mark_done, job.id, now=now, duration=outcome.duration,
-                                   output=output, video_seconds=video_seconds, covered_seconds=covered,
-                                   damaged_seconds=damaged)
+                                   output=d.output, video_seconds=d.video_seconds, covered_seconds=d.covered_seconds,
+                                   damaged_seconds=d.damaged_seconds)
             self.stats.record_done(job.camera, outcome.duration)
-            self._outstanding.discard(job.id)
-            log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=video_seconds,
-                     covered_seconds=covered, damaged_seconds=damaged)
+            log.info("job_succeeded", duration_seconds=seconds, output=d.output, video_seconds=d.video_seconds,
+                     covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds)
+            result: Mapping[str, Any] = outcome.result or {}
             if result.get("engine_fallback"):
                 log.warning("engine_fallback", engine=result.get("engine"), reason=result["engine_fallback"])
-            if damaged > 0:
-                log.warning("video_damaged", damaged_seconds=damaged, spans=result.get("damaged_spans"),
-                            output=output, message=f"done, {damaged:.1f} s damaged: see damage in summary.json")
-            return JobState.DONE
-        if outcome.kind is OutcomeKind.INTERRUPTED:
+            if d.damaged_seconds > 0:
+                log.warning("video_damaged", damaged_seconds=d.damaged_seconds, spans=result.get("damaged_spans"),
+                            output=d.output,
+                            message=f"done, {d.damaged_seconds:.1f} s damaged: see damage in summary.json")
+            return JobState.DONE, None
+        if d.verdict is Verdict.REQUEUE:
             await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id)
+            self.queue.hold(job.id)  # not finished: an interrupted once run says so in its exit code
             self.stats.interrupted += 1
             log.info("job_interrupted", duration_seconds=seconds)
-            return JobState.QUEUED
+            return JobState.QUEUED, None
         error = outcome.message or str(outcome.kind)
-        if outcome.kind is OutcomeKind.BAD_CONFIG:
+        if d.verdict is Verdict.HALT:
             # Not the video's fault: the job goes back to the queue, uncharged, and the run halts.
             await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id)
-            self._outstanding.discard(job.id)
             log.error("job_not_run", reason="the worker found the configuration unusable (exit 78)", error=error,
                       stderr_tail=outcome.stderr_tail)
             self.halt(f"worker exit 78 on {job.path}: {error}")
-            return JobState.QUEUED
-        w = self.settings.worker
-        retry = should_retry(outcome.kind, job.attempts, w.max_attempts, w.max_transient_attempts)
+            return JobState.QUEUED, None
+        retry = d.verdict is Verdict.RETRY
         self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
-        if retry:
-            delay = backoff_delay(job.attempts, w.retry_backoff_seconds, w.retry_backoff_max_seconds)
-            await self._store_call("mark_failed", self.store.mark_failed, job.id, now=now, error=error,
-                                   exit_code=outcome.exit_code, retry_at=now + delay)
-            log.error("job_failed", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
-                      duration_seconds=seconds, retry_in_seconds=round(delay, 3), stderr_tail=outcome.stderr_tail)
-            self._outstanding.discard(job.id)
-            return JobState.FAILED
+        retry_at = now + d.retry_in if d.retry_in is not None else None
         await self._store_call("mark_failed", self.store.mark_failed, job.id, now=now, error=error,
-                               exit_code=outcome.exit_code, retry_at=None)
+                               exit_code=outcome.exit_code, retry_at=retry_at)
+        if retry_at is not None:
+            log.error("job_failed", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
+                      duration_seconds=seconds, retry_in_seconds=round(d.retry_in or 0.0, 3),
+                      stderr_tail=outcome.stderr_tail)
+            return JobState.FAILED, retry_at
         self.stats.record_dead(job.camera)
-        self._outstanding.discard(job.id)
         log.error("job_dead", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
                   attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
-        return JobState.DEAD
+        return JobState.DEAD, None
 
     # --- reporting ----------------------------------------------------------
 
     @property
     def outstanding(self) -> int:
         """Jobs this run still has to finish: queued, waiting to retry, or running."""
-        return len(self._outstanding | set(self.running))
+        return len(self.queue.outstanding | set(self.running))
 
     def queue_status(self) -> dict[str, Any]:
-        return {
-            "queued": self.queue.qsize(), "waiting_retry": len(self._retry_timers),
-            "running": len(self.running), "limit": self.slots.total_limit,
-        }
+        return {"queued": self.queue.queued, "waiting_retry": self.queue.waiting_retry,
+                "running": len(self.running), "limit": self.slots.total_limit}
 
-    def tick_observers(self) -> None:
-        """Observers' periodic look: the job counts are read from the store once for all of them."""
+    async def snapshot(self) -> Snapshot:
+        """A frozen look for observers; the store's figures read once for all of them, off the loop."""
         try:
-            self.job_counts = self.store.counts()
-        except sqlite3.OperationalError as exc:  # reads go on with the last counts; writes report the trouble
+            self.job_counts = await self.store.counts()
+            self._pending_bytes = await self.store.pending_bytes_by_camera()
+            if self.clock.monotonic() - self._history_at >= HISTORY_REFRESH_SECONDS:
+                self._history = await self.store.done_work_by_camera()
+                self._history_at = self.clock.monotonic()
+        except StoreUnavailable as exc:  # reads go on with the last figures; writes report the trouble
             log.debug("counts_unavailable", error=str(exc))
-        call(self.observers, "tick", self)
+        return Snapshot(
+            at=self.clock.time(), daemon=self.daemon, started_at=self.started_at,
+            running=tuple(rj.view() for rj in sorted(self.running.values(), key=lambda r: r.started_at)),
+            queued=self.queue.queued, waiting_retry=self.queue.waiting_retry, limit=self.slots.total_limit,
+            limits={g: self.slots.limit(g) for g in self.slots.gpus}, monitored=self.monitor.monitored,
+            gpus=tuple(self.monitor.snapshot()), outstanding=self.outstanding, completed=self.stats.completed,
+            dead=self.stats.dead, job_counts=dict(self.job_counts), pending_bytes=dict(self._pending_bytes),
+            history=self._history, scans=self.intake.scans, last_scan_at=self.intake.last_scan_at,
+            reloads=self.intake.reloads, store_trouble=self.store_trouble,
+        )
+
+    async def tick_observers(self) -> None:
+        call(self.observers, "tick", await self.snapshot())
 
     def healthy(self) -> bool:
         """Whether systemd's watchdog may be fed: no task has crashed, every supervised task still runs, and
         no scan has been stuck longer than scan_stuck_seconds."""
         if self._crash is not None or any(t.done() for t in self._supervised):
             return False
-        if self._scan_started is not None and time.monotonic() - self._scan_started > self._scan_stuck_seconds:
-            if not self._scan_stuck_logged:
-                self._scan_stuck_logged = True
+        began = self.intake.scan_started
+        if began is not None and self.clock.monotonic() - began > self._scan_stuck_seconds:
+            if not self.intake.stuck_logged:
+                self.intake.stuck_logged = True
                 log.critical("scan_stuck", videos_dir=str(self.settings.videos_dir),
-                             seconds=round(time.monotonic() - self._scan_started, 1),
+                             seconds=round(self.clock.monotonic() - began, 1),
                              action="not feeding the watchdog: systemd restarts the daemon (a hung network "
                                     "share? check the mount)")
             return False
         return True
 
     async def _heartbeat(self) -> None:
-        """Watchdog pings from the event loop itself, so a hung loop gets restarted; observers' tick."""
+        """Watchdog pings from the event loop itself, so a hung loop gets restarted; the store's identity is
+        checked (a store deleted or replaced under us stops the run, loudly); observers' tick."""
         interval = HEARTBEAT_SECONDS
         if self.notifier.watchdog_seconds:
             interval = min(interval, self.notifier.watchdog_seconds / 2)
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
+            await self.store.check()
             if self.notifier.watchdog_seconds and self.healthy():
                 self.notifier.watchdog()
-            self.tick_observers()
+            await self.tick_observers()
 
     async def _report_queue(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.gpu.snapshot_seconds)
+            await self.clock.sleep(self.settings.gpu.snapshot_seconds)
             log.info("queue_status", **self.queue_status())
 
     # --- the back door ------------------------------------------------------
@@ -668,33 +558,36 @@ class Supervisor:
         stopping = self._stop.is_set()
         if stopping:
             self.notifier.stopping()
-            log.info("shutdown_requested", running=len(self.running), queued=self.queue.qsize(),
+            log.info("shutdown_requested", running=len(self.running), queued=self.queue.queued,
                      drain_seconds=self.settings.scheduler.drain_seconds)
-        for handle in self._retry_timers.values():
-            handle.cancel()
-        self._retry_timers.clear()
+        self.queue.cancel_timers()
         tasks = list(self._job_tasks)
         if tasks and not self._stop_now.is_set():
             # Let running jobs finish for drain_seconds, unless a second stop request cuts it short.
-            drained = asyncio.create_task(asyncio.wait(tasks))
-            hurry = asyncio.create_task(self._stop_now.wait())
-            await asyncio.wait({drained, hurry}, timeout=self.settings.scheduler.drain_seconds,
-                               return_when=asyncio.FIRST_COMPLETED)
-            for helper in (drained, hurry):
+            drained = asyncio.ensure_future(asyncio.wait(tasks))
+            hurry = asyncio.ensure_future(self._stop_now.wait())
+            deadline = asyncio.ensure_future(self.clock.sleep(self.settings.scheduler.drain_seconds))
+            await asyncio.wait({drained, hurry, deadline}, return_when=asyncio.FIRST_COMPLETED)
+            for helper in (drained, hurry, deadline):
                 helper.cancel()
         pending = {t for t in tasks if not t.done()}
         if pending:
             for rj in list(self.running.values()):
                 rj.run.request_stop()
-            _, stuck = await asyncio.wait(pending, timeout=self.settings.worker.stop_grace_seconds
-                                          + RECORD_GRACE_SECONDS)
+            waited = asyncio.ensure_future(asyncio.wait(pending))
+            grace = asyncio.ensure_future(self.clock.sleep(self.settings.worker.stop_grace_seconds
+                                                           + RECORD_GRACE_SECONDS))
+            await asyncio.wait({waited, grace}, return_when=asyncio.FIRST_COMPLETED)
+            for helper in (waited, grace):
+                helper.cancel()
+            stuck = {t for t in pending if not t.done()}
             for task in stuck:  # waiting on a store that does not answer: the next start recovers them
                 task.cancel()
             if stuck:
                 log.error("jobs_not_recorded", count=len(stuck), store_error=self.store_trouble,
                           action="left running in the store; the next start takes them up again")
                 await asyncio.wait(stuck)
-        self._log_summary()
+        await self._log_summary()
         for obs in self.observers:
             try:
                 await obs.stop()
@@ -703,11 +596,11 @@ class Supervisor:
         if stopping:
             log.info("shutdown_complete", drained=len(tasks) - len(pending), stopped=len(pending))
 
-    def _log_summary(self) -> None:
+    async def _log_summary(self) -> None:
         for camera, c in sorted(self.stats.cameras.items()):
             log.info("camera_summary", camera=camera, **c.as_dict())
         try:
-            counts: dict[str, int] | str = self.store.counts()
-        except sqlite3.Error as exc:
+            counts: dict[str, int] | str = await self.store.counts()
+        except Exception as exc:  # the summary goes out whatever the store's state
             counts = f"unavailable: {exc}"
         log.info("run_summary", **self.stats.totals(), store=counts)

@@ -4,17 +4,16 @@ the order they arrived, and the slots are never above the limit in force (see al
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.jobs.store import Job, JobState, JobStore
+from supervisor.clock import LoopClock
+from supervisor.jobs.store import Job, JobState
+from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.slots import SlotPool
-from supervisor.scheduling.supervisor import Supervisor
-from tests.fakes import make_settings
 
 
 def job(job_id: int, minute: int) -> Job:
@@ -29,14 +28,10 @@ def job(job_id: int, minute: int) -> Job:
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=40))
 def test_queue_order_is_oldest_first_then_arrival_order(minutes):
     async def main():
-        with tempfile.TemporaryDirectory() as d:
-            store = JobStore.open(Path(d) / "jobs.db")
-            sup = Supervisor(make_settings(Path(d)), store)
-            for i, m in enumerate(minutes):
-                sup._enqueue(job(i + 1, m))
-            out = [sup.queue.get_nowait()[2] for _ in range(len(minutes))]
-            store.close()
-            return out
+        queue = JobQueue(LoopClock())
+        for i, m in enumerate(minutes):
+            assert queue.add(job(i + 1, m))
+        return [(await queue.take())[2] for _ in range(len(minutes))]
 
     order = asyncio.run(main())
     expected = [i + 1 for i, _ in sorted(enumerate(minutes), key=lambda p: (p[1], p[0]))]

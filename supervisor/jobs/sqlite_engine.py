@@ -1,0 +1,139 @@
+"""The embedded engine: the SQLite store, every call on one thread of its own that owns the connection.
+
+The event loop only awaits; a store that waits on a lock or a slow disk never freezes it. The
+store's identity (device and inode of the resolved file) is taken at open and checked on demand,
+so a store deleted or replaced under a running daemon stops it loudly instead of splitting it in two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from supervisor.jobs.contract import StoreUnavailable
+from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.store import Job, JobState, JobStore, StoreError, SyncResult, sync_in_thread
+
+T = TypeVar("T")
+
+
+def file_identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+class SqliteEngine:
+    """`JobStoreEngine` over a `JobStore`, which it owns from here on (and closes)."""
+
+    def __init__(self, store: JobStore, *, owned: bool = True) -> None:
+        self._store = store
+        self._owned = owned  # close the connection at the end, or leave it to whoever opened it
+        self.path = store.path
+        self._resolved = store.path.resolve()
+        self._identity = file_identity(self._resolved)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
+        self._scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store-scan")
+        self.in_flight = 0  # calls sent to a thread and not yet answered
+
+    @classmethod
+    def open(cls, path: Path) -> SqliteEngine:
+        return cls(JobStore.open(path))
+
+    @property
+    def describe(self) -> str:
+        return str(self.path)
+
+    async def _call(self, fn: Callable[..., T], *args: object, executor: ThreadPoolExecutor | None = None,
+                    **kwargs: object) -> T:
+        self.in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor or self._thread, partial(fn, *args, **kwargs))
+        except sqlite3.OperationalError as exc:  # full or read-only disk, I/O error, lock held too long
+            raise StoreUnavailable(str(exc)) from exc
+        finally:
+            self.in_flight -= 1
+
+    async def recover_running(self) -> int:
+        return await self._call(self._store.recover_running)
+
+    async def get(self, job_id: int) -> Job:
+        return await self._call(self._store.get, job_id)
+
+    async def jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
+        return await self._call(self._store.jobs, states)
+
+    async def jobs_by_id(self, ids: Iterable[int]) -> list[Job]:
+        return await self._call(self._store.jobs_by_id, list(ids))
+
+    async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
+        # A big tree takes a while to record: on a connection of its own (in the loop's default pool), so job
+        # outcomes are not held up behind it.
+        return await self._call(sync_in_thread, self.path, videos, reprocess=reprocess, now=now, duration=duration,
+                                executor=self._scans)
+
+    async def claim(self, job_id: int, *, now: float) -> Job | None:
+        return await self._call(self._store.claim, job_id, now=now)
+
+    async def assign_result_key(self, job_id: int, key: str) -> None:
+        await self._call(self._store.assign_result_key, job_id, key)
+
+    async def mark_running(self, job_id: int, *, now: float) -> Job:
+        return await self._call(self._store.mark_running, job_id, now=now)
+
+    async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
+                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float) -> None:
+        await self._call(self._store.mark_done, job_id, now=now, duration=duration, output=output,
+                         video_seconds=video_seconds, covered_seconds=covered_seconds,
+                         damaged_seconds=damaged_seconds)
+
+    async def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
+                          retry_at: float | None) -> None:
+        await self._call(self._store.mark_failed, job_id, now=now, error=error, exit_code=exit_code,
+                         retry_at=retry_at)
+
+    async def requeue_interrupted(self, job_id: int) -> None:
+        await self._call(self._store.requeue_interrupted, job_id)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._call(self._store.counts)
+
+    async def pending_bytes_by_camera(self) -> dict[str, float]:
+        return await self._call(self._store.pending_bytes_by_camera)
+
+    async def done_work_by_camera(self) -> dict[str, tuple[float, float, float]]:
+        return await self._call(self._store.done_work_by_camera)
+
+    async def check(self) -> None:
+        await self._call(self._check)
+
+    def _check(self) -> None:
+        try:
+            now = file_identity(self._resolved)
+        except FileNotFoundError:
+            raise StoreError(f"{self.path}: the job store was deleted under the running scheduler; stopping "
+                             "rather than keep a store nobody else reads (restore it, then start again)") from None
+        if now != self._identity:
+            raise StoreError(f"{self.path}: the job store was replaced under the running scheduler (a new "
+                             "file at its path); stopping rather than split the work between two stores")
+
+    async def close(self) -> None:
+        try:
+            if self._owned:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._store.close)
+        finally:
+            self._thread.shutdown(wait=False)
+            self._scans.shutdown(wait=False)
+
+    def close_now(self) -> None:
+        """Close from outside the loop (after it ended)."""
+        if self._owned:
+            self._thread.submit(self._store.close).result()
+        self._thread.shutdown(wait=True)
+        self._scans.shutdown(wait=True)

@@ -1,0 +1,53 @@
+"""What a worker's outcome does to its job: a pure decision, tested as a table, applied by the supervisor."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.config import WorkerSettings
+from supervisor.jobs.store import Job
+from supervisor.process.runner import Outcome, OutcomeKind, backoff_delay, should_retry
+
+
+class Verdict(enum.StrEnum):
+    DONE = "done"
+    REQUEUE = "requeue"  # stopped by us: back to queued, the attempt not charged
+    HALT = "halt"  # the configuration is unusable (exit 78): back to queued, uncharged, and the run stops
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    retry_in: float | None = None  # seconds, for RETRY
+    output: str | None = None  # for DONE
+    video_seconds: float | None = None
+    covered_seconds: float | None = None  # set when only the first N seconds were processed
+    damaged_seconds: float = 0.0
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def decide(outcome: Outcome, job: Job, worker: WorkerSettings, default_output: str) -> Decision:
+    if outcome.kind is OutcomeKind.SUCCEEDED:
+        result: Mapping[str, Any] = outcome.result or {}
+        video_seconds = _number(result.get("video_seconds"))
+        return Decision(
+            Verdict.DONE, output=str(result.get("output") or default_output), video_seconds=video_seconds,
+            covered_seconds=video_seconds if result.get("duration_limited") is True else None,
+            damaged_seconds=_number(result.get("damaged_seconds")) or 0.0,
+        )
+    if outcome.kind is OutcomeKind.INTERRUPTED:
+        return Decision(Verdict.REQUEUE)
+    if outcome.kind is OutcomeKind.BAD_CONFIG:
+        return Decision(Verdict.HALT)
+    if should_retry(outcome.kind, job.attempts, worker.max_attempts, worker.max_transient_attempts):
+        return Decision(Verdict.RETRY, retry_in=backoff_delay(job.attempts, worker.retry_backoff_seconds,
+                                                              worker.retry_backoff_max_seconds))
+    return Decision(Verdict.DEAD)
