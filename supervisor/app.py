@@ -81,7 +81,7 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     # Results, logs and the store: the owner writes, the group reads, others nothing (0640 in 0750).
     os.umask(0o027)
     sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir,
-                              console_full=daemon or s.logging.level.upper() == "DEBUG")
+                              console_full=daemon or s.logging.level.upper() == "DEBUG", cache=True)
     removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
     lock = SchedulerLock(s.state_db)
     try:

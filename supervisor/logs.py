@@ -157,8 +157,12 @@ def configure_logging(
     console: TextIO | None = None,
     console_full: bool = False,
     journald: bool | None = None,
+    cache: bool = False,
 ) -> LogSinks:
-    """Set up structlog for this process; returns the sinks so the caller can close them."""
+    """Set up structlog for this process; returns the sinks so the caller can close them.
+
+    `cache`: loggers keep what they were first bound to (much cheaper a call). For a program that
+    configures logging once; tests that capture logs in-process need it off."""
     if journald is None:
         journald = bool(os.environ.get("JOURNAL_STREAM"))
     sinks = LogSinks(console, console_full=console_full,
@@ -173,7 +177,7 @@ def configure_logging(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=lambda *_: _SinkLogger(sinks),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )
     return sinks
 

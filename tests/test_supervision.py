@@ -46,7 +46,7 @@ def videos(tmp_path, n=3):
     return [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4") for i in range(n)]
 
 
-@pytest.mark.parametrize("call_site", ["recover_running", "jobs", "claim", "assign_result_key", "mark_done",
+@pytest.mark.parametrize("call_site", ["recover_running", "jobs", "claim", "mark_done",
                                        "mark_failed"])
 def test_a_full_store_disk_at_any_call_site_pauses_then_resumes_by_itself(tmp_path, call_site):
     videos(tmp_path)

@@ -35,10 +35,9 @@ class JobStoreEngine(Protocol):
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
         ...
 
-    async def assign_result_key(self, job_id: int, key: str) -> None: ...
-
-    async def claim(self, job_id: int, *, now: float) -> Job | None:
-        """Start an attempt of a ready job (one write); None when it is not ready any more."""
+    async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
+        """Start an attempt of a ready job (one write), recording its result folder unless it has one;
+        None when it is not ready any more; ResultFolderTaken when another job holds that folder."""
         ...
 
     async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,

@@ -8,13 +8,15 @@ so a store deleted or replaced under a running daemon stops it loudly instead of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
@@ -28,6 +30,68 @@ def file_identity(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.cancelled():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+class _Owner:
+    """One thread that runs the calls given to it in order, and answers each on its caller's loop."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
+                                             Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._calls.put((loop, fut, fn))
+        return fut
+
+    def run_now(self, fn: Callable[[], None]) -> None:
+        """From outside any loop: run `fn` on the thread and wait for it."""
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                fn()
+            finally:
+                done.set()
+
+        self._calls.put((_NO_LOOP, _NO_FUTURE, call))
+        done.wait()
+
+    def _run(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            loop, fut, fn = item
+            try:
+                value, ok = fn(), True
+            except BaseException as exc:  # handed to the caller, whatever it is
+                value, ok = exc, False
+            if loop is _NO_LOOP:
+                continue
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+    def stop(self, *, wait: bool) -> None:
+        self._calls.put(None)
+        if wait:
+            self._thread.join()
+
+
+_NO_LOOP: Any = object()
+_NO_FUTURE: Any = object()
+
+
 class SqliteEngine:
     """`JobStoreEngine` over a `JobStore`, which it owns from here on (and closes)."""
 
@@ -37,8 +101,8 @@ class SqliteEngine:
         self.path = store.path
         self._resolved = store.path.resolve()
         self._identity = file_identity(self._resolved)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
-        self._scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store-scan")
+        self._thread = _Owner("job-store")
+        self._scans = _Owner("job-store-scan")
         self.in_flight = 0  # calls sent to a thread and not yet answered
 
     @classmethod
@@ -49,12 +113,11 @@ class SqliteEngine:
     def describe(self) -> str:
         return str(self.path)
 
-    async def _call(self, fn: Callable[..., T], *args: object, executor: ThreadPoolExecutor | None = None,
+    async def _call(self, fn: Callable[..., T], *args: object, executor: _Owner | None = None,
                     **kwargs: object) -> T:
         self.in_flight += 1
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor or self._thread, partial(fn, *args, **kwargs))
+            return await (executor or self._thread).submit(partial(fn, *args, **kwargs))
         except sqlite3.OperationalError as exc:  # full or read-only disk, I/O error, lock held too long
             raise StoreUnavailable(str(exc)) from exc
         finally:
@@ -78,11 +141,8 @@ class SqliteEngine:
         return await self._call(sync_in_thread, self.path, videos, reprocess=reprocess, now=now, duration=duration,
                                 executor=self._scans)
 
-    async def claim(self, job_id: int, *, now: float) -> Job | None:
-        return await self._call(self._store.claim, job_id, now=now)
-
-    async def assign_result_key(self, job_id: int, key: str) -> None:
-        await self._call(self._store.assign_result_key, job_id, key)
+    async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
+        return await self._call(self._store.claim, job_id, now=now, result_key=result_key)
 
     async def mark_running(self, job_id: int, *, now: float) -> Job:
         return await self._call(self._store.mark_running, job_id, now=now)
@@ -126,14 +186,14 @@ class SqliteEngine:
     async def close(self) -> None:
         try:
             if self._owned:
-                await asyncio.get_running_loop().run_in_executor(self._thread, self._store.close)
+                await self._thread.submit(self._store.close)
         finally:
-            self._thread.shutdown(wait=False)
-            self._scans.shutdown(wait=False)
+            self._thread.stop(wait=False)
+            self._scans.stop(wait=False)
 
     def close_now(self) -> None:
         """Close from outside the loop (after it ended)."""
         if self._owned:
-            self._thread.submit(self._store.close).result()
-        self._thread.shutdown(wait=True)
-        self._scans.shutdown(wait=True)
+            self._thread.run_now(self._store.close)
+        self._thread.stop(wait=True)
+        self._scans.stop(wait=True)

@@ -518,16 +518,29 @@ class JobStore:
             )
         return self.get(job_id)
 
-    def claim(self, job_id: int, *, now: float) -> Job | None:
+    def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
         """Start an attempt of a job that is ready (queued, or failed and waiting to retry): one write,
-        which also reads the row back. None when it is not ready (done meanwhile, gone, or running)."""
-        with self._transaction():
-            rows = self._conn.execute(
-                "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, finished_at = NULL, "
-                "not_before = NULL WHERE id = ? AND state IN (?, ?) RETURNING *",
-                (JobState.RUNNING, now, job_id, JobState.QUEUED, JobState.FAILED),
-            ).fetchall()  # stepped to the end before COMMIT
+        which also reads the row back. None when it is not ready (done meanwhile, gone, or running).
+
+        `result_key` is recorded unless the job has one already; ResultFolderTaken (and no claim) when
+        another job holds that folder."""
+        try:
+            with self._transaction():
+                rows = self._conn.execute(
+                    "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, finished_at = NULL, "
+                    "not_before = NULL, result_key = coalesce(result_key, ?) WHERE id = ? AND state IN (?, ?) "
+                    "RETURNING *",
+                    (JobState.RUNNING, now, result_key, job_id, JobState.QUEUED, JobState.FAILED),
+                ).fetchall()  # stepped to the end before COMMIT
+        except sqlite3.IntegrityError:
+            self._folder_taken(result_key)
+            raise
         return Job.from_row(rows[0]) if rows else None
+
+    def _folder_taken(self, key: str | None) -> None:
+        row = self._conn.execute("SELECT * FROM jobs WHERE result_key = ?", (key,)).fetchone()
+        if row is not None:
+            raise ResultFolderTaken(key or "", Job.from_row(row)) from None
 
     def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
                   video_seconds: float | None = None, covered_seconds: float | None = None,
@@ -548,10 +561,8 @@ class JobStore:
             with self._transaction():
                 self._conn.execute("UPDATE jobs SET result_key = ? WHERE id = ?", (key, job_id))
         except sqlite3.IntegrityError:
-            row = self._conn.execute("SELECT * FROM jobs WHERE result_key = ?", (key,)).fetchone()
-            if row is None:
-                raise
-            raise ResultFolderTaken(key, Job.from_row(row)) from None
+            self._folder_taken(key)
+            raise
 
     def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
                     retry_at: float | None) -> None:

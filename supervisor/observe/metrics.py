@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,11 @@ log = structlog.get_logger("supervisor.observe.metrics")
 NS = "video_supervisor"
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 HEALTH_STATES = ("healthy", "warm", "critical", "unknown")
+
+
+def _close_server(server: Any) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 class Metrics(Observer):
@@ -72,9 +78,9 @@ class Metrics(Observer):
 
     async def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+            # shutdown() waits for the server thread's next poll (up to half a second): not on the way out.
+            server, self._server = self._server, None
+            threading.Thread(target=_close_server, args=(server,), name="metrics-close", daemon=True).start()
 
     def job_finished(self, rj: RunningView, outcome: Outcome, state: JobState) -> None:
         camera = rj.job.camera

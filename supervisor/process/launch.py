@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Mapping
@@ -25,20 +26,27 @@ def result_key(videos_dir: Path, video: Path) -> str:
     return rel.as_posix()
 
 
+@functools.lru_cache(maxsize=8)
+def real_root(output_root: Path) -> Path:
+    """The output folder with its symlinks resolved (once: it is asked for every job)."""
+    return output_root.resolve()
+
+
 def job_output_dir(output_root: Path, key: str) -> Path:
-    """`output_root/<key>/`, refusing anything that would land outside output_root."""
-    root = output_root.resolve()
-    target = (root / key).resolve()
-    if root not in target.parents:
+    """`output_root/<key>/`, refusing anything that would land outside output_root. Lexical: the folders
+    are then made and opened one component at a time without following symlinks (protocol/paths.py)."""
+    root = real_root(output_root)
+    parts = key.split("/")
+    if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"result folder {key!r} escapes {root}")
-    return target
+    return root.joinpath(*parts)
 
 
 def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
     """The worker command with its placeholders filled; each item stays one argument (never a shell)."""
     values = {
-        "python": sys.executable, "video": str(job.path.resolve()), "camera": job.camera,
-        "out": str(out_dir), "rois": str(settings.rois_file.resolve()) if settings.rois_file else "",
+        "python": sys.executable, "video": str(job.path.absolute()), "camera": job.camera,
+        "out": str(out_dir), "rois": str(settings.rois_file.absolute()) if settings.rois_file else "",
         "duration": f"{settings.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
         "model": str(settings.worker.model.absolute()), "recorded_at": job.recorded_at.isoformat(),
         "engine": settings.worker.engine,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor.process.child import Child, spawn
 from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL
 
 _LINE_LIMIT = 1 << 20
@@ -132,7 +133,7 @@ class WorkerRun:
         self.stop_grace = stop_grace
         self._on_event = on_event
         self._on_line = on_line
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Child | None = None
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self._result: dict[str, Any] | None = None
         self._interrupted = False
@@ -148,20 +149,11 @@ class WorkerRun:
             program = _executable(self.argv[0], self.env)
             # Nothing runs between fork and exec (no preexec_fn): the worker arms its own parent-death signal
             # (supervisor/protocol/lifeline.py). Its own session: a stop reaches its children too.
-            proc = await asyncio.create_subprocess_exec(
-                program, *self.argv[1:],
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self.env,
-                start_new_session=True,
-                limit=_LINE_LIMIT,
-            )
+            proc = await spawn(program, self.argv[1:], env=self.env, limit=_LINE_LIMIT)
         except OSError as exc:
             return Outcome(OutcomeKind.SPAWN_FAILED, None,
                            f"cannot start worker {self.argv[0]!r}: {exc.strerror or exc}")
         self._proc = proc
-        assert proc.stdout is not None and proc.stderr is not None
         readers = asyncio.gather(self._read_stdout(proc.stdout), self._read_stderr(proc.stderr))
         timed_out = False
         try:
@@ -173,11 +165,14 @@ class WorkerRun:
         except asyncio.CancelledError:
             await asyncio.shield(self._terminate(proc))
             readers.cancel()
+            proc.close()
             raise
         try:
             await asyncio.wait_for(readers, 5.0)
         except TimeoutError:
             readers.cancel()  # a grandchild still holds the pipes; the attempt is over all the same
+        finally:
+            proc.close()
         if self._stopping is not None:
             await self._stopping
         returncode = proc.returncode
@@ -200,7 +195,7 @@ class WorkerRun:
         if self._proc is not None and self._proc.returncode is None and self._stopping is None:
             self._stopping = asyncio.ensure_future(self._terminate(self._proc))
 
-    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+    async def _terminate(self, proc: Child) -> None:
         if proc.returncode is not None:
             return
         _signal_group(proc.pid, signal.SIGTERM)

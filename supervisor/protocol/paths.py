@@ -48,3 +48,39 @@ def _open_or_make(name: str, parent: int, mode: int) -> int:
 def make_result_dir(out: Path) -> None:
     """Create `out` as `open_result_dir` does, and let go of it."""
     os.close(open_result_dir(out))
+
+
+class ResultRoot:
+    """The output folder, opened once (safely, as above); result folders are then made under it one
+    component at a time from its descriptor: a few system calls a job instead of a walk from /."""
+
+    def __init__(self, root: Path, mode: int = 0o750) -> None:
+        self.path = Path(os.path.abspath(root))
+        self._mode = mode
+        self._fd: int | None = None
+
+    def make(self, key: str) -> Path:
+        """Create `root/key` (folders separated by /) and return its path; UnsafeOutput through a symlink."""
+        if self._fd is None:
+            self._fd = open_result_dir(self.path, self._mode)
+        fd = os.dup(self._fd)
+        try:
+            for part in key.split("/"):
+                try:
+                    child = _open_or_make(part, fd, self._mode)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and stat.S_ISLNK(
+                            os.lstat(part, dir_fd=fd).st_mode):
+                        raise UnsafeOutput(errno.ELOOP, f"{self.path / key}: a part of the path ({part}) is a "
+                                                        "symlink") from None
+                    raise
+                os.close(fd)
+                fd = child
+        finally:
+            os.close(fd)
+        return self.path / key
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -11,7 +11,7 @@ import asyncio
 from supervisor.clock import Clock, Timer
 from supervisor.jobs.store import Job
 
-QueueItem = tuple[str, int, int]  # (recorded_at ISO, insertion sequence, job id)
+QueueItem = tuple[str, int, int, str]  # (recorded_at ISO, insertion sequence, job id, video path)
 
 
 class JobQueue:
@@ -37,7 +37,7 @@ class JobQueue:
     def _put(self, job: Job) -> None:
         self._timers.pop(job.id, None)
         self._seq += 1
-        self._ready.put_nowait((job.recorded_at.isoformat(), self._seq, job.id))
+        self._ready.put_nowait((job.recorded_at.isoformat(), self._seq, job.id, str(job.path)))
 
     async def take(self) -> QueueItem:
         return await self._ready.get()

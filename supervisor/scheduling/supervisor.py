@@ -28,11 +28,11 @@ from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, call
 from supervisor.observe.snapshot import RunningView, Snapshot
 from supervisor.observe.stats import RunStats
-from supervisor.process.launch import job_output_dir, result_key, worker_argv, worker_env
+from supervisor.process.launch import job_output_dir, real_root, result_key, worker_argv, worker_env
 from supervisor.process.launcher import Launcher, LaunchSpec, ProcessLauncher, WorkerHandle
-from supervisor.process.runner import Outcome
+from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
-from supervisor.protocol.paths import UnsafeOutput, make_result_dir
+from supervisor.protocol.paths import ResultRoot, UnsafeOutput
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
 from supervisor.scheduling.queue import JobQueue, QueueItem
@@ -123,6 +123,8 @@ class Supervisor:
         self.store_trouble: str | None = None  # the error while the store refuses writes
         self._store_retry = store_retry  # (first delay, longest delay) between tries of a refused store call
         self._scan_stuck_seconds = scan_stuck_seconds
+        self._base_env = dict(os.environ)  # what workers inherit, copied once
+        self._results: ResultRoot | None = None  # the output folder, opened at the first job
 
     @property
     def settings(self) -> Settings:
@@ -204,6 +206,8 @@ class Supervisor:
                         self._task_ended(t, tasks[t], exc)
             await self._shutdown()
             self.probe.close()
+            if self._results is not None:
+                self._results.close()
         return self._exit_code()
 
     def _exit_code(self) -> int:
@@ -345,40 +349,43 @@ class Supervisor:
                     self.slots.release(gpu)
 
     async def _start(self, item: QueueItem, gpu: GpuId) -> bool:
-        job_id = item[2]
+        job_id, video = item[2], Path(item[3])
         if self._stop.is_set():
             return False  # stopped while waiting for a slot: start nothing new
-        job = await self._store_call("claim", self.store.claim, job_id, now=self.clock.time())
+        try:
+            key = result_key(self.settings.videos_dir, video)
+            out_dir = job_output_dir(self.settings.output_dir, key)
+            job = await self._store_call("claim", self.store.claim, job_id, now=self.clock.time(), result_key=key)
+        except ResultFolderTaken as exc:
+            log.error("result_folder_conflict", job_id=job_id, video=str(video), other_job_id=exc.other.id,
+                      other_video=str(exc.other.path), folder=exc.key)
+            await self._finish_without_run(job_id, video, f"{video}: {exc}")
+            return False
+        except ValueError as exc:
+            await self._finish_without_run(job_id, video, str(exc))
+            return False
         if job is None:  # done, gone or running meanwhile (another scan, another host)
             self.queue.forget(job_id)
             self._check_idle()
             return False
-        try:
-            key = job.result_key
-            if key is None:
-                key = result_key(self.settings.videos_dir, job.path)
-                await self._store_call("assign_result_key", self.store.assign_result_key, job.id, key)
-            out_dir = job_output_dir(self.settings.output_dir, key)
-        except ResultFolderTaken as exc:
-            log.error("result_folder_conflict", job_id=job.id, video=str(job.path), other_job_id=exc.other.id,
-                      other_video=str(exc.other.path), folder=exc.key)
-            await self._finish_without_run(job, f"{job.path}: {exc}")
+        if self._stop.is_set():  # stopped while the claim was on its way: give it back, uncharged
+            await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job_id)
             return False
-        except ValueError as exc:
-            await self._finish_without_run(job, str(exc))
-            return False
+        if job.result_key is not None and job.result_key != key:  # a folder recorded by an older version
+            out_dir = job_output_dir(self.settings.output_dir, job.result_key)
         if not job.path.is_file():
-            await self._finish_without_run(job, f"{job.path}: the video is gone")
+            await self._finish_without_run(job.id, job.path, f"{job.path}: the video is gone", job.camera)
             return False
         try:
-            make_result_dir(out_dir)
+            self._results_folder().make(job.result_key or key)
         except UnsafeOutput as exc:
-            await self._finish_without_run(job, f"{job.path}: refusing to write results: {exc.strerror}")
+            await self._finish_without_run(job.id, job.path, f"{job.path}: refusing to write results: {exc.strerror}",
+                                           job.camera)
             return False
         except OSError as exc:  # a full or read-only results disk: the worker reports it as transient
             log.warning("result_folder_not_created", folder=str(out_dir), error=exc.strerror or str(exc))
         self.queue.forget(job_id)
-        spec = LaunchSpec(worker_argv(self.settings, job, out_dir), worker_env(job, gpu),
+        spec = LaunchSpec(worker_argv(self.settings, job, out_dir), worker_env(job, gpu, self._base_env),
                           self.settings.worker.timeout_seconds, self.settings.worker.stop_grace_seconds)
         run = self.launcher.launch(spec, on_event=lambda event: self._on_worker_event(job_id, event),
                                    on_line=lambda line: log.debug("worker_output", line=line[:1000]))
@@ -390,13 +397,25 @@ class Supervisor:
         task.add_done_callback(self._job_task_done)
         return True
 
-    async def _finish_without_run(self, job: Job, reason: str) -> None:
-        await self._store_call("mark_failed", self.store.mark_failed, job.id, now=self.clock.time(), error=reason,
+    async def _finish_without_run(self, job_id: int, video: Path, reason: str, camera: str | None = None) -> None:
+        """Dead without a worker: nothing any attempt could change (a folder taken, a video gone)."""
+        await self._store_call("mark_failed", self.store.mark_failed, job_id, now=self.clock.time(), error=reason,
                                exit_code=None, retry_at=None)
-        self.stats.record_dead(job.camera)
-        log.error("job_dead", job_id=job.id, camera=job.camera, video=str(job.path), error=reason)
-        self.queue.forget(job.id)
+        if camera is None:
+            camera = (await self._store_call("get", self.store.get, job_id)).camera
+        self.stats.record_dead(camera)
+        log.error("job_dead", job_id=job_id, camera=camera, video=str(video), error=reason)
+        self.queue.forget(job_id)
         self._check_idle()
+
+
+    def _results_folder(self) -> ResultRoot:
+        root = real_root(self.settings.output_dir)
+        if self._results is None or self._results.path != root:
+            if self._results is not None:
+                self._results.close()
+            self._results = ResultRoot(root)
+        return self._results
 
     def _on_worker_event(self, job_id: int, event: dict[str, Any]) -> None:
         rj = self.running.get(job_id)
@@ -415,6 +434,8 @@ class Supervisor:
         outcome: Outcome | None = None
         try:
             outcome = await rj.run.run()
+            if outcome.kind is OutcomeKind.BAD_CONFIG:  # before the slot is free: no other job may start
+                self.halt(f"worker exit 78 on {job.path}: {outcome.message or outcome.kind}")
         finally:
             self.slots.release(rj.gpu)  # first: nothing below may keep a slot from the next job
             if outcome is None:  # cancelled: the supervisor is going away; the next start recovers the row
@@ -466,7 +487,6 @@ class Supervisor:
             await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id)
             log.error("job_not_run", reason="the worker found the configuration unusable (exit 78)", error=error,
                       stderr_tail=outcome.stderr_tail)
-            self.halt(f"worker exit 78 on {job.path}: {error}")
             return JobState.QUEUED, None
         retry = d.verdict is Verdict.RETRY
         self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
@@ -586,7 +606,9 @@ class Supervisor:
             if stuck:
                 log.error("jobs_not_recorded", count=len(stuck), store_error=self.store_trouble,
                           action="left running in the store; the next start takes them up again")
-                await asyncio.wait(stuck)
+                _, deaf = await asyncio.wait(stuck, timeout=RECORD_GRACE_SECONDS)
+                if deaf:  # not even cancelling ends them: exit all the same, never hang here
+                    log.critical("jobs_not_stopped", count=len(deaf), action="exiting without them")
         await self._log_summary()
         for obs in self.observers:
             try:
