@@ -41,7 +41,7 @@ sysdeps:
 	fi
 
 test: lint sysdeps models/person.pt $(MODEL_EXPORTS)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/scheduler.py

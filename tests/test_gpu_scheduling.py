@@ -103,7 +103,8 @@ def test_without_an_nvidia_driver_one_warning_and_a_normal_run(tmp_path):
     settings = tmp_path / "vs.toml"
     cmd = fake_worker_command()
     settings.write_text(
-        f'videos_dir = "videos"\n[discovery]\nsettle_seconds = 0\n[worker]\ncommand = {json.dumps(cmd)}\n')
+        f'videos_dir = "videos"\n[discovery]\nsettle_seconds = 0\n[worker]\ncommand = {json.dumps(cmd)}\n'
+        '[metrics]\nlisten = "127.0.0.1:0"\n')  # any free port: tests run side by side
     proc = subprocess.run(cli("--settings", str(settings)), capture_output=True, text=True, env=cli_env(), timeout=60,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
