@@ -21,7 +21,7 @@ from tests.test_scheduling import capture_logs, jobs, run_sup
 
 def _summaries(results: Path) -> dict[str, str]:
     """Result folder (relative) -> the video its summary names."""
-    return {str(p.parent.relative_to(results)): json.loads(p.read_text())["video"]
+    return {str(p.parent.relative_to(results)): json.loads(p.read_text())["video"]["path"]
             for p in results.rglob("summary.json")}
 
 

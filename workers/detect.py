@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from supervisor.protocol import ENGINES, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM
+from supervisor.protocol import ENGINES, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM, results
 from supervisor.protocol.lifeline import die_with_parent
 from supervisor.protocol.names import PathParser
 from supervisor.protocol.rois import RoiError, check_frame_size, load_rois
@@ -215,12 +215,9 @@ def run(args: argparse.Namespace) -> int:
 def video_identity(path: Path) -> dict[str, Any]:
     """What summary.json names the recording by, so a result set can be checked against its video later."""
     try:
-        st = path.stat()
+        return results.video_identity(path)
     except OSError as exc:
         raise WorkerError(EX_DATAERR, f"cannot read the file: {exc.strerror or exc}") from exc
-    job = os.environ.get("VIDEO_SUPERVISOR_JOB_ID", "")
-    return {"path": str(path), "size": st.st_size, "mtime": st.st_mtime,
-            "job_id": int(job) if job.isdigit() else None}
 
 
 def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timings: Timings,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.protocol.lifeline import die_with_parent
+from supervisor.protocol.results import video_identity
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
@@ -118,14 +119,17 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             for stale in out.glob(".*.tmp"):  # left by an attempt that was killed mid-write
                 stale.unlink(missing_ok=True)
-            _write_atomic(summary, json.dumps({"video": args.video, "camera": args.camera, "frames": frames}),
-                          args.output_bytes, args.write_seconds)
+            limit = float(args.duration or 0)
+            # Named as the real worker names it: the supervisor checks it after a crash (exactly once).
+            _write_atomic(summary, json.dumps({
+                "video": video_identity(Path(args.video)), "camera": args.camera, "frames": frames,
+                "processed_seconds": limit or seconds, "duration_limited": limit > 0,
+                "damage": {"seconds": damaged}}), args.output_bytes, args.write_seconds)
         except OSError as exc:
             print(f"{args.video}: cannot write results under {out}: {exc.strerror or exc}", file=sys.stderr)
             if args.record:
                 _append(Path(args.record), {**record, "end": time.time(), "exit": 75})
             return 75
-        limit = float(args.duration or 0)
         print(json.dumps({"event": "done", "output": str(summary), "video_seconds": limit or seconds,
                           "duration_limited": limit > 0, "damaged_seconds": damaged}), flush=True)
     if args.record:

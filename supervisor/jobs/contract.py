@@ -8,7 +8,7 @@ store it cannot trust, and the run stops.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.store import Job, JobState, SyncResult
@@ -24,7 +24,18 @@ class JobStoreEngine(Protocol):
         """Where the store is, for logs: a path, or a URL without its password."""
         ...
 
-    async def recover_running(self) -> int: ...
+    async def recover_running(self) -> list[Job]:
+        """At start: jobs left running by a scheduler that died go back to queued, the attempt not
+        counted; returned as they were, so their results can be checked (exactly once)."""
+        ...
+
+    async def reclaim_expired(self) -> list[Job]:
+        """Now and then: jobs claimed by a scheduler that stopped renewing its claims (shared stores)."""
+        ...
+
+    async def heartbeat(self, running: list[int], status: dict[str, Any]) -> None:
+        """Renew this scheduler's claims on `running` and publish its status (shared stores)."""
+        ...
 
     async def get(self, job_id: int) -> Job: ...
 

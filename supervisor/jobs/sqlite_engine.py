@@ -123,8 +123,14 @@ class SqliteEngine:
         finally:
             self.in_flight -= 1
 
-    async def recover_running(self) -> int:
+    async def recover_running(self) -> list[Job]:
         return await self._call(self._store.recover_running)
+
+    async def reclaim_expired(self) -> list[Job]:
+        return []  # one scheduler per SQLite store (it holds the lock): nobody else's claims to take over
+
+    async def heartbeat(self, running: list[int], status: dict[str, Any]) -> None:
+        return None  # the status file beside the store says it (observe/status.py)
 
     async def get(self, job_id: int) -> Job:
         return await self._call(self._store.get, job_id)
@@ -136,6 +142,7 @@ class SqliteEngine:
         return await self._call(self._store.jobs_by_id, list(ids))
 
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
+        self._check()  # never record a scan into a store other than the one this run opened
         # A big tree takes a while to record: on a connection of its own (in the loop's default pool), so job
         # outcomes are not held up behind it.
         return await self._call(sync_in_thread, self.path, videos, reprocess=reprocess, now=now, duration=duration,

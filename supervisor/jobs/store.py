@@ -13,11 +13,12 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from supervisor.jobs.discovery import VideoFile
 
@@ -78,7 +79,7 @@ class Job:
         return text
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Job:
+    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> Job:
         return cls(
             id=row["id"], camera=row["camera"], path=Path(row["path"]),
             recorded_at=datetime.fromisoformat(row["recorded_at"]), size=row["size"], mtime=row["mtime"],
@@ -193,30 +194,40 @@ def store_error(path: Path, exc: sqlite3.DatabaseError | OSError, *, reading: bo
 
 
 class SchedulerLock:
-    """An exclusive lock beside the store; the kernel drops it when the process dies."""
+    """One scheduler per store: an exclusive lock on the store file itself, reached through its resolved
+    path, so a symlink to the store or a deleted side file cannot get around it. The kernel drops it when
+    the process dies. The holder's pid is written beside the store, for the message a second one gets."""
 
     def __init__(self, db_path: Path) -> None:
-        self.path = db_path.with_name(db_path.name + ".lock")
+        self.db_path = db_path
+        self.path = db_path.with_name(db_path.name + ".lock")  # who holds it (informational)
         self._fd: int | None = None
 
     def acquire(self) -> None:
         try:
-            _create_private(self.path)
-            fd = os.open(self.path, os.O_RDWR)
+            _create_private(self.db_path)
+            real = self.db_path.resolve()
+            fd = os.open(real, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
-            raise store_error(self.path.with_suffix(""), exc) from None
+            raise store_error(self.db_path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
+            holder = "unknown"
+            with contextlib.suppress(OSError):
+                holder = real.with_name(real.name + ".lock").read_text().strip() or holder
             raise StoreError(
-                f"{self.path.with_suffix('')}: already in use by another scheduler (pid {holder}); "
+                f"{self.db_path}: already in use by another scheduler (pid {holder}); "
                 "stop it first, or use --list/status to look without scheduling"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        with contextlib.suppress(OSError):  # only a note for the message above: never fatal
+            side = real.with_name(real.name + ".lock")
+            _create_private(side)
+            side.write_text(f"{os.getpid()}\n")
+            if self.path != side and not self.path.exists():
+                self.path = side
 
     def release(self) -> None:
         if self._fd is not None:
@@ -226,15 +237,16 @@ class SchedulerLock:
 
 def sync_in_thread(path: Path, videos: list[VideoFile], *, reprocess: bool, now: float,
                    duration: float = 0.0) -> SyncResult:
-    """`JobStore.sync` on a connection of its own: call it through `asyncio.to_thread`, off the event loop."""
-    store = JobStore.open(path)
+    """`JobStore.sync` on a connection of its own: call it through `asyncio.to_thread`, off the event loop.
+    The store must be there already: a scan never creates a second one where the first was deleted."""
+    store = JobStore.open(path, create=False)
     try:
         return store.sync(videos, reprocess=reprocess, now=now, duration=duration)
     finally:
         store.close()
 
 
-def _covers_less(covered: float | None, wanted: float) -> bool:
+def covers_less(covered: float | None, wanted: float) -> bool:
     """A job done for its first `covered` seconds (None/0: all of it) gives less than `wanted` (0: all)."""
     if not covered:
         return False
@@ -251,7 +263,9 @@ class JobStore:
         self.readonly = readonly
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> JobStore:
+    def open(cls, path: Path, *, readonly: bool = False, create: bool = True) -> JobStore:
+        if not create and not path.exists():
+            raise StoreError(f"{path}: the job store is gone (deleted or moved while in use)")
         if readonly:
             if not path.exists():
                 return cls._empty_readonly(path)
@@ -420,15 +434,15 @@ class JobStore:
 
     # --- writes ------------------------------------------------------------
 
-    def recover_running(self) -> int:
-        """Rows left `running` by a process that died go back to `queued`, the attempt not counted."""
+    def recover_running(self) -> list[Job]:
+        """Rows left `running` by a process that died go back to `queued`, the attempt not counted.
+        Returns them as they were, for the exactly-once check of their results."""
         with self._transaction():
-            cur = self._conn.execute(
-                "UPDATE jobs SET state = ?, attempts = max(attempts - 1, 0), started_at = NULL "
-                "WHERE state = ?",
+            rows = self._conn.execute(
+                "UPDATE jobs SET state = ?, attempts = max(attempts - 1, 0) WHERE state = ? RETURNING *",
                 (JobState.QUEUED, JobState.RUNNING),
-            )
-        return cur.rowcount
+            ).fetchall()
+        return [replace(Job.from_row(r), state=JobState.RUNNING, attempts=r["attempts"] + 1) for r in rows]
 
     def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None,
              chunk: int = 2000, duration: float = 0.0) -> SyncResult:
@@ -476,7 +490,7 @@ class JobStore:
                     if cur.rowcount:
                         result.changed.append(row["id"])
                     pending += 1
-                elif row["state"] == JobState.DONE and _covers_less(row["covered_seconds"], duration):
+                elif row["state"] == JobState.DONE and covers_less(row["covered_seconds"], duration):
                     cur = self._conn.execute(
                         "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
                         "not_before = NULL WHERE id = ? AND state = ?",

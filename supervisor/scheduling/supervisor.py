@@ -36,6 +36,7 @@ from supervisor.protocol.paths import ResultRoot, UnsafeOutput
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
 from supervisor.scheduling.queue import JobQueue, QueueItem
+from supervisor.scheduling.recovery import finished_result
 from supervisor.scheduling.slots import GpuId, SlotPool
 
 log = structlog.get_logger("supervisor")
@@ -278,16 +279,43 @@ class Supervisor:
 
     async def _startup(self) -> None:
         recovered = await self._store_call("recover_running", self.store.recover_running)
+        await self._settle_recovered(recovered, enqueue=False)  # the first scan queues the rest
         log.info(
             "supervisor_started", mode="daemon" if self.daemon else "once", pid=os.getpid(),
             videos_dir=str(self.settings.videos_dir), store=self.store.describe,
             max_parallel=self.settings.scheduler.max_parallel, probe=self.probe.name,
-            gpus=[g for g in self.slots.gpus if g is not None], recovered_running=recovered,
+            gpus=[g for g in self.slots.gpus if g is not None], recovered_running=len(recovered),
         )
         if self._probe_warning is not None:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
             self.monitor.poll_once()  # never start 4 jobs on a GPU that is already hot
+
+    async def _settle_recovered(self, jobs: list[Job], *, enqueue: bool) -> None:
+        """Jobs whose scheduler died while they ran: done if their worker had finished (exactly once),
+        else queued again (`enqueue`: into this run's queue at once; otherwise the next scan does it)."""
+        for job in jobs:
+            result = None
+            if job.result_key is not None:
+                try:
+                    result = finished_result(job_output_dir(self.settings.output_dir, job.result_key), job)
+                except ValueError:
+                    result = None
+            if result is None:
+                log.warning("job_recovered", job_id=job.id, video=str(job.path), camera=job.camera,
+                            action="its scheduler stopped while it ran: queued again, the attempt not counted")
+                if enqueue:
+                    self._enqueue(replace(job, state=JobState.QUEUED))
+                continue
+            duration = max(0.0, (job.finished_at or self.clock.time()) - (job.started_at or self.clock.time()))
+            video_seconds = result["video_seconds"] if isinstance(result["video_seconds"], (int, float)) else None
+            await self._store_call(
+                "mark_done", self.store.mark_done, job.id, now=self.clock.time(), duration=duration,
+                output=result["output"], video_seconds=video_seconds,
+                covered_seconds=video_seconds if result["duration_limited"] else None,
+                damaged_seconds=float(result["damaged_seconds"] or 0.0))
+            log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=result["output"],
+                     message="its worker had finished when its scheduler stopped: recorded done, not run again")
 
     # --- intake -------------------------------------------------------------
 
@@ -563,9 +591,24 @@ class Supervisor:
         while True:
             await self.clock.sleep(interval)
             await self.store.check()
+            await self._share_state()
             if self.notifier.watchdog_seconds and self.healthy():
                 self.notifier.watchdog()
             await self.tick_observers()
+
+    async def _share_state(self) -> None:
+        """A shared store: renew this scheduler's claims, say what it runs, and take over the jobs of a
+        scheduler that stopped renewing its own. A store that does not answer now is asked next time."""
+        try:
+            await self.store.heartbeat(list(self.running), {
+                "running": [{"job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path),
+                             "gpu": rj.gpu, "started_at": rj.started_at} for rj in self.running.values()],
+                "limit": self.slots.total_limit, "gpus": self.monitor.snapshot(), "queue": self.queue_status()})
+            reclaimed = await self.store.reclaim_expired()
+        except StoreUnavailable as exc:
+            log.debug("heartbeat_not_shared", error=str(exc))
+            return
+        await self._settle_recovered(reclaimed, enqueue=not self._stop.is_set())
 
     async def _report_queue(self) -> None:
         while True:

@@ -61,7 +61,7 @@ def test_kill_9_of_the_daemon_at_random_moments_loses_nothing(tmp_path):
     for job in jobs:
         out = tmp_path / "results" / job.path.relative_to(tmp_path / "videos")
         assert sorted(os.listdir(out)) == ["summary.json"], os.listdir(out)  # no temporary leftovers
-        assert json.loads((out / "summary.json").read_text())["video"] == str(job.path)
+        assert json.loads((out / "summary.json").read_text())["video"]["path"] == str(job.path)
     runs = read_runs(tmp_path / "runs.jsonl")
     completed = [r["video"] for r in runs if r["exit"] == 0]
     # A worker that finished just before its daemon died may run again: results are rewritten whole.
