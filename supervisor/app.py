@@ -18,6 +18,8 @@ from typing import Any
 import structlog
 
 from supervisor.config import Settings
+from supervisor.jobs.contract import JobStoreEngine
+from supervisor.jobs.postgres import PostgresEngine
 from supervisor.jobs.sqlite_engine import SqliteEngine
 from supervisor.jobs.store import SchedulerLock, StoreError
 from supervisor.logs import cleanup_old_logs, configure_logging
@@ -27,7 +29,7 @@ from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer
 from supervisor.observe.progress import ProgressBar
 from supervisor.observe.progress import wanted as progress_wanted
-from supervisor.observe.status import StatusFile, status_path
+from supervisor.observe.status import StatusFile
 from supervisor.protocol import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
 from supervisor.scheduling.supervisor import Supervisor
 
@@ -83,27 +85,48 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir,
                               console_full=daemon or s.logging.level.upper() == "DEBUG", cache=True)
     removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
-    lock = SchedulerLock(s.state_db)
+    lock = SchedulerLock(s.state_db) if not s.store_url else None  # a shared store takes several daemons
+    sqlite: SqliteEngine | None = None
     try:
-        lock.acquire()
-        store = SqliteEngine.open(s.state_db)
+        if lock is not None:
+            lock.acquire()
+            sqlite = SqliteEngine.open(s.state_db)
     except StoreError as exc:
-        lock.release()
+        if lock is not None:
+            lock.release()
         sinks.close()
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_TEMPFAIL if "in use" in str(exc) else EX_CONFIG
     if removed:
         structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
     notifier = Notifier()
-    observers: list[Observer] = [StatusFile(status_path(s.state_db), notifier), Metrics(s.metrics.listen),
-                                 Alerts(s.alerts)]
+    observers: list[Observer] = [StatusFile(s.status_file, notifier), Metrics(s.metrics.listen), Alerts(s.alerts)]
     if not daemon and progress_wanted():
         observers.append(ProgressBar())
+
+    async def main() -> int:
+        store: JobStoreEngine
+        if sqlite is not None:
+            store = sqlite
+        else:
+            try:
+                store = await PostgresEngine.open(s.store_url)
+            except StoreError as exc:
+                print(f"video-supervisor: {exc}", file=sys.stderr)
+                return EX_TEMPFAIL
+        try:
+            sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
+            return await serve(sup, early_signals or [])
+        finally:
+            if sqlite is None:
+                await store.close()
+
     try:
-        sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
-        return run_async(serve(sup, early_signals or []), loop)
+        return run_async(main(), loop)
     finally:
         notifier.close()
-        store.close_now()
-        lock.release()
+        if sqlite is not None:
+            sqlite.close_now()
+        if lock is not None:
+            lock.release()
         sinks.close()

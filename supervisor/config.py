@@ -134,9 +134,23 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     source: str = "defaults"
+    # A PostgreSQL job store shared by several daemons: `state_db = "postgresql://..."` sets it; state_db's
+    # path is then unused.
+    store_url: str = ""
+
+    @property
+    def status_file(self) -> Path:
+        """Where this daemon's live snapshot goes (read by `status` on this host)."""
+        if self.store_url:
+            return self.log_dir / "status.json"
+        return self.state_db.with_name(self.state_db.name + ".status.json")
 
 
-_NOT_IN_FILE = frozenset({"source"})
+def is_store_url(text: str) -> bool:
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+_NOT_IN_FILE = frozenset({"source", "store_url"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -209,7 +223,13 @@ def _build(cls: Any, table: dict[str, Any], prefix: str, source: str, base: Path
 
 def parse_settings(data: dict[str, Any], source: str, base: Path) -> Settings:
     """Paths in the file are relative to its folder; so is the default model, a file too."""
+    url = data.get("state_db")
+    if isinstance(url, str) and is_store_url(url):
+        data = {k: v for k, v in data.items() if k != "state_db"}
+    else:
+        url = ""
     settings: Settings = _build(Settings, data, "", source, base)
+    settings = dataclasses.replace(settings, store_url=url)
     settings = dataclasses.replace(settings, source=source)
     worker = data.get("worker")
     if not (isinstance(worker, dict) and "model" in worker):

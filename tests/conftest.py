@@ -14,3 +14,19 @@ def _reset_structlog():
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for this test process (see tests/pg.py)."""
+    from tests.pg import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh database on the real server."""
+    return pg_server.new_database()

@@ -21,10 +21,10 @@ from typing import Any
 
 from supervisor import __version__
 from supervisor.app import run_supervisor
-from supervisor.config import LOG_LEVELS, ConfigError, Settings, check_model, load_settings
+from supervisor.config import LOG_LEVELS, ConfigError, Settings, check_model, is_store_url, load_settings
 from supervisor.jobs.discovery import scan
-from supervisor.jobs.store import JobStore, StoreError, store_error
-from supervisor.observe.status import status_path
+from supervisor.jobs.postgres import open_reader
+from supervisor.jobs.store import StoreError, store_error
 from supervisor.protocol import EX_CONFIG, EX_USAGE
 from supervisor.protocol.names import PathParser
 
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=_gpu_list, metavar="0,1", help="GPU indices to use (default: every GPU)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="logging verbosity (default INFO)")
     p.add_argument("--daemon", action="store_true", help="run forever: rescan periodically and on SIGHUP")
-    p.add_argument("--state-db", type=Path, help="SQLite job store")
+    p.add_argument("--state-db", help="job store: a SQLite file, or a postgresql:// URL shared by several hosts "
+                                      "(put a password in PGPASSWORD or ~/.pgpass, never here)")
     p.add_argument("--output-dir", type=Path, help="where results go: OUTPUT/<camera>/<video>/")
     p.add_argument("--log-dir", type=Path, help="where processing_*.log and errors_*.log go")
     p.add_argument("--reprocess", action="store_true", help="run again videos already done")
@@ -73,7 +74,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
     s = load_settings(args.settings)
     top: dict[str, Any] = {"source": s.source}
-    for flag, key in (("videos_dir", "videos_dir"), ("state_db", "state_db"), ("output_dir", "output_dir"),
+    if args.state_db is not None:
+        if is_store_url(args.state_db):
+            top["store_url"] = args.state_db
+        else:
+            top["state_db"] = Path(args.state_db)
+            top["store_url"] = ""
+    for flag, key in (("videos_dir", "videos_dir"), ("output_dir", "output_dir"),
                       ("log_dir", "log_dir"), ("rois", "rois_file"), ("duration", "duration")):
         value = getattr(args, flag)
         if value is not None:
@@ -186,7 +193,7 @@ def list_videos(s: Settings, out: Any = sys.stdout) -> int:
     except OSError as exc:
         print(f"video-supervisor: {s.videos_dir}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EX_CONFIG
-    store = JobStore.open(s.state_db, readonly=True)
+    store = open_reader(s.store_url, s.state_db)
     try:
         known = store.by_path()
     finally:
@@ -223,7 +230,7 @@ def _inspect(command: str, argv: list[str]) -> int:
     """`status` and `report`: read-only looks at the store (and the daemon's snapshot)."""
     p = argparse.ArgumentParser(prog=f"video-supervisor {command}")
     p.add_argument("--settings", type=Path)
-    p.add_argument("--state-db", type=Path)
+    p.add_argument("--state-db", help="a SQLite file or a postgresql:// URL")
     p.add_argument("--log-dir", type=Path, help="accepted for symmetry with the main command")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     if command == "report":
@@ -235,22 +242,24 @@ def _inspect(command: str, argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
-    db = (args.state_db or s.state_db).absolute()
+    url = args.state_db if args.state_db and is_store_url(args.state_db) else s.store_url
+    db = Path(args.state_db).absolute() if args.state_db and not url else s.state_db.absolute()
+    status_file = s.status_file if url else db.with_name(db.name + ".status.json")
     try:
-        return _inspect_store(command, args, db)
+        return _inspect_store(command, args, url, db, status_file)
     except (StoreError, OSError, sqlite3.DatabaseError) as exc:
         reason = exc if isinstance(exc, StoreError) else store_error(db, exc, reading=True)
         print(f"video-supervisor {command}: {reason}", file=sys.stderr)
         return EX_CONFIG
 
 
-def _inspect_store(command: str, args: argparse.Namespace, db: Path) -> int:
-    store = JobStore.open(db, readonly=True)
+def _inspect_store(command: str, args: argparse.Namespace, url: str, db: Path, status_file: Path) -> int:
+    store = open_reader(url, db)
     try:
         if command == "status":
             from supervisor.observe.status import collect_status, read_snapshot, render_status
 
-            st = collect_status(store, read_snapshot(status_path(db)))
+            st = collect_status(store, read_snapshot(status_file))
             print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
             return 0
         from supervisor.observe.report import build_report, render_csv, render_json, render_table

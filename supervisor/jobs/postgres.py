@@ -309,12 +309,6 @@ class PostgresEngine:
                 "heartbeat_at = excluded.heartbeat_at, status = excluded.status",
                 (self.owner, host, int(pid), float(started), now, json.dumps(status, default=str)))
 
-    async def daemons(self, *, within: float = 60.0) -> list[dict[str, Any]]:
-        """The daemons that beat within the last `within` seconds, each with its running jobs."""
-        return await self._fetch("SELECT d.*, (SELECT count(*) FROM jobs j WHERE j.lease_owner = d.id AND "
-                                 "j.state = 'running') AS running_jobs FROM daemons d WHERE heartbeat_at >= %s "
-                                 "ORDER BY host", (time.time() - within,))
-
     async def check(self) -> None:
         return None  # a server is not a file that can be swapped under us
 
@@ -375,3 +369,90 @@ class _Transaction:
         if conn is not None:
             with contextlib.suppress(Exception):  # already broken: nothing more to do with it
                 await conn.close()
+
+
+class PostgresReader:
+    """The read-only looks of the commands (`--list`, `status`, `report`) at a PostgreSQL store: the same
+    methods as the SQLite store's reads, blocking, on a connection of their own."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        self.url = url
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"{redact(url)}: cannot read the job store ({_unavailable(exc)})") from None
+
+    def _rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        import psycopg
+
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall())
+        except psycopg.errors.UndefinedTable:
+            return []  # no scheduler has used this database yet
+
+    def jobs(self) -> list[Job]:
+        return [Job.from_row(r) for r in self._rows("SELECT * FROM jobs ORDER BY recorded_at, camera, path")]
+
+    def by_path(self) -> dict[str, Job]:
+        return {str(j.path): j for j in self.jobs()}
+
+    def counts(self) -> dict[str, int]:
+        out = {str(s): 0 for s in JobState}
+        for r in self._rows("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
+            out[r["state"]] = int(r["n"])
+        return out
+
+    def damage_totals(self) -> tuple[int, float, int]:
+        rows = self._rows("SELECT count(damaged_seconds) AS n, coalesce(sum(damaged_seconds), 0) AS s, "
+                          "count(covered_seconds) AS c FROM jobs WHERE state = 'done'")
+        return (int(rows[0]["n"]), float(rows[0]["s"]), int(rows[0]["c"])) if rows else (0, 0.0, 0)
+
+    def pending_bytes_by_camera(self) -> dict[str, float]:
+        rows = self._rows("SELECT camera, sum(size) AS total FROM jobs WHERE state = ANY(%s) GROUP BY camera",
+                          (list(_READY),))
+        return {r["camera"]: float(r["total"]) for r in rows}
+
+    def ready_count_by_camera(self) -> dict[str, int]:
+        rows = self._rows("SELECT camera, count(*) AS n FROM jobs WHERE state = ANY(%s) GROUP BY camera",
+                          (list(_READY),))
+        return {r["camera"]: int(r["n"]) for r in rows}
+
+    def done_work_by_camera(self, since: float | None = None) -> dict[str, tuple[float, float, float]]:
+        rows = self._rows(
+            "SELECT camera, sum(duration_seconds) AS secs, sum(size) AS size, sum(coalesce(video_seconds, 0)) AS video "
+            "FROM jobs WHERE state = 'done' AND duration_seconds > 0 AND finished_at >= %s GROUP BY camera",
+            (since or 0.0,))
+        return {r["camera"]: (float(r["secs"]), float(r["size"]), float(r["video"])) for r in rows}
+
+    def recent_failures(self, limit: int = 5) -> list[Job]:
+        rows = self._rows("SELECT * FROM jobs WHERE state IN ('dead', 'failed') AND last_error IS NOT NULL "
+                          "ORDER BY finished_at DESC LIMIT %s", (limit,))
+        return [Job.from_row(r) for r in rows]
+
+    def finished_since(self, since: float | None) -> list[Job]:
+        rows = self._rows("SELECT * FROM jobs WHERE state IN ('done', 'dead') AND finished_at >= %s "
+                          "ORDER BY finished_at", (since or 0.0,))
+        return [Job.from_row(r) for r in rows]
+
+    def daemons(self, within: float = 60.0) -> list[dict[str, Any]]:
+        """Every daemon that beat within `within` seconds: host, pid, running jobs, GPU state."""
+        return self._rows("SELECT d.id, d.host, d.pid, d.started_at, d.heartbeat_at, d.status, (SELECT count(*) "
+                          "FROM jobs j WHERE j.lease_owner = d.id AND j.state = 'running') AS running_jobs "
+                          "FROM daemons d WHERE heartbeat_at >= %s ORDER BY host, pid", (time.time() - within,))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_reader(settings_store_url: str, state_db: Any) -> Any:
+    """The commands' read-only store: PostgreSQL for a URL, else the SQLite file (read-only)."""
+    if settings_store_url:
+        return PostgresReader(settings_store_url)
+    from supervisor.jobs.store import JobStore
+
+    return JobStore.open(state_db, readonly=True)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiofiles
 
-from supervisor.jobs.store import JobStore
 from supervisor.observe.estimate import Rates, format_duration, queue_eta, running_remaining
 from supervisor.observe.observers import Observer
 
@@ -177,7 +176,9 @@ def read_snapshot(path: Path, now: float | None = None) -> dict[str, Any] | None
     return snap
 
 
-def collect_status(store: JobStore, snapshot: dict[str, Any] | None) -> dict[str, Any]:
+def collect_status(store: Any, snapshot: dict[str, Any] | None) -> dict[str, Any]:
+    """What `status` shows: the store's figures, this host's daemon (its snapshot file), and with a shared
+    store every daemon that beat in the last minute (host, pid, running jobs, GPUs)."""
     work = store.done_work_by_camera()
     rates = Rates.learn(work)
     counts = store.counts()
@@ -207,6 +208,10 @@ def collect_status(store: JobStore, snapshot: dict[str, Any] | None) -> dict[str
         ],
         "speed": speed, "eta_seconds": None if eta is None else round(eta, 1),
         "store_trouble": snapshot.get("store_trouble") if snapshot else None,
+        "hosts": [{"host": h["host"], "pid": h["pid"], "running_jobs": int(h["running_jobs"]),
+                   "heartbeat_at": h["heartbeat_at"], "gpus": (h.get("status") or {}).get("gpus", []),
+                   "limit": (h.get("status") or {}).get("limit")}
+                  for h in (store.daemons() if hasattr(store, "daemons") else [])],
     }
 
 
@@ -220,6 +225,10 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append("supervisor: not running")
     if st.get("store_trouble"):
         lines.append(f"PAUSED: the job store refuses writes ({st['store_trouble']}); work resumes by itself")
+    for h in st.get("hosts", []):
+        gpus = ", ".join(f"gpu {g['gpu']} {g['temperature']:.0f} C {g['health']}" if g.get("temperature") is not None
+                         else f"gpu {g['gpu']} {g['health']}" for g in h["gpus"]) or "no GPU monitoring"
+        lines.append(f"host {h['host']} (pid {h['pid']}): {h['running_jobs']} running, limit {h['limit']}, {gpus}")
     for g in st["gpus"]:
         mem = ""
         if g.get("memory_used_mb") is not None and g.get("memory_total_mb"):

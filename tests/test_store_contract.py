@@ -1,0 +1,210 @@
+"""One contract, two engines: every test here runs on the SQLite engine and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.postgres import PostgresEngine
+from supervisor.jobs.sqlite_engine import SqliteEngine
+from supervisor.jobs.store import READY_STATES, JobState, ResultFolderTaken
+
+ENGINES = ["sqlite", "postgres"]
+
+
+def video(name: str, minute: int, *, size: int = 100, mtime: float = 1.0, camera: str = "cam") -> VideoFile:
+    return VideoFile(camera, datetime(2025, 11, 14, 10) + timedelta(minutes=minute), Path(f"/v/{camera}/{name}"),
+                     size, mtime)
+
+
+@pytest.fixture(params=ENGINES)
+def opener(request, tmp_path):
+    """`await opener(**kw)`: a new engine on this test's store (the same store each time)."""
+    if request.param == "sqlite":
+        async def open_sqlite(**_: object):
+            return SqliteEngine.open(tmp_path / "jobs.db")
+        return open_sqlite
+    url = request.getfixturevalue("pg_url")
+
+    async def open_pg(**kw: object):
+        return await PostgresEngine.open(url, **kw)
+    return open_pg
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_discovery_is_idempotent_and_claims_go_to_one_taker(opener):
+    async def main():
+        e = await opener()
+        videos = [video("c.mp4", 3), video("a.mp4", 1), video("b.mp4", 2)]
+        first = await e.sync(videos, reprocess=False, now=1.0, duration=0)
+        again = await e.sync(videos, reprocess=False, now=2.0, duration=0)
+        ready = await e.jobs(READY_STATES)
+        job = await e.claim(ready[0].id, now=5.0, result_key="cam/a.mp4")
+        twice = await e.claim(ready[0].id, now=6.0, result_key="cam/a.mp4")
+        counts = await e.counts()
+        await e.close()
+        return first, again, ready, job, twice, counts
+
+    first, again, ready, job, twice, counts = run(main())
+    assert len(first.new) == 3 and again.ready == []
+    assert [j.path.name for j in ready] == ["a.mp4", "b.mp4", "c.mp4"]  # oldest recording first
+    assert job.state is JobState.RUNNING and job.attempts == 1 and job.result_key == "cam/a.mp4"
+    assert twice is None
+    assert counts["running"] == 1 and counts["queued"] == 2
+
+
+def test_retries_then_dead_and_attempts_counted_once_each(opener):
+    async def main():
+        e = await opener()
+        [jid] = (await e.sync([video("a.mp4", 1)], reprocess=False, now=1.0, duration=0)).new
+        await e.claim(jid, now=2.0)
+        await e.mark_failed(jid, now=3.0, error="exit 1", exit_code=1, retry_at=33.0)
+        waiting = await e.get(jid)
+        again = await e.claim(jid, now=40.0)
+        await e.mark_failed(jid, now=41.0, error="exit 1", exit_code=1, retry_at=None)
+        dead = await e.get(jid)
+        await e.close()
+        return waiting, again, dead
+
+    waiting, again, dead = run(main())
+    assert waiting.state is JobState.FAILED and waiting.not_before == 33.0 and waiting.last_exit_code == 1
+    assert again.attempts == 2
+    assert dead.state is JobState.DEAD and dead.attempts == 2 and dead.last_error == "exit 1"
+
+
+def test_changed_files_partial_runs_and_reprocess_queue_again(opener):
+    async def main():
+        e = await opener()
+        a, b, c = video("a.mp4", 1), video("b.mp4", 2), video("c.mp4", 3)
+        ids = (await e.sync([a, b, c], reprocess=False, now=1.0, duration=0)).new
+        for jid, covered in zip(ids, (None, 60.0, None), strict=True):
+            await e.claim(jid, now=2.0)
+            await e.mark_done(jid, now=3.0, duration=1.0, output="x", video_seconds=60.0, covered_seconds=covered,
+                              damaged_seconds=0.0)
+        grown = video("a.mp4", 1, size=200)
+        sync = await e.sync([grown, b, c], reprocess=False, now=4.0, duration=0)
+        everything = await e.sync([grown, b, c], reprocess=True, now=5.0, duration=0)
+        await e.close()
+        return ids, sync, everything
+
+    ids, sync, everything = run(main())
+    assert sync.changed == [ids[0]]  # the file changed: run again
+    assert sync.requeued == [ids[1]]  # done for its first 60 s only; this run wants all of it
+    assert everything.requeued == [ids[2]]  # --reprocess: the rest that was done
+
+
+def test_one_result_folder_per_recording(opener):
+    async def main():
+        e = await opener()
+        one, two = (await e.sync([video("a.mp4", 1), video("b.mp4", 2)], reprocess=False, now=1.0, duration=0)).new
+        await e.claim(one, now=2.0, result_key="cam/same")
+        try:
+            await e.claim(two, now=2.0, result_key="cam/same")
+        except ResultFolderTaken as exc:
+            taken = exc
+        else:
+            taken = None
+        still = await e.get(two)
+        await e.close()
+        return taken, still
+
+    taken, still = run(main())
+    assert taken is not None and taken.other.path.name == "a.mp4"
+    assert still.state is JobState.QUEUED and still.attempts == 0  # not claimed
+
+
+def test_a_crashed_schedulers_jobs_are_recovered_uncounted_and_returned_as_they_were(opener):
+    async def main():
+        first = await opener(lease_seconds=0.0)
+        ids = (await first.sync([video("a.mp4", 1), video("b.mp4", 2)], reprocess=False, now=1.0, duration=0)).new
+        await first.claim(ids[0], now=time.time(), result_key="cam/a.mp4")
+        await first.close()  # ...and it died: nothing renews its claim
+        second = await opener()
+        recovered = await second.recover_running()
+        after = await second.get(ids[0])
+        await second.close()
+        return ids, recovered, after
+
+    ids, recovered, after = run(main())
+    assert [(j.id, j.state, j.result_key) for j in recovered] == [(ids[0], JobState.RUNNING, "cam/a.mp4")]
+    assert after.state is JobState.QUEUED and after.attempts == 0
+
+
+def test_the_figures_behind_status_and_report(opener):
+    async def main():
+        e = await opener()
+        ids = (await e.sync([video("a.mp4", 1, size=1000), video("b.mp4", 2, size=500, camera="door")],
+                            reprocess=False, now=1.0, duration=0)).new
+        pending = await e.pending_bytes_by_camera()
+        await e.claim(ids[0], now=2.0)
+        await e.mark_done(ids[0], now=12.0, duration=10.0, output="x", video_seconds=30.0, covered_seconds=None,
+                          damaged_seconds=2.0)
+        work = await e.done_work_by_camera()
+        done = await e.get(ids[0])
+        await e.close()
+        return pending, work, done
+
+    pending, work, done = run(main())
+    assert pending == {"cam": 1000.0, "door": 500.0}
+    assert work == {"cam": (10.0, 1000.0, 30.0)}
+    assert done.state is JobState.DONE and done.damaged_seconds == 2.0 and done.output == "x"
+
+
+# --- PostgreSQL only: several daemons on one store -------------------------------------------------------
+
+
+def test_a_row_one_daemon_holds_is_skipped_by_the_others_not_waited_for(pg_url):
+    import psycopg
+
+    async def main():
+        a = await PostgresEngine.open(pg_url, owner="host-a:1:1")
+        ids = (await a.sync([video("a.mp4", 1), video("b.mp4", 2)], reprocess=False, now=1.0, duration=0)).new
+        holder = await psycopg.AsyncConnection.connect(pg_url)
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT * FROM jobs WHERE id = %s FOR UPDATE", (ids[0],))  # mid-claim elsewhere
+        b = await PostgresEngine.open(pg_url, owner="host-b:1:1")
+        started = time.monotonic()
+        skipped = await b.claim(ids[0], now=2.0)
+        oldest_free = await b.claim_next(now=2.0)
+        waited = time.monotonic() - started
+        await holder.rollback()
+        await holder.close()
+        for e in (a, b):
+            await e.close()
+        return ids, skipped, oldest_free, waited
+
+    ids, skipped, oldest_free, waited = run(main())
+    assert skipped is None and oldest_free.id == ids[1]
+    assert waited < 5  # it did not wait for the lock (a lock wait would never end here)
+
+
+def test_a_lease_renewed_by_heartbeats_holds_and_an_expired_one_is_taken_over(pg_url):
+    async def main():
+        a = await PostgresEngine.open(pg_url, owner="host-a:1:1", lease_seconds=1.0)
+        b = await PostgresEngine.open(pg_url, owner="host-b:2:2", lease_seconds=1.0)
+        [jid] = (await a.sync([video("a.mp4", 1)], reprocess=False, now=1.0, duration=0)).new
+        await a.claim(jid, now=time.time())
+        held = []
+        for _ in range(3):
+            await asyncio.sleep(0.5)
+            await a.heartbeat([jid], {"limit": 4, "gpus": []})
+            held.append(await b.reclaim_expired())
+        await asyncio.sleep(1.2)  # host a is gone: no more heartbeats
+        taken = await b.reclaim_expired()
+        again = await b.claim(jid, now=time.time())
+        for e in (a, b):
+            await e.close()
+        return held, taken, again
+
+    held, taken, again = run(main())
+    assert held == [[], [], []]
+    assert [j.id for j in taken] == [again.id]
+    assert again.state is JobState.RUNNING and again.attempts == 1  # the lost attempt is not charged
