@@ -110,7 +110,7 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
             store = sqlite
         else:
             try:
-                store = await PostgresEngine.open(s.store_url)
+                store = await PostgresEngine.open(s.store_url, lease_seconds=s.scheduler.lease_seconds)
             except StoreError as exc:
                 print(f"video-supervisor: {exc}", file=sys.stderr)
                 return EX_TEMPFAIL

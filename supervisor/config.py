@@ -48,6 +48,9 @@ class SchedulerSettings:
     max_parallel: int = 4
     rescan_seconds: float = 60.0
     drain_seconds: float = 30.0
+    # A shared (PostgreSQL) store: a daemon's claim on a job lasts this long unless its heartbeat renews
+    # it; a daemon that dies leaves its jobs to the others after at most this long.
+    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +275,8 @@ def validate(s: Settings) -> None:
     _check(s.duration >= 0, s, "duration", "must be >= 0 (0 means the whole video)")
     _check(s.scheduler.max_parallel >= 1, s, "scheduler.max_parallel", "must be >= 1")
     _check(s.scheduler.rescan_seconds > 0, s, "scheduler.rescan_seconds", "must be > 0")
+    _check(s.scheduler.lease_seconds >= 2, s, "scheduler.lease_seconds",
+           "must be >= 2 (heartbeats renew a lease several times within it)")
     _check(s.scheduler.drain_seconds >= 0, s, "scheduler.drain_seconds", "must be >= 0")
     _check(bool(s.discovery.extensions), s, "discovery.extensions", "must name at least one extension")
     for i, ext in enumerate(s.discovery.extensions):

@@ -10,6 +10,7 @@ answer (restarting, unreachable) raises StoreUnavailable, and the scheduler wait
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -105,6 +106,7 @@ class PostgresEngine:
         self.lease_seconds = lease_seconds
         self.in_flight = 0
         self._conn: Any = None
+        self._turn: asyncio.Lock | None = None  # one transaction at a time on the one connection
 
     @property
     def describe(self) -> str:
@@ -333,6 +335,9 @@ class _Transaction:
 
         engine = self._engine
         engine.in_flight += 1
+        if engine._turn is None:
+            engine._turn = asyncio.Lock()
+        await engine._turn.acquire()
         try:
             if engine._conn is None or engine._conn.closed:
                 await engine._connect()
@@ -341,9 +346,11 @@ class _Transaction:
         except psycopg.OperationalError as exc:
             engine.in_flight -= 1
             await self._drop()
+            engine._turn.release()
             raise _unavailable(exc) from exc
         except BaseException:
             engine.in_flight -= 1
+            engine._turn.release()
             raise
         self._cur = engine._conn.cursor()
         return self._cur
@@ -352,16 +359,19 @@ class _Transaction:
         import psycopg
 
         try:
-            await self._cur.close()
-            await self._tx.__aexit__(kind, exc, tb)
-        except psycopg.OperationalError as error:
-            await self._drop()
-            raise _unavailable(error) from error
+            try:
+                await self._cur.close()
+                await self._tx.__aexit__(kind, exc, tb)
+            except psycopg.OperationalError as error:
+                await self._drop()
+                raise _unavailable(error) from error
+            if isinstance(exc, psycopg.OperationalError):
+                await self._drop()
+                raise _unavailable(exc) from exc
         finally:
             self._engine.in_flight -= 1
-        if isinstance(exc, psycopg.OperationalError):
-            await self._drop()
-            raise _unavailable(exc) from exc
+            if self._engine._turn is not None:
+                self._engine._turn.release()
         return False
 
     async def _drop(self) -> None:

@@ -585,7 +585,7 @@ class Supervisor:
     async def _heartbeat(self) -> None:
         """Watchdog pings from the event loop itself, so a hung loop gets restarted; the store's identity is
         checked (a store deleted or replaced under us stops the run, loudly); observers' tick."""
-        interval = HEARTBEAT_SECONDS
+        interval = min(HEARTBEAT_SECONDS, self.settings.scheduler.lease_seconds / 4)  # renewals well within
         if self.notifier.watchdog_seconds:
             interval = min(interval, self.notifier.watchdog_seconds / 2)
         while True:
