@@ -208,3 +208,51 @@ def test_a_lease_renewed_by_heartbeats_holds_and_an_expired_one_is_taken_over(pg
     assert held == [[], [], []]
     assert [j.id for j in taken] == [again.id]
     assert again.state is JobState.RUNNING and again.attempts == 1  # the lost attempt is not charged
+
+
+# --- moving a site's history ------------------------------------------------------------------------------
+
+
+def test_store_copy_moves_every_job_from_sqlite_to_postgresql_and_refuses_to_overwrite(tmp_path, pg_url):
+    import subprocess
+    import sys
+
+    from supervisor.jobs.postgres import PostgresReader
+    from supervisor.jobs.store import JobStore
+
+    src = tmp_path / "jobs.db"
+    store = JobStore.open(src)
+    ids = store.sync([video("a.mp4", 1), video("b.mp4", 2), video("c.mp4", 3)]).new
+    store.claim(ids[0], now=2.0, result_key="cam/a.mp4")
+    store.mark_done(ids[0], now=3.0, duration=1.0, output="out/a", video_seconds=60.0, damaged_seconds=1.5)
+    store.claim(ids[1], now=2.0)  # its scheduler is stopped (the copy locks the store): it ran no more
+    store.close()
+    cli = [sys.executable, "-m", "supervisor", "store", "copy"]
+    done = subprocess.run([*cli, str(src), pg_url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("copied 3 jobs to postgresql://")
+    reader = PostgresReader(pg_url)
+    copied = {j.path.name: j for j in reader.jobs()}
+    reader.close()
+    assert copied["a.mp4"].state is JobState.DONE and copied["a.mp4"].result_key == "cam/a.mp4"
+    assert copied["a.mp4"].video_seconds == 60.0 and copied["a.mp4"].damaged_seconds == 1.5
+    assert copied["b.mp4"].state is JobState.QUEUED  # was running: queued again
+    assert copied["c.mp4"].state is JobState.QUEUED
+    again = subprocess.run([*cli, str(src), pg_url], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 78 and "already holds jobs" in again.stderr
+    back = subprocess.run([*cli, pg_url, str(tmp_path / "back.db")], capture_output=True, text=True, timeout=60)
+    assert back.returncode == 0 and "copied 3 jobs" in back.stdout
+
+
+def test_a_postgresql_url_is_a_store_not_a_folder_and_list_reads_it(tmp_path, pg_url):
+    import subprocess
+    import sys
+
+    from tests.fakes import make_video
+
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    proc = subprocess.run([sys.executable, "-m", "supervisor", "--videos-dir", str(tmp_path / "videos"),
+                           "--state-db", pg_url, "--list"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "new" in proc.stdout and "1 video in 1 camera" in proc.stdout
+    assert not (tmp_path / "postgresql:").exists()

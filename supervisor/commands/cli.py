@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "at a parallelism that follows the GPU's health.",
         epilog="other commands: `video-supervisor status [--json]` (what is running, queue, ETA, failures), "
                "`video-supervisor report [--since DATE] [--json|--csv]` (per-camera figures), "
-               "`video-supervisor demo` (a sample tree, processed). Exit status: 0 all done, 1 some job "
+               "`video-supervisor demo` (a sample tree, processed), "
+               "`video-supervisor store copy SRC DST` (move the job history, e.g. SQLite to PostgreSQL). "
+               "Exit status: 0 all done, 1 some job "
                "failed for good, 2 usage, 75 store in use, 78 bad settings/ROI file, 130 interrupted.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -307,6 +309,10 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
         from supervisor.commands.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "store":
+        from supervisor.commands.store_copy import main as store_main
+
+        return store_main(argv[1:])
     if argv and argv[0] in ("status", "report"):
         return _inspect(argv[0], argv[1:])
     parser = build_parser()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -63,6 +64,7 @@ def test_three_daemons_share_the_work_and_a_killed_ones_jobs_are_taken_over(tmp_
     try:
         for d in daemons:
             d.wait_for("supervisor_started", timeout=30)
+        hosts = _status_hosts(pg_url, want=3)
         victim = daemons[0]
         deadline = time.monotonic() + 30
         while not _children(victim.proc.pid):  # kill it while it runs jobs
@@ -87,6 +89,24 @@ def test_three_daemons_share_the_work_and_a_killed_ones_jobs_are_taken_over(tmp_
     assert {j.path for j in jobs} == set(videos)
     # The dead daemon's claims ran out after the lease (4 s) and were taken over well within a minute.
     assert taken_over_after < 60
+    assert sorted(h["pid"] for h in hosts) == sorted(d.proc.pid for d in daemons)  # `status` saw every host
+
+
+def _status_hosts(url, want):
+    """`video-supervisor status --json` against the shared store, until it lists `want` daemons."""
+    import subprocess
+    import sys
+
+    deadline = time.monotonic() + 30
+    while True:
+        proc = subprocess.run([sys.executable, "-m", "supervisor", "status", "--state-db", url, "--json"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        hosts = json.loads(proc.stdout)["hosts"]
+        if len(hosts) >= want:
+            return hosts
+        assert time.monotonic() < deadline, hosts
+        time.sleep(0.3)
 
 
 def test_a_server_stopped_for_ten_seconds_pauses_new_work_and_everything_resumes(tmp_path, pg_server, pg_url):

@@ -1,0 +1,115 @@
+"""`video-supervisor store copy SRC DST`: move a site's job history from one store to another.
+
+SRC and DST are each a SQLite file or a postgresql:// URL (typically SQLite to PostgreSQL, when a
+second GPU host joins). Every job is copied with its state, attempts, errors, times, result folder
+and figures; jobs running in SRC are copied as queued (their scheduler must be stopped first: a
+SQLite source is locked for the copy). DST must hold no jobs yet, so nothing is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from supervisor.config import is_store_url
+from supervisor.jobs.postgres import PostgresEngine, redact
+from supervisor.jobs.store import Job, JobState, JobStore, SchedulerLock, StoreError
+from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
+
+_COLUMNS = ("camera", "path", "recorded_at", "size", "mtime", "state", "attempts", "last_error", "last_exit_code",
+            "discovered_at", "not_before", "started_at", "finished_at", "duration_seconds", "output",
+            "video_seconds", "result_key", "covered_seconds", "damaged_seconds")
+
+
+def _row(job: Job) -> tuple[object, ...]:
+    state = JobState.QUEUED if job.state is JobState.RUNNING else job.state
+    return (job.camera, str(job.path), job.recorded_at.isoformat(), job.size, job.mtime, str(state), job.attempts,
+            job.last_error, job.last_exit_code, job.discovered_at, job.not_before,
+            None if job.state is JobState.RUNNING else job.started_at, job.finished_at, job.duration_seconds,
+            job.output, job.video_seconds, job.result_key, job.covered_seconds, job.damaged_seconds)
+
+
+def _read(src: str) -> list[Job]:
+    if is_store_url(src):
+        from supervisor.jobs.postgres import PostgresReader
+
+        reader = PostgresReader(src)
+        try:
+            return reader.jobs()
+        finally:
+            reader.close()
+    path = Path(src)
+    if not path.is_file():
+        raise StoreError(f"{path}: no such job store")
+    store = JobStore.open(path, readonly=True)
+    try:
+        return store.jobs()
+    finally:
+        store.close()
+
+
+def _write_sqlite(dst: Path, jobs: list[Job]) -> None:
+    store = JobStore.open(dst)
+    try:
+        if store.jobs():
+            raise StoreError(f"{dst}: already holds jobs; copy into an empty store")
+        marks = ",".join("?" * len(_COLUMNS))
+        with store._transaction():
+            store._conn.executemany(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                                    [_row(j) for j in jobs])
+    finally:
+        store.close()
+
+
+async def _write_postgres(url: str, jobs: list[Job]) -> None:
+    engine = await PostgresEngine.open(url)
+    try:
+        async with engine._tx() as cur:
+            await cur.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+            await cur.execute("SELECT count(*) AS n FROM jobs")
+            if (await cur.fetchone())["n"]:
+                raise StoreError(f"{redact(url)}: already holds jobs; copy into an empty store")
+            marks = ",".join(["%s"] * len(_COLUMNS))
+            await cur.executemany(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                                  [_row(j) for j in jobs])
+    finally:
+        await engine.close()
+
+
+def copy(src: str, dst: str) -> int:
+    """Copy every job of SRC into the empty DST; the number copied."""
+    lock = None if is_store_url(src) else SchedulerLock(Path(src))
+    if lock is not None:
+        lock.acquire()  # no scheduler may change SRC while it is read
+    try:
+        jobs = _read(src)
+    finally:
+        if lock is not None:
+            lock.release()
+    if is_store_url(dst):
+        asyncio.run(_write_postgres(dst, jobs))
+    else:
+        _write_sqlite(Path(dst), jobs)
+    return len(jobs)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="video-supervisor store", description=(__doc__ or "").splitlines()[0])
+    sub = p.add_subparsers(dest="verb", required=True)
+    c = sub.add_parser("copy", help="copy every job from SRC into the empty DST (SQLite file or postgresql:// URL)")
+    c.add_argument("src")
+    c.add_argument("dst")
+    args = p.parse_args(argv)
+    if args.src == args.dst:
+        print("video-supervisor store copy: SRC and DST are the same store", file=sys.stderr)
+        return EX_USAGE
+    try:
+        n = copy(args.src, args.dst)
+    except StoreError as exc:
+        print(f"video-supervisor store copy: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL if "in use" in str(exc) else EX_CONFIG
+    where = redact(args.dst) if is_store_url(args.dst) else args.dst
+    print(f"copied {n} job{'s' if n != 1 else ''} to {where}")
+    return EX_OK
