@@ -88,6 +88,18 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _alive(owner: str) -> bool:
+    """Whether the daemon named `owner` (on this host) still runs: its pid, started when it says."""
+    try:
+        pid = int(owner.rsplit(":", 2)[1])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # someone else's process has that pid now, or ours under another user: leave it
+    return True
+
+
 def daemon_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
 
@@ -162,17 +174,26 @@ class PostgresEngine:
     # --- the contract --------------------------------------------------------------------------------
 
     async def recover_running(self) -> list[Job]:
-        """Jobs whose lease ran out (their daemon died) go back to queued, the attempt not counted; the
-        rows as they were are returned, for the exactly-once check."""
-        now = time.time()
-        rows = await self._fetch(
-            "WITH gone AS (SELECT * FROM jobs WHERE state = 'running' AND lease_until < %s FOR UPDATE SKIP LOCKED) "
-            "UPDATE jobs j SET state = 'queued', attempts = greatest(j.attempts - 1, 0), lease_owner = NULL, "
-            "lease_until = NULL FROM gone WHERE j.id = gone.id RETURNING gone.*", (now,))
-        return [Job.from_row(r) for r in rows]
+        """At start: the jobs of a daemon on this host that is gone (a restart after a crash: no need to wait
+        for its leases), and every job whose lease ran out, go back to queued, the attempt not counted."""
+        host = self.owner.rsplit(":", 2)[0]
+        rows = await self._fetch("SELECT DISTINCT lease_owner FROM jobs WHERE state = 'running' AND "
+                                 "lease_owner LIKE %s", (f"{host}:%",))
+        dead = [r["lease_owner"] for r in rows if r["lease_owner"] != self.owner and not _alive(r["lease_owner"])]
+        return await self._reclaim(dead)
 
     async def reclaim_expired(self) -> list[Job]:
-        return await self.recover_running()
+        """Jobs whose lease ran out (their daemon died or lost the server) go back to queued, the attempt not
+        counted; the rows as they were are returned, for the exactly-once check."""
+        return await self._reclaim([])
+
+    async def _reclaim(self, owners: list[str]) -> list[Job]:
+        rows = await self._fetch(
+            "WITH gone AS (SELECT * FROM jobs WHERE state = 'running' AND (lease_until < %s OR lease_owner = ANY(%s)) "
+            "FOR UPDATE SKIP LOCKED) "
+            "UPDATE jobs j SET state = 'queued', attempts = greatest(j.attempts - 1, 0), lease_owner = NULL, "
+            "lease_until = NULL FROM gone WHERE j.id = gone.id RETURNING gone.*", (time.time(), owners))
+        return [Job.from_row(r) for r in rows]
 
     async def get(self, job_id: int) -> Job:
         rows = await self._fetch("SELECT * FROM jobs WHERE id = %s", (job_id,))
