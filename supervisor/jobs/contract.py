@@ -19,6 +19,8 @@ class StoreUnavailable(Exception):
 
 
 class JobStoreEngine(Protocol):
+    shared: bool  # several schedulers use it at once (their retries are everyone's to pick up)
+
     @property
     def describe(self) -> str:
         """Where the store is, for logs: a path, or a URL without its password."""

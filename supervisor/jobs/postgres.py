@@ -112,6 +112,8 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
 class PostgresEngine:
     """`JobStoreEngine` over one PostgreSQL database. `owner` names this daemon in its leases."""
 
+    shared = True
+
     def __init__(self, url: str, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> None:
         self.url = url
         self.owner = owner or daemon_identity()

@@ -95,6 +95,8 @@ _NO_FUTURE: Any = object()
 class SqliteEngine:
     """`JobStoreEngine` over a `JobStore`, which it owns from here on (and closes)."""
 
+    shared = False
+
     def __init__(self, store: JobStore, *, owned: bool = True) -> None:
         self._store = store
         self._owned = owned  # close the connection at the end, or leave it to whoever opened it

@@ -95,8 +95,9 @@ class Intake:
                 log.info("recording_time_from_mtime", video=str(v.path), camera=v.camera,
                          recorded_at=v.recorded_at.isoformat())
         # At start everything ready is loaded (queued rows, retries left by an earlier run); later
-        # scans only add what this scan made ready.
-        if self.scans == 1:
+        # scans only add what this scan made ready, unless other schedulers share the store: then a
+        # retry due on a host that went away is everyone's to take.
+        if self.scans == 1 or self._store.shared:
             ready: list[Job] = await self._store_call("jobs", self._store.jobs, READY_STATES)
         else:
             ready = await self._store_call("jobs_by_id", self._store.jobs_by_id, sync.ready)
