@@ -50,6 +50,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/thermal.py
 	$(BIN)/python bench/worker.py
+	$(BIN)/python bench/store.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -120,6 +120,7 @@ def test_a_job_whose_worker_finished_just_before_the_crash_is_done_once_not_run_
     assert launcher.events == []  # never run a second time
     job = jobs(s)["cam_20251114_100000.mp4"]
     assert job.state is JobState.DONE and job.video_seconds == 42.0 and job.damaged_seconds == 1.5
+    assert job.attempts == 1  # the attempt that finished counts
     assert job.output.endswith("cam/cam_20251114_100000.mp4/summary.json")
     assert [e["job_id"] for e in logs if e["event"] == "job_done_before_restart"] == [job.id]
 

@@ -55,7 +55,9 @@ class JobStoreEngine(Protocol):
 
     async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
                         video_seconds: float | None, covered_seconds: float | None,
-                        damaged_seconds: float) -> None: ...
+                        damaged_seconds: float, recovered: bool = False) -> None:
+        """`recovered`: its attempt was taken back as lost at recovery, but had finished: count it."""
+        ...
 
     async def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
                           retry_at: float | None) -> None: ...

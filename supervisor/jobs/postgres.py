@@ -284,12 +284,14 @@ class PostgresEngine:
         return Job.from_row(rows[0]) if rows else None
 
     async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
-                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float) -> None:
+                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float,
+                        recovered: bool = False) -> None:
         await self._fetch(
             "UPDATE jobs SET state = 'done', finished_at = %s, duration_seconds = %s, output = %s, video_seconds = %s, "
             "covered_seconds = %s, damaged_seconds = %s, last_error = NULL, last_exit_code = 0, lease_owner = NULL, "
-            "lease_until = NULL WHERE id = %s",
-            (now, duration, output, video_seconds, covered_seconds or None, damaged_seconds or None, job_id))
+            "lease_until = NULL, attempts = attempts + %s WHERE id = %s",
+            (now, duration, output, video_seconds, covered_seconds or None, damaged_seconds or None, int(recovered),
+             job_id))
 
     async def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
                           retry_at: float | None) -> None:

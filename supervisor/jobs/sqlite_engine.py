@@ -157,10 +157,11 @@ class SqliteEngine:
         return await self._call(self._store.mark_running, job_id, now=now)
 
     async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
-                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float) -> None:
+                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float,
+                        recovered: bool = False) -> None:
         await self._call(self._store.mark_done, job_id, now=now, duration=duration, output=output,
                          video_seconds=video_seconds, covered_seconds=covered_seconds,
-                         damaged_seconds=damaged_seconds)
+                         damaged_seconds=damaged_seconds, recovered=recovered)
 
     async def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
                           retry_at: float | None) -> None:

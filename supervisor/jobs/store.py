@@ -558,15 +558,16 @@ class JobStore:
 
     def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
                   video_seconds: float | None = None, covered_seconds: float | None = None,
-                  damaged_seconds: float | None = None) -> None:
-        """`covered_seconds`: set when only the first N seconds were processed (--duration)."""
+                  damaged_seconds: float | None = None, recovered: bool = False) -> None:
+        """`covered_seconds`: set when only the first N seconds were processed (--duration). `recovered`: the
+        attempt that finished was taken back as lost at recovery; it counts after all."""
         with self._transaction():
             self._conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, duration_seconds = ?, output = ?, "
                 "video_seconds = ?, covered_seconds = ?, damaged_seconds = ?, last_error = NULL, "
-                "last_exit_code = 0 WHERE id = ?",
+                "last_exit_code = 0, attempts = attempts + ? WHERE id = ?",
                 (JobState.DONE, now, duration, output, video_seconds, covered_seconds or None,
-                 damaged_seconds or None, job_id),
+                 damaged_seconds or None, int(recovered), job_id),
             )
 
     def assign_result_key(self, job_id: int, key: str) -> None:

@@ -313,7 +313,7 @@ class Supervisor:
                 "mark_done", self.store.mark_done, job.id, now=self.clock.time(), duration=duration,
                 output=result["output"], video_seconds=video_seconds,
                 covered_seconds=video_seconds if result["duration_limited"] else None,
-                damaged_seconds=float(result["damaged_seconds"] or 0.0))
+                damaged_seconds=float(result["damaged_seconds"] or 0.0), recovered=True)
             log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=result["output"],
                      message="its worker had finished when its scheduler stopped: recorded done, not run again")
 
