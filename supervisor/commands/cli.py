@@ -246,9 +246,9 @@ def _inspect(command: str, argv: list[str]) -> int:
         return EX_CONFIG
     url = args.state_db if args.state_db and is_store_url(args.state_db) else s.store_url
     db = Path(args.state_db).absolute() if args.state_db and not url else s.state_db.absolute()
-    status_file = s.status_file if url else db.with_name(db.name + ".status.json")
+    s = dataclasses.replace(s, state_db=db, store_url=url)
     try:
-        return _inspect_store(command, args, url, db, status_file)
+        return _inspect_store(command, args, url, db, s.status_file)
     except (StoreError, OSError, sqlite3.DatabaseError) as exc:
         reason = exc if isinstance(exc, StoreError) else store_error(db, exc, reading=True)
         print(f"video-supervisor {command}: {reason}", file=sys.stderr)

@@ -153,9 +153,6 @@ class SqliteEngine:
     async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
         return await self._call(self._store.claim, job_id, now=now, result_key=result_key)
 
-    async def mark_running(self, job_id: int, *, now: float) -> Job:
-        return await self._call(self._store.mark_running, job_id, now=now)
-
     async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
                         video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float,
                         recovered: bool = False) -> None:

@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 STALE_AFTER_SECONDS = 15.0
 
 
-def status_path(state_db: Path) -> Path:
-    return state_db.with_name(state_db.name + ".status.json")
-
-
 class SpeedModel:
     """Per-camera processing speed: learnt from the store's history (which the scheduler re-reads now and
     then, off the loop), and kept up to date job by job in between: O(1) a finished job."""

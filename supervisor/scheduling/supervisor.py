@@ -70,9 +70,6 @@ class RunningJob:
     def view(self) -> RunningView:
         return RunningView(self.job, self.gpu, self.started_at, self.output_dir, dict(self.progress))
 
-    def percent(self) -> float | None:
-        return self.view().percent()
-
 
 class Supervisor:
     """Runs jobs for every discovered video until done (once) or until told to stop (daemon)."""
