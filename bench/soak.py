@@ -25,8 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from supervisor.jobs.postgres import PostgresReader  # noqa: E402
-from supervisor.jobs.store import JobState, JobStore  # noqa: E402
+from supervisor.config import is_store_url  # noqa: E402
+from supervisor.jobs.postgres import open_reader  # noqa: E402
+from supervisor.jobs.store import JobState  # noqa: E402
 
 
 def make_tree(root: Path, count: int) -> list[Path]:
@@ -60,17 +61,12 @@ def start(cfg: Path) -> subprocess.Popen[bytes]:
 
 
 def states(store: str) -> list[JobState]:
-    if store.startswith("postgresql://"):
-        reader = PostgresReader(store)
-        try:
-            return [j.state for j in reader.jobs()]
-        finally:
-            reader.close()
-    s = JobStore.open(Path(store), readonly=True)
+    url = store if is_store_url(store) else ""
+    reader = open_reader(url, Path(store))
     try:
-        return [j.state for j in s.jobs()]
+        return [j.state for j in reader.jobs()]
     finally:
-        s.close()
+        reader.close()
 
 
 def soak(tmp: Path, store: str, kills: int, videos: int, rng: random.Random) -> dict[str, object]:

@@ -145,6 +145,15 @@ class Daemon:
                 stream.close()
 
 
+def children(pid: int) -> list[int]:
+    """The pids of a process's children now (none once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from supervisor.jobs.store import JobState, JobStore
-from tests.daemon_harness import Daemon, NotifySocket, daemon_settings, wait_gone
+from tests.daemon_harness import Daemon, NotifySocket, children, daemon_settings, wait_gone
 from tests.fakes import make_video, read_runs
 
 LOOPS = ["uvloop", "asyncio"]
@@ -190,18 +190,13 @@ def test_sigkill_of_the_daemon_leaves_no_worker_behind(tmp_path, loop):
     try:
         d.wait_for("job_started", n=2)
         time.sleep(0.5)
-        workers = [int(p) for p in _children(d.proc.pid)]
+        workers = children(d.proc.pid)
         assert len(workers) == 2
         d.signal(signal.SIGKILL)
         d.wait()
         assert wait_gone(workers) == []
     finally:
         d.stop()
-
-
-def _children(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return f.read().split()
 
 
 def test_under_journald_each_line_carries_its_priority(tmp_path):

@@ -19,16 +19,9 @@ from supervisor.protocol.results import video_identity
 from tests.fakes import make_settings, make_video
 from tests.test_event_order import run_on_clock
 from tests.test_scheduling import jobs
+from tests.test_store import HOLD_LOCK
 
 REPO = Path(__file__).resolve().parent.parent
-HOLD_LOCK = """
-import sys, time
-from pathlib import Path
-from supervisor.jobs.store import SchedulerLock
-SchedulerLock(Path(sys.argv[1])).acquire()
-print("locked", flush=True)
-time.sleep(60)
-"""
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from supervisor.config import is_store_url
-from supervisor.jobs.postgres import PostgresEngine, redact
+from supervisor.jobs.postgres import PostgresEngine, open_reader, redact
 from supervisor.jobs.store import Job, JobState, JobStore, SchedulerLock, StoreError
 from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
 
@@ -32,20 +32,13 @@ def _row(job: Job) -> tuple[object, ...]:
 
 
 def _read(src: str) -> list[Job]:
-    if is_store_url(src):
-        from supervisor.jobs.postgres import PostgresReader
-
-        reader = PostgresReader(src)
-        try:
-            return reader.jobs()
-        finally:
-            reader.close()
-    path = Path(src)
-    if not path.is_file():
-        raise StoreError(f"{path}: no such job store")
-    store = JobStore.open(path, readonly=True)
+    url = src if is_store_url(src) else ""
+    if not url and not Path(src).is_file():
+        raise StoreError(f"{src}: no such job store")
+    store = open_reader(url, Path(src))
     try:
-        return store.jobs()
+        jobs: list[Job] = store.jobs()
+        return jobs
     finally:
         store.close()
 

@@ -75,8 +75,27 @@ CREATE TABLE IF NOT EXISTS daemons (
 }
 
 
-def is_url(text: str) -> bool:
-    return text.startswith(("postgresql://", "postgres://"))
+# The reads both the scheduler's engine and the commands' reader make, and how their rows are shaped.
+_ALL_JOBS = "SELECT * FROM jobs ORDER BY recorded_at, camera, path"
+_COUNTS = "SELECT state, count(*) AS n FROM jobs GROUP BY state"
+_PENDING = "SELECT camera, sum(size) AS total FROM jobs WHERE state = ANY(%s) GROUP BY camera"
+_DONE_WORK = ("SELECT camera, sum(duration_seconds) AS secs, sum(size) AS size, sum(coalesce(video_seconds, 0)) "
+              "AS video FROM jobs WHERE state = 'done' AND duration_seconds > 0 AND finished_at >= %s GROUP BY camera")
+
+
+def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    out = {str(s): 0 for s in JobState}
+    for r in rows:
+        out[r["state"]] = int(r["n"])
+    return out
+
+
+def _pending(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {r["camera"]: float(r["total"]) for r in rows}
+
+
+def _done_work(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float, float]]:
+    return {r["camera"]: (float(r["secs"]), float(r["size"]), float(r["video"])) for r in rows}
 
 
 def redact(url: str) -> str:
@@ -205,7 +224,7 @@ class PostgresEngine:
 
     async def jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
         if states is None:
-            rows = await self._fetch("SELECT * FROM jobs ORDER BY recorded_at, camera, path")
+            rows = await self._fetch(_ALL_JOBS)
         else:
             rows = await self._fetch("SELECT * FROM jobs WHERE state = ANY(%s) ORDER BY recorded_at, camera, path",
                                      ([str(s) for s in states],))
@@ -307,21 +326,13 @@ class PostgresEngine:
             "lease_owner = NULL, lease_until = NULL WHERE id = %s", (job_id,))
 
     async def counts(self) -> dict[str, int]:
-        out = {str(s): 0 for s in JobState}
-        for r in await self._fetch("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
-            out[r["state"]] = int(r["n"])
-        return out
+        return _counts(await self._fetch(_COUNTS))
 
     async def pending_bytes_by_camera(self) -> dict[str, float]:
-        rows = await self._fetch("SELECT camera, sum(size) AS total FROM jobs WHERE state = ANY(%s) GROUP BY camera",
-                                 (list(_READY),))
-        return {r["camera"]: float(r["total"]) for r in rows}
+        return _pending(await self._fetch(_PENDING, (list(_READY),)))
 
     async def done_work_by_camera(self) -> dict[str, tuple[float, float, float]]:
-        rows = await self._fetch(
-            "SELECT camera, sum(duration_seconds) AS secs, sum(size) AS size, sum(coalesce(video_seconds, 0)) AS video "
-            "FROM jobs WHERE state = 'done' AND duration_seconds > 0 GROUP BY camera")
-        return {r["camera"]: (float(r["secs"]), float(r["size"]), float(r["video"])) for r in rows}
+        return _done_work(await self._fetch(_DONE_WORK, (0.0,)))
 
     async def heartbeat(self, running: list[int], status: dict[str, Any]) -> None:
         """Renew this daemon's leases and publish what it runs and how its GPUs are, for `status` anywhere."""
@@ -431,16 +442,13 @@ class PostgresReader:
             return []  # no scheduler has used this database yet
 
     def jobs(self) -> list[Job]:
-        return [Job.from_row(r) for r in self._rows("SELECT * FROM jobs ORDER BY recorded_at, camera, path")]
+        return [Job.from_row(r) for r in self._rows(_ALL_JOBS)]
 
     def by_path(self) -> dict[str, Job]:
         return {str(j.path): j for j in self.jobs()}
 
     def counts(self) -> dict[str, int]:
-        out = {str(s): 0 for s in JobState}
-        for r in self._rows("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
-            out[r["state"]] = int(r["n"])
-        return out
+        return _counts(self._rows(_COUNTS))
 
     def damage_totals(self) -> tuple[int, float, int]:
         rows = self._rows("SELECT count(damaged_seconds) AS n, coalesce(sum(damaged_seconds), 0) AS s, "
@@ -448,9 +456,7 @@ class PostgresReader:
         return (int(rows[0]["n"]), float(rows[0]["s"]), int(rows[0]["c"])) if rows else (0, 0.0, 0)
 
     def pending_bytes_by_camera(self) -> dict[str, float]:
-        rows = self._rows("SELECT camera, sum(size) AS total FROM jobs WHERE state = ANY(%s) GROUP BY camera",
-                          (list(_READY),))
-        return {r["camera"]: float(r["total"]) for r in rows}
+        return _pending(self._rows(_PENDING, (list(_READY),)))
 
     def ready_count_by_camera(self) -> dict[str, int]:
         rows = self._rows("SELECT camera, count(*) AS n FROM jobs WHERE state = ANY(%s) GROUP BY camera",
@@ -458,11 +464,7 @@ class PostgresReader:
         return {r["camera"]: int(r["n"]) for r in rows}
 
     def done_work_by_camera(self, since: float | None = None) -> dict[str, tuple[float, float, float]]:
-        rows = self._rows(
-            "SELECT camera, sum(duration_seconds) AS secs, sum(size) AS size, sum(coalesce(video_seconds, 0)) AS video "
-            "FROM jobs WHERE state = 'done' AND duration_seconds > 0 AND finished_at >= %s GROUP BY camera",
-            (since or 0.0,))
-        return {r["camera"]: (float(r["secs"]), float(r["size"]), float(r["video"])) for r in rows}
+        return _done_work(self._rows(_DONE_WORK, (since or 0.0,)))
 
     def recent_failures(self, limit: int = 5) -> list[Job]:
         rows = self._rows("SELECT * FROM jobs WHERE state IN ('dead', 'failed') AND last_error IS NOT NULL "

@@ -9,16 +9,8 @@ import signal
 import time
 
 from supervisor.jobs.store import JobState, JobStore
-from tests.daemon_harness import Daemon, alive, daemon_settings, wait_gone
+from tests.daemon_harness import Daemon, alive, children, daemon_settings, wait_gone
 from tests.fakes import make_video, read_runs
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def test_kill_9_of_the_daemon_at_random_moments_loses_nothing(tmp_path):
@@ -33,7 +25,7 @@ def test_kill_9_of_the_daemon_at_random_moments_loses_nothing(tmp_path):
         try:
             d.wait_for("supervisor_started", timeout=20)
             time.sleep(rng.uniform(0.05, 0.8))
-            workers = _children(d.proc.pid)
+            workers = children(d.proc.pid)
             d.signal(signal.SIGKILL)
             d.wait()
             killed_workers += len(workers)
@@ -82,7 +74,7 @@ def test_kill_9_of_a_worker_mid_write_leaves_no_partial_result_and_the_job_is_re
         while not (out.is_dir() and any(p.name.endswith(".tmp") for p in out.iterdir())):
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        [worker] = _children(d.proc.pid)
+        [worker] = children(d.proc.pid)
         time.sleep(0.3)
         os.kill(worker, signal.SIGKILL)  # mid-write
         assert not (out / "summary.json").exists()
@@ -100,7 +92,7 @@ def test_kill_9_of_a_worker_mid_write_leaves_no_partial_result_and_the_job_is_re
     [job] = store.jobs()
     store.close()
     assert job.state is JobState.DONE and job.attempts == 2
-    assert not any(alive(p) for p in _children(os.getpid()) if p != d.proc.pid)
+    assert not any(alive(p) for p in children(os.getpid()) if p != d.proc.pid)
 
 
 def test_the_real_worker_killed_mid_run_leaves_only_hidden_temporaries_which_the_retry_clears(tmp_path):

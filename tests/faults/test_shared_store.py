@@ -11,18 +11,10 @@ import pytest
 
 from supervisor.jobs.postgres import PostgresReader
 from supervisor.jobs.store import JobState
-from tests.daemon_harness import Daemon, daemon_settings, wait_gone
+from tests.daemon_harness import Daemon, children, daemon_settings, wait_gone
 from tests.fakes import make_video, read_runs
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def shared_settings(tmp_path, url, name, *, job_seconds, lease=4.0):
@@ -67,10 +59,10 @@ def test_three_daemons_share_the_work_and_a_killed_ones_jobs_are_taken_over(tmp_
         hosts = _status_hosts(pg_url, want=3)
         victim = daemons[0]
         deadline = time.monotonic() + 30
-        while not _children(victim.proc.pid):  # kill it while it runs jobs
+        while not children(victim.proc.pid):  # kill it while it runs jobs
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        orphans = _children(victim.proc.pid)
+        orphans = children(victim.proc.pid)
         killed_at = time.monotonic()
         victim.signal(signal.SIGKILL)
         victim.wait()
@@ -116,7 +108,7 @@ def test_a_server_stopped_for_ten_seconds_pauses_new_work_and_everything_resumes
         for d in daemons:
             d.wait_for("supervisor_started", timeout=30)
         deadline = time.monotonic() + 30
-        while not any(_children(d.proc.pid) for d in daemons):
+        while not any(children(d.proc.pid) for d in daemons):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         pg_server.stop("fast")
