@@ -123,6 +123,7 @@ class Supervisor:
         self._scan_stuck_seconds = scan_stuck_seconds
         self._base_env = dict(os.environ)  # what workers inherit, copied once
         self._results: ResultRoot | None = None  # the output folder, opened at the first job
+        self._beat_failing = False  # a shared store has not taken the last heartbeat
 
     @property
     def settings(self) -> Settings:
@@ -603,8 +604,15 @@ class Supervisor:
                 "limit": self.slots.total_limit, "gpus": self.monitor.snapshot(), "queue": self.queue_status()})
             reclaimed = await self.store.reclaim_expired()
         except StoreUnavailable as exc:
-            log.debug("heartbeat_not_shared", error=str(exc))
+            if not self._beat_failing and self.running:  # once an outage: our claims may run out meanwhile
+                log.warning("claims_not_renewed", error=str(exc), running=len(self.running),
+                            lease_seconds=self.settings.scheduler.lease_seconds,
+                            action="running jobs go on; if this lasts past the lease, another host may take them")
+            self._beat_failing = True
             return
+        if self._beat_failing:
+            self._beat_failing = False
+            log.info("claims_renewed")
         await self._settle_recovered(reclaimed, enqueue=not self._stop.is_set())
 
     async def _report_queue(self) -> None:

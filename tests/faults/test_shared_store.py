@@ -118,6 +118,8 @@ def test_a_server_stopped_for_ten_seconds_pauses_new_work_and_everything_resumes
         wait_all_done(pg_url, len(videos), timeout=120)
         for d in daemons:
             d.wait_for("store_recovered", timeout=30)
+        assert any(d.count("claims_not_renewed") for d in daemons)  # said, not silent
+        for d in daemons:
             d.signal(signal.SIGTERM)
             assert d.wait(timeout=60) == 0
     finally:
