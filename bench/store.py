@@ -91,8 +91,9 @@ async def _through_engine(db: Path, n: int) -> float:
     ids = (await engine.sync(_videos(n), reprocess=False, now=1.0, duration=0)).new
     started = time.perf_counter()
     for jid in ids:
-        await engine.claim(jid, now=2.0, result_key=f"cam/{jid}")
-        await engine.mark_done(jid, now=3.0, duration=1.0, output="x", video_seconds=1.0, covered_seconds=None,
+        job = await engine.claim(jid, now=2.0, result_key=f"cam/{jid}")
+        assert job is not None
+        await engine.mark_done(jid, token=job.claim_token, now=3.0, duration=1.0, output="x", video_seconds=1.0, covered_seconds=None,
                                damaged_seconds=0.0)
     elapsed = time.perf_counter() - started
     await engine.close()
@@ -106,8 +107,8 @@ async def _on_the_loop(db: Path, n: int) -> float:
     for jid in ids:  # the calls as they were made before: blocking, on the loop, key and claim apart
         store.get(jid)
         store.assign_result_key(jid, f"cam/{jid}")
-        store.mark_running(jid, now=2.0)
-        store.mark_done(jid, now=3.0, duration=1.0, output="x", video_seconds=1.0)
+        token = store.claim(jid, now=2.0).claim_token
+        store.mark_done(jid, token=token, now=3.0, duration=1.0, output="x", video_seconds=1.0)
         await asyncio.sleep(0)
     elapsed = time.perf_counter() - started
     store.close()

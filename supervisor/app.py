@@ -21,7 +21,7 @@ from supervisor.config import Settings
 from supervisor.jobs.contract import JobStoreEngine
 from supervisor.jobs.postgres import PostgresEngine
 from supervisor.jobs.sqlite_engine import SqliteEngine
-from supervisor.jobs.store import SchedulerLock, StoreError
+from supervisor.jobs.store import SchedulerLock, StoreError, StoreInUse
 from supervisor.logs import cleanup_old_logs, configure_logging
 from supervisor.observe.alerts import Alerts
 from supervisor.observe.metrics import Metrics
@@ -30,6 +30,8 @@ from supervisor.observe.observers import Observer
 from supervisor.observe.progress import ProgressBar
 from supervisor.observe.progress import wanted as progress_wanted
 from supervisor.observe.status import StatusFile
+from supervisor.process.child import live_pids
+from supervisor.process.orphans import OrphanReaper, become_subreaper
 from supervisor.protocol import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
 from supervisor.scheduling.supervisor import Supervisor
 
@@ -96,7 +98,7 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
             lock.release()
         sinks.close()
         print(f"video-supervisor: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL if "in use" in str(exc) else EX_CONFIG
+        return EX_TEMPFAIL if isinstance(exc, StoreInUse) else EX_CONFIG
     if removed:
         structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
     notifier = Notifier()
@@ -111,11 +113,13 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
         else:
             try:
                 store = await PostgresEngine.open(s.store_url, lease_seconds=s.scheduler.lease_seconds)
-            except StoreError as exc:
+            except StoreError as exc:  # refused for good (credentials, database): a server down is waited for
                 print(f"video-supervisor: {exc}", file=sys.stderr)
-                return EX_TEMPFAIL
+                return EX_CONFIG
         try:
-            sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers)
+            orphans = OrphanReaper(live_pids) if become_subreaper() else None
+            sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers,
+                             orphans=orphans)
             return await serve(sup, early_signals or [])
         finally:
             if sqlite is None:

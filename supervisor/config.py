@@ -96,6 +96,7 @@ class WorkerSettings:
     retry_backoff_seconds: float = 30.0
     retry_backoff_max_seconds: float = 1800.0
     stop_grace_seconds: float = 10.0
+    done_grace_seconds: float = 10.0  # a worker still running this long after its done event is stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +324,7 @@ def validate(s: Settings) -> None:
     _check(w.retry_backoff_max_seconds >= w.retry_backoff_seconds, s, "worker.retry_backoff_max_seconds",
            "must be >= worker.retry_backoff_seconds")
     _check(w.stop_grace_seconds >= 0, s, "worker.stop_grace_seconds", "must be >= 0")
+    _check(w.done_grace_seconds >= 0, s, "worker.done_grace_seconds", "must be >= 0")
     _check(s.logging.level.upper() in LOG_LEVELS, s, "logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
     _check(s.logging.retention_days >= 1, s, "logging.retention_days", "must be >= 1")
     if s.metrics.listen:

@@ -314,3 +314,6 @@ class _FakeRun:
     def request_stop(self) -> None:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
+
+    def kill_now(self) -> None:
+        self.request_stop()

@@ -134,7 +134,7 @@ def test_jobs_left_running_by_a_crash_run_again(tmp_path):
 
     found = scan(s.videos_dir, extensions=("mp4",), settle_seconds=0, now=time.time(), parser=PathParser())
     jid = store.sync(found.videos).new[0]
-    store.mark_running(jid, now=time.time())  # ...and then the daemon died
+    store.claim(jid, now=time.time())  # ...and then the daemon died
     store.close()
     with capture_logs() as logs:
         code, _ = run_sup(s)

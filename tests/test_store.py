@@ -24,9 +24,9 @@ def test_new_videos_are_queued_once_and_done_ones_stay_done(tmp_path):
     r1 = store.sync([video("a.mp4"), video("b.mp4", hour=9)])
     assert len(r1.new) == 2
     assert [j.path.name for j in store.jobs([JobState.QUEUED])] == ["b.mp4", "a.mp4"]
-    job = store.mark_running(r1.new[0], now=1.0)
-    assert job.attempts == 1 and job.state is JobState.RUNNING
-    store.mark_done(job.id, now=2.0, duration=1.0, output="/o")
+    job = store.claim(r1.new[0], now=1.0)
+    assert job.attempts == 1 and job.state is JobState.RUNNING and job.claim_token == 1
+    assert store.mark_done(job.id, token=job.claim_token, now=2.0, duration=1.0, output="/o")
     r2 = store.sync([video("a.mp4"), video("b.mp4", hour=9)])
     assert r2.ready == []
     assert store.get(job.id).state is JobState.DONE
@@ -35,27 +35,47 @@ def test_new_videos_are_queued_once_and_done_ones_stay_done(tmp_path):
 def test_changed_file_is_queued_again_and_reprocess_requeues_done(tmp_path):
     store = JobStore.open(tmp_path / "jobs.db")
     jid = store.sync([video("a.mp4")]).new[0]
-    store.mark_running(jid, now=1.0)
-    store.mark_done(jid, now=2.0, duration=1.0, output=None)
+    token = store.claim(jid, now=1.0).claim_token
+    store.mark_done(jid, token=token, now=2.0, duration=1.0, output=None)
     assert store.sync([video("a.mp4", size=200)]).changed == [jid]
     assert store.get(jid).state is JobState.QUEUED and store.get(jid).attempts == 0
-    store.mark_running(jid, now=3.0)
-    store.mark_failed(jid, now=4.0, error="boom", exit_code=65, retry_at=None)
+    token = store.claim(jid, now=3.0).claim_token
+    store.mark_failed(jid, token=token, now=4.0, error="boom", exit_code=65, retry_at=None)
     assert store.get(jid).state is JobState.DEAD
     assert store.sync([video("a.mp4", size=200)]).ready == []
     assert store.sync([video("a.mp4", size=200)], reprocess=True).requeued == [jid]
 
 
-def test_running_rows_go_back_to_queued_on_recovery_without_counting_the_attempt(tmp_path):
+def test_running_rows_are_taken_over_at_recovery_and_requeued_without_counting_the_attempt(tmp_path):
     path = tmp_path / "jobs.db"
     store = JobStore.open(path)
     jid = store.sync([video("a.mp4")]).new[0]
-    store.mark_running(jid, now=1.0)
+    store.claim(jid, now=1.0)
     store.close()
     store = JobStore.open(path)
-    assert [j.state for j in store.recover_running()] == [JobState.RUNNING]  # as it was
+    [taken] = store.recover_running()
+    assert taken.job.state is JobState.RUNNING and taken.lost_token == taken.job.claim_token == 1  # as it was
+    assert store.requeue_interrupted(jid, token=taken.job.claim_token)
     job = store.get(jid)
     assert job.state is JobState.QUEUED and job.attempts == 0
+
+
+def test_every_write_of_an_attempt_is_fenced_by_its_claim(tmp_path):
+    store = JobStore.open(tmp_path / "jobs.db")
+    jid = store.sync([video("a.mp4")]).new[0]
+    first = store.claim(jid, now=1.0).claim_token
+    assert store.requeue_interrupted(jid, token=first)
+    second = store.claim(jid, now=2.0).claim_token
+    assert second == first + 1
+    assert store.renew({jid: first}) == set() and store.renew({jid: second}) == {jid}
+    # The first attempt's late outcome changes nothing; the second's is taken.
+    assert not store.mark_done(jid, token=first, now=3.0, duration=1.0, output="old")
+    assert not store.mark_failed(jid, token=first, now=3.0, error="x", exit_code=1, retry_at=None)
+    assert store.get(jid).state is JobState.RUNNING
+    assert store.mark_done(jid, token=second, now=4.0, duration=2.0, output="new")
+    # A done job never goes back to queued through an attempt's requeue, late or not.
+    assert not store.requeue_interrupted(jid, token=second)
+    assert store.get(jid).state is JobState.DONE and store.get(jid).output == "new"
 
 
 def test_store_and_lock_files_are_private(tmp_path):
@@ -170,11 +190,11 @@ def test_a_scan_on_its_own_connection_never_requeues_a_job_that_started_meanwhil
     db = tmp_path / "jobs.db"
     scheduler = JobStore.open(db)
     jid = sync_in_thread(db, [video("a.mp4")], reprocess=False, now=1.0).new[0]
-    scheduler.mark_running(jid, now=2.0)
+    token = scheduler.claim(jid, now=2.0).claim_token
     # The file changed while its job runs: the scan leaves the row alone...
     assert sync_in_thread(db, [video("a.mp4", size=999)], reprocess=True, now=3.0).ready == []
     assert scheduler.get(jid).state is JobState.RUNNING and scheduler.get(jid).size == 100
-    scheduler.mark_done(jid, now=4.0, duration=2.0, output=None)
+    scheduler.mark_done(jid, token=token, now=4.0, duration=2.0, output=None)
     # ...and the next scan sees the change and queues it again.
     assert sync_in_thread(db, [video("a.mp4", size=999)], reprocess=False, now=5.0).changed == [jid]
 

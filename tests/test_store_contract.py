@@ -65,11 +65,11 @@ def test_retries_then_dead_and_attempts_counted_once_each(opener):
     async def main():
         e = await opener()
         [jid] = (await e.sync([video("a.mp4", 1)], reprocess=False, now=1.0, duration=0)).new
-        await e.claim(jid, now=2.0)
-        await e.mark_failed(jid, now=3.0, error="exit 1", exit_code=1, retry_at=33.0)
+        first = await e.claim(jid, now=2.0)
+        await e.mark_failed(jid, token=first.claim_token, now=3.0, error="exit 1", exit_code=1, retry_at=33.0)
         waiting = await e.get(jid)
         again = await e.claim(jid, now=40.0)
-        await e.mark_failed(jid, now=41.0, error="exit 1", exit_code=1, retry_at=None)
+        await e.mark_failed(jid, token=again.claim_token, now=41.0, error="exit 1", exit_code=1, retry_at=None)
         dead = await e.get(jid)
         await e.close()
         return waiting, again, dead
@@ -86,9 +86,9 @@ def test_changed_files_partial_runs_and_reprocess_queue_again(opener):
         a, b, c = video("a.mp4", 1), video("b.mp4", 2), video("c.mp4", 3)
         ids = (await e.sync([a, b, c], reprocess=False, now=1.0, duration=0)).new
         for jid, covered in zip(ids, (None, 60.0, None), strict=True):
-            await e.claim(jid, now=2.0)
-            await e.mark_done(jid, now=3.0, duration=1.0, output="x", video_seconds=60.0, covered_seconds=covered,
-                              damaged_seconds=0.0)
+            job = await e.claim(jid, now=2.0)
+            await e.mark_done(jid, token=job.claim_token, now=3.0, duration=1.0, output="x", video_seconds=60.0,
+                              covered_seconds=covered, damaged_seconds=0.0)
         grown = video("a.mp4", 1, size=200)
         sync = await e.sync([grown, b, c], reprocess=False, now=4.0, duration=0)
         everything = await e.sync([grown, b, c], reprocess=True, now=5.0, duration=0)
@@ -121,21 +121,54 @@ def test_one_result_folder_per_recording(opener):
     assert still.state is JobState.QUEUED and still.attempts == 0  # not claimed
 
 
-def test_a_crashed_schedulers_jobs_are_recovered_uncounted_and_returned_as_they_were(opener):
+def test_a_crashed_schedulers_jobs_are_taken_over_and_requeued_uncounted(opener):
     async def main():
         first = await opener(lease_seconds=0.0)
         ids = (await first.sync([video("a.mp4", 1), video("b.mp4", 2)], reprocess=False, now=1.0, duration=0)).new
-        await first.claim(ids[0], now=time.time(), result_key="cam/a.mp4")
+        lost = await first.claim(ids[0], now=time.time(), result_key="cam/a.mp4")
         await first.close()  # ...and it died: nothing renews its claim
-        second = await opener()
+        second = await opener(lease_seconds=0.0)
         recovered = await second.recover_running()
+        stale = await second.requeue_interrupted(ids[0], token=lost.claim_token - 1)
+        requeued = await second.requeue_interrupted(ids[0], token=recovered[0].job.claim_token)
         after = await second.get(ids[0])
         await second.close()
-        return ids, recovered, after
+        return ids, lost, recovered, stale, requeued, after
 
-    ids, recovered, after = run(main())
-    assert [(j.id, j.state, j.result_key) for j in recovered] == [(ids[0], JobState.RUNNING, "cam/a.mp4")]
+    ids, lost, recovered, stale, requeued, after = run(main())
+    [taken] = recovered
+    assert (taken.job.id, taken.job.state, taken.job.result_key) == (ids[0], JobState.RUNNING, "cam/a.mp4")
+    assert taken.lost_token == lost.claim_token  # where the lost attempt's results are looked for
+    assert not stale and requeued
     assert after.state is JobState.QUEUED and after.attempts == 0
+
+
+def test_an_attempt_whose_claim_was_taken_over_can_record_nothing(opener):
+    """The fence: a scheduler paused past its lease (or the attempt before a retry) writes nothing, whatever
+    order the late writes come in; a done job never goes back to queued."""
+    async def main():
+        e = await opener()
+        [jid] = (await e.sync([video("a.mp4", 1)], reprocess=False, now=1.0, duration=0)).new
+        old = await e.claim(jid, now=2.0)
+        assert await e.requeue_interrupted(jid, token=old.claim_token)
+        new = await e.claim(jid, now=3.0)
+        renewed = (await e.renew({jid: old.claim_token}), await e.renew({jid: new.claim_token}))
+        late = (await e.mark_done(jid, token=old.claim_token, now=4.0, duration=1.0, output="old", video_seconds=1.0,
+                                  covered_seconds=None, damaged_seconds=0.0),
+                await e.mark_failed(jid, token=old.claim_token, now=4.0, error="x", exit_code=1, retry_at=None),
+                await e.requeue_interrupted(jid, token=old.claim_token))
+        ours = await e.mark_done(jid, token=new.claim_token, now=5.0, duration=2.0, output="new", video_seconds=1.0,
+                                 covered_seconds=None, damaged_seconds=0.0)
+        after_done = await e.requeue_interrupted(jid, token=new.claim_token)
+        job = await e.get(jid)
+        await e.close()
+        return old, new, renewed, late, ours, after_done, job
+
+    old, new, renewed, late, ours, after_done, job = run(main())
+    assert new.claim_token == old.claim_token + 1
+    assert renewed == (set(), {new.id})
+    assert late == (False, False, False) and ours and not after_done
+    assert job.state is JobState.DONE and job.output == "new" and job.attempts == 1
 
 
 def test_the_figures_behind_status_and_report(opener):
@@ -144,8 +177,8 @@ def test_the_figures_behind_status_and_report(opener):
         ids = (await e.sync([video("a.mp4", 1, size=1000), video("b.mp4", 2, size=500, camera="door")],
                             reprocess=False, now=1.0, duration=0)).new
         pending = await e.pending_bytes_by_camera()
-        await e.claim(ids[0], now=2.0)
-        await e.mark_done(ids[0], now=12.0, duration=10.0, output="x", video_seconds=30.0, covered_seconds=None,
+        job = await e.claim(ids[0], now=2.0)
+        await e.mark_done(ids[0], token=job.claim_token, now=12.0, duration=10.0, output="x", video_seconds=30.0, covered_seconds=None,
                           damaged_seconds=2.0)
         work = await e.done_work_by_camera()
         done = await e.get(ids[0])
@@ -191,22 +224,25 @@ def test_a_lease_renewed_by_heartbeats_holds_and_an_expired_one_is_taken_over(pg
         a = await PostgresEngine.open(pg_url, owner="host-a:1:1", lease_seconds=1.0)
         b = await PostgresEngine.open(pg_url, owner="host-b:2:2", lease_seconds=1.0)
         [jid] = (await a.sync([video("a.mp4", 1)], reprocess=False, now=1.0, duration=0)).new
-        await a.claim(jid, now=time.time())
+        mine = await a.claim(jid, now=time.time())
         held = []
         for _ in range(3):
             await asyncio.sleep(0.5)
-            await a.heartbeat([jid], {"limit": 4, "gpus": []})
+            assert await a.renew({jid: mine.claim_token}) == {jid}
             held.append(await b.reclaim_expired())
-        await asyncio.sleep(1.2)  # host a is gone: no more heartbeats
+        await asyncio.sleep(1.2)  # host a is gone: no more renewals
         taken = await b.reclaim_expired()
+        lost = await a.renew({jid: mine.claim_token})  # host a comes back: its claim is gone
+        assert await b.requeue_interrupted(jid, token=taken[0].job.claim_token)
         again = await b.claim(jid, now=time.time())
         for e in (a, b):
             await e.close()
-        return held, taken, again
+        return mine, held, taken, lost, again
 
-    held, taken, again = run(main())
+    mine, held, taken, lost, again = run(main())
     assert held == [[], [], []]
-    assert [j.id for j in taken] == [again.id]
+    assert [t.job.id for t in taken] == [again.id] and taken[0].lost_token == mine.claim_token
+    assert lost == set()
     assert again.state is JobState.RUNNING and again.attempts == 1  # the lost attempt is not charged
 
 
@@ -223,8 +259,8 @@ def test_store_copy_moves_every_job_from_sqlite_to_postgresql_and_refuses_to_ove
     src = tmp_path / "jobs.db"
     store = JobStore.open(src)
     ids = store.sync([video("a.mp4", 1), video("b.mp4", 2), video("c.mp4", 3)]).new
-    store.claim(ids[0], now=2.0, result_key="cam/a.mp4")
-    store.mark_done(ids[0], now=3.0, duration=1.0, output="out/a", video_seconds=60.0, damaged_seconds=1.5)
+    token = store.claim(ids[0], now=2.0, result_key="cam/a.mp4").claim_token
+    store.mark_done(ids[0], token=token, now=3.0, duration=1.0, output="out/a", video_seconds=60.0, damaged_seconds=1.5)
     store.claim(ids[1], now=2.0)  # its scheduler is stopped (the copy locks the store): it ran no more
     store.close()
     cli = [sys.executable, "-m", "supervisor", "store", "copy"]

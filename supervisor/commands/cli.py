@@ -22,6 +22,7 @@ from typing import Any
 from supervisor import __version__
 from supervisor.app import run_supervisor
 from supervisor.config import LOG_LEVELS, ConfigError, Settings, check_model, is_store_url, load_settings
+from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import scan
 from supervisor.jobs.postgres import open_reader
 from supervisor.jobs.store import StoreError, store_error
@@ -249,6 +250,9 @@ def _inspect(command: str, argv: list[str]) -> int:
     s = dataclasses.replace(s, state_db=db, store_url=url)
     try:
         return _inspect_store(command, args, url, db, s.status_file)
+    except StoreUnavailable as exc:  # a server that does not answer: not a settings mistake
+        print(f"video-supervisor {command}: {exc}", file=sys.stderr)
+        return 1
     except (StoreError, OSError, sqlite3.DatabaseError) as exc:
         reason = exc if isinstance(exc, StoreError) else store_error(db, exc, reading=True)
         print(f"video-supervisor {command}: {reason}", file=sys.stderr)

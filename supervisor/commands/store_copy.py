@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 from supervisor.config import is_store_url
+from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.postgres import PostgresEngine, open_reader, redact
-from supervisor.jobs.store import Job, JobState, JobStore, SchedulerLock, StoreError
+from supervisor.jobs.store import Job, JobState, JobStore, SchedulerLock, StoreError, StoreInUse
 from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
 
 _COLUMNS = ("camera", "path", "recorded_at", "size", "mtime", "state", "attempts", "last_error", "last_exit_code",
             "discovered_at", "not_before", "started_at", "finished_at", "duration_seconds", "output",
-            "video_seconds", "result_key", "covered_seconds", "damaged_seconds")
+            "video_seconds", "result_key", "covered_seconds", "damaged_seconds", "claim_token")
 
 
 def _row(job: Job) -> tuple[object, ...]:
@@ -28,7 +29,8 @@ def _row(job: Job) -> tuple[object, ...]:
     return (job.camera, str(job.path), job.recorded_at.isoformat(), job.size, job.mtime, str(state), job.attempts,
             job.last_error, job.last_exit_code, job.discovered_at, job.not_before,
             None if job.state is JobState.RUNNING else job.started_at, job.finished_at, job.duration_seconds,
-            job.output, job.video_seconds, job.result_key, job.covered_seconds, job.damaged_seconds)
+            job.output, job.video_seconds, job.result_key, job.covered_seconds, job.damaged_seconds,
+            job.claim_token)  # the claim generation goes on from where it was: a token is never handed out twice
 
 
 def _read(src: str) -> list[Job]:
@@ -102,7 +104,10 @@ def main(argv: list[str]) -> int:
         n = copy(args.src, args.dst)
     except StoreError as exc:
         print(f"video-supervisor store copy: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL if "in use" in str(exc) else EX_CONFIG
+        return EX_TEMPFAIL if isinstance(exc, StoreInUse) else EX_CONFIG
+    except StoreUnavailable as exc:
+        print(f"video-supervisor store copy: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     where = redact(args.dst) if is_store_url(args.dst) else args.dst
     print(f"copied {n} job{'s' if n != 1 else ''} to {where}")
     return EX_OK

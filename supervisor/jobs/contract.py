@@ -7,11 +7,11 @@ store it cannot trust, and the run stops.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.store import Job, JobState, SyncResult
+from supervisor.jobs.store import Job, JobState, SyncResult, Takeover
 
 
 class StoreUnavailable(Exception):
@@ -19,6 +19,12 @@ class StoreUnavailable(Exception):
 
 
 class JobStoreEngine(Protocol):
+    """Every write of an attempt is fenced by its claim: `claim` hands out a token (the job's claim
+    generation), and `mark_done`, `mark_failed` and `requeue_interrupted` apply only while that claim is
+    still the job's (and, on a shared store, still this scheduler's), returning False otherwise. A
+    scheduler that lost a claim (paused past its lease, cut off from the server) can thus never record
+    an outcome over the one that took the job on, nor turn a done job back into a queued one."""
+
     shared: bool  # several schedulers use it at once (their retries are everyone's to pick up)
 
     @property
@@ -26,17 +32,23 @@ class JobStoreEngine(Protocol):
         """Where the store is, for logs: a path, or a URL without its password."""
         ...
 
-    async def recover_running(self) -> list[Job]:
-        """At start: jobs left running by a scheduler that died go back to queued, the attempt not
-        counted; returned as they were, so their results can be checked (exactly once)."""
+    async def recover_running(self) -> list[Takeover]:
+        """At start: jobs left running by a scheduler that is gone, now held by this one (a new claim on a
+        shared store), for the exactly-once check; each then becomes done or is requeued, fenced."""
         ...
 
-    async def reclaim_expired(self) -> list[Job]:
-        """Now and then: jobs claimed by a scheduler that stopped renewing its claims (shared stores)."""
+    async def reclaim_expired(self) -> list[Takeover]:
+        """Now and then: jobs of a scheduler that stopped renewing its claims, judged by the store's own
+        clock (shared stores); held by this one, as recover_running's are."""
         ...
 
-    async def heartbeat(self, running: list[int], status: dict[str, Any]) -> None:
-        """Renew this scheduler's claims on `running` and publish its status (shared stores)."""
+    async def renew(self, claims: Mapping[int, int]) -> set[int]:
+        """Extend this scheduler's claims ({job id: token}); the ids it still holds. One missing was taken
+        over: its attempt is void, and its worker must be stopped at once."""
+        ...
+
+    async def publish_status(self, status: dict[str, Any]) -> None:
+        """Say what this scheduler runs and how its GPUs are, for `status` on any host (shared stores)."""
         ...
 
     async def get(self, job_id: int) -> Job: ...
@@ -46,23 +58,31 @@ class JobStoreEngine(Protocol):
     async def jobs_by_id(self, ids: Iterable[int]) -> list[Job]: ...
 
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
+        """Record what a scan found: new videos queued, changed ones (size or mtime) queued again, done ones
+        queued again when `reprocess`, or when they cover less than `duration` asks. A running job is left
+        alone (seen again at the next scan)."""
         ...
 
     async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
-        """Start an attempt of a ready job (one write), recording its result folder unless it has one;
-        None when it is not ready any more; ResultFolderTaken when another job holds that folder."""
+        """Start an attempt of a ready job (one write), recording its result folder unless it has one; the
+        job as claimed, its claim_token naming this attempt; None when it is not ready any more;
+        ResultFolderTaken when another job holds that folder."""
         ...
 
-    async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
+    async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
                         video_seconds: float | None, covered_seconds: float | None,
-                        damaged_seconds: float, recovered: bool = False) -> None:
-        """`recovered`: its attempt was taken back as lost at recovery, but had finished: count it."""
+                        damaged_seconds: float) -> bool:
+        """The attempt of claim `token` finished; False when that claim is no longer held (nothing written)."""
         ...
 
-    async def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
-                          retry_at: float | None) -> None: ...
+    async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
+                          retry_at: float | None) -> bool:
+        """`token` None: a job that never ran (still ready) is given up on."""
+        ...
 
-    async def requeue_interrupted(self, job_id: int) -> None: ...
+    async def requeue_interrupted(self, job_id: int, *, token: int) -> bool:
+        """Back to queued, the attempt not counted; only a running job still under claim `token`."""
+        ...
 
     async def counts(self) -> dict[str, int]: ...
 
@@ -70,8 +90,9 @@ class JobStoreEngine(Protocol):
 
     async def done_work_by_camera(self) -> dict[str, tuple[float, float, float]]: ...
 
-    async def check(self) -> None:
-        """Raise if the store under us is no longer the one opened (replaced, deleted)."""
+    async def check(self, *, idle: bool = False) -> None:
+        """Raise if the store under us is no longer the one opened (replaced, deleted); housekeeping that
+        keeps it whole (`idle`: the run has nothing to do, a good moment for it)."""
         ...
 
     async def close(self) -> None: ...

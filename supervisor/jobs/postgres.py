@@ -1,11 +1,16 @@
 """The shared engine: the job store in PostgreSQL, for several daemons (one per GPU host) on one tree.
 
 Each daemon claims a job with `FOR UPDATE SKIP LOCKED`, so two never wait on or take the same
-row; a claim is a lease carrying the daemon's identity (host, pid, start time), renewed by its
-heartbeat. A lease that runs out (a daemon killed, a host lost) makes the job claimable again by
-any daemon. Discovery from several hosts is idempotent (insert-or-ignore on the video's path).
-Every call is awaited on the loop through psycopg's async connections; a server that does not
-answer (restarting, unreachable) raises StoreUnavailable, and the scheduler waits for it.
+row; a claim is a lease carrying the daemon's identity (host, pid, start time) and a token (the
+job's claim generation), renewed by its heartbeat. Every lease time is the server's own clock,
+computed in the statement: no host's clock decides whether a lease is alive. A lease that runs out
+(a daemon killed, paused or cut off; a host lost) is taken over by another daemon with a new token,
+so every later write of the old attempt, fenced by owner and token, changes nothing. Leases do not
+run out within one lease of the server's own start: a server restart is nobody's silence.
+Discovery from several hosts is idempotent (insert-or-ignore on the video's path). Every call is
+awaited on the loop through psycopg's async connections: one for the work, one for renewals (so a
+long scan never delays a renewal); a server that does not answer (restarting, unreachable, out of
+connections) raises StoreUnavailable, and the scheduler waits for it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,10 +34,11 @@ from supervisor.jobs.store import (
     ResultFolderTaken,
     StoreError,
     SyncResult,
+    Takeover,
     covers_less,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEASE_SECONDS = 30.0  # a claim not renewed for this long is free again (the heartbeat renews it every 2 s)
 _READY = (str(JobState.QUEUED), str(JobState.FAILED))
 
@@ -72,7 +78,14 @@ CREATE TABLE IF NOT EXISTS daemons (
     status JSONB
 );
 """,
+    2: "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS claim_token BIGINT NOT NULL DEFAULT 0;",
 }
+# The server's clock, as every lease time is reckoned (epoch seconds).
+_NOW = "extract(epoch from clock_timestamp())::float8"
+# SQLSTATE classes of a connection refused for a reason no wait will fix: bad credentials (28), no such
+# database (3D), a bad connection option (08P01 is a protocol error; 42 a bad name). Anything else at connect
+# (refused, reset, too many clients, the server starting or shutting down) passes.
+_CONFIG_SQLSTATE = ("28", "3D", "42")
 
 
 # The reads both the scheduler's engine and the commands' reader make, and how their rows are shaped.
@@ -120,12 +133,58 @@ def _alive(owner: str) -> bool:
 
 
 def daemon_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+    return f"{socket.gethostname()}:{os.getpid()}:{time.time():.6f}"  # one per engine, even in one process
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
-    text = str(exc).strip()
-    return StoreUnavailable(f"PostgreSQL: {text.splitlines()[0] if text else type(exc).__name__}")
+    return StoreUnavailable(f"PostgreSQL: {_first_line(exc)}")
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """A connection refused for a reason only the settings can fix (a password, a database name)."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if state.startswith(_CONFIG_SQLSTATE):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in ("password authentication failed", "does not exist",
+                                             "no password supplied", "role \"", "invalid connection option"))
+
+
+class _Channel:
+    """One connection and the turn to use it: one transaction at a time. Reconnects when it was lost."""
+
+    def __init__(self, url: str, name: str, statement_timeout_ms: int = 0) -> None:
+        self.url = url
+        self.name = name
+        self.conn: Any = None
+        self.turn = asyncio.Lock()
+        self._options = f"-c statement_timeout={statement_timeout_ms}" if statement_timeout_ms else ""
+
+    async def connect(self) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        extra: dict[str, Any] = {"options": self._options} if self._options else {}
+        try:
+            self.conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=10,
+                application_name=f"video-supervisor {self.name}", **extra)
+        except psycopg.Error as exc:
+            if _refused_for_good(exc):
+                raise StoreError(f"{redact(self.url)}: the server refused the connection ({_first_line(exc)}): "
+                                 "check the user, the password and the database name") from None
+            raise _unavailable(exc) from exc
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # closing: nothing more to do with it
+                await conn.close()
 
 
 class PostgresEngine:
@@ -138,8 +197,10 @@ class PostgresEngine:
         self.owner = owner or daemon_identity()
         self.lease_seconds = lease_seconds
         self.in_flight = 0
-        self._conn: Any = None
-        self._turn: asyncio.Lock | None = None  # one transaction at a time on the one connection
+        self._main = _Channel(url, "jobs")
+        # Renewals on a connection of their own, each bounded well within the lease.
+        self._lease = _Channel(url, "leases", statement_timeout_ms=max(500, int(lease_seconds * 1000 / 3)))
+        self._migrated = False
 
     @property
     def describe(self) -> str:
@@ -148,28 +209,21 @@ class PostgresEngine:
     @classmethod
     async def open(cls, url: str, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS,
                    migrate: bool = True) -> PostgresEngine:
+        """The engine, connected and migrated when the server answers now. A server that does not answer yet
+        is not an error here: the first call then raises StoreUnavailable and the scheduler waits for it. A
+        server that refuses these credentials or this database raises StoreError (fix the settings)."""
         engine = cls(url, owner=owner, lease_seconds=lease_seconds)
-        try:
-            await engine._connect()
-        except StoreUnavailable as exc:
-            raise StoreError(f"{redact(url)}: cannot reach the job store ({exc}): check the server, the "
-                             "address and the credentials") from None
-        if migrate:
-            await engine._migrate()
+        engine._migrated = not migrate
+        with contextlib.suppress(StoreUnavailable):
+            await engine._ready()
         return engine
 
-    async def _connect(self) -> None:
-        import psycopg
-        from psycopg.rows import dict_row
-
-        try:
-            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row,
-                                                               connect_timeout=10)
-        except psycopg.Error as exc:
-            raise _unavailable(exc) from exc
+    async def _ready(self) -> None:
+        if not self._migrated:
+            await self._migrate()
 
     async def _migrate(self) -> None:
-        async with self._tx() as cur:
+        async with _Transaction(self, self._main) as cur:
             await cur.execute("SELECT pg_advisory_xact_lock(7310)")  # one migrator at a time, across hosts
             await cur.execute("CREATE TABLE IF NOT EXISTS vs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             await cur.execute("SELECT value FROM vs_meta WHERE key = 'schema_version'")
@@ -183,38 +237,53 @@ class PostgresEngine:
                 await cur.execute(_MIGRATIONS[version])
             await cur.execute("INSERT INTO vs_meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
                               "SET value = excluded.value", (str(SCHEMA_VERSION),))
+        self._migrated = True
 
-    def _tx(self) -> Any:
-        return _Transaction(self)
+    @contextlib.asynccontextmanager
+    async def _tx(self, channel: _Channel | None = None) -> Any:
+        await self._ready()
+        async with _Transaction(self, channel or self._main) as cur:
+            yield cur
 
-    async def _fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        async with self._tx() as cur:
+    async def _fetch(self, sql: str, params: Any = None, channel: _Channel | None = None) -> list[dict[str, Any]]:
+        async with self._tx(channel) as cur:
             await cur.execute(sql, params)
             return list(await cur.fetchall()) if cur.description else []
 
+    def _fence(self, token: int | None) -> tuple[str, dict[str, Any]]:
+        """The condition under which an attempt's write applies: this daemon still holds claim `token`; or, for
+        a job that never ran (`token` None), the job still waits to."""
+        if token is None:
+            return "state = ANY(%(ready)s)", {"ready": list(_READY)}
+        return "state = 'running' AND claim_token = %(token)s AND lease_owner = %(me)s", {
+            "token": token, "me": self.owner}
+
     # --- the contract --------------------------------------------------------------------------------
 
-    async def recover_running(self) -> list[Job]:
+    async def recover_running(self) -> list[Takeover]:
         """At start: the jobs of a daemon on this host that is gone (a restart after a crash: no need to wait
-        for its leases), and every job whose lease ran out, go back to queued, the attempt not counted."""
+        for its leases), and every job whose lease ran out, taken over by this daemon."""
         host = self.owner.rsplit(":", 2)[0]
         rows = await self._fetch("SELECT DISTINCT lease_owner FROM jobs WHERE state = 'running' AND "
                                  "lease_owner LIKE %s", (f"{host}:%",))
         dead = [r["lease_owner"] for r in rows if r["lease_owner"] != self.owner and not _alive(r["lease_owner"])]
-        return await self._reclaim(dead)
+        return await self._take_over(dead)
 
-    async def reclaim_expired(self) -> list[Job]:
-        """Jobs whose lease ran out (their daemon died or lost the server) go back to queued, the attempt not
-        counted; the rows as they were are returned, for the exactly-once check."""
-        return await self._reclaim([])
+    async def reclaim_expired(self) -> list[Takeover]:
+        """Jobs whose lease ran out by the server's clock (their daemon died, stopped, or lost the server) are
+        taken over by this daemon, with a new claim, for the exactly-once check."""
+        return await self._take_over([])
 
-    async def _reclaim(self, owners: list[str]) -> list[Job]:
+    async def _take_over(self, dead_owners: list[str]) -> list[Takeover]:
         rows = await self._fetch(
-            "WITH gone AS (SELECT * FROM jobs WHERE state = 'running' AND (lease_until < %s OR lease_owner = ANY(%s)) "
+            "WITH gone AS (SELECT id, claim_token FROM jobs WHERE state = 'running' "
+            "AND lease_owner IS DISTINCT FROM %(me)s AND (lease_owner IS NULL OR lease_owner = ANY(%(dead)s) "
+            f"OR (lease_until < {_NOW} AND extract(epoch from pg_postmaster_start_time()) < {_NOW} - %(lease)s)) "
             "FOR UPDATE SKIP LOCKED) "
-            "UPDATE jobs j SET state = 'queued', attempts = greatest(j.attempts - 1, 0), lease_owner = NULL, "
-            "lease_until = NULL FROM gone WHERE j.id = gone.id RETURNING gone.*", (time.time(), owners))
-        return [Job.from_row(r) for r in rows]
+            f"UPDATE jobs j SET lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, "
+            "claim_token = j.claim_token + 1 FROM gone WHERE j.id = gone.id RETURNING j.*, gone.claim_token AS lost",
+            {"me": self.owner, "dead": dead_owners, "lease": self.lease_seconds})
+        return [Takeover(Job.from_row(r), int(r["lost"])) for r in rows]
 
     async def get(self, job_id: int) -> Job:
         rows = await self._fetch("SELECT * FROM jobs WHERE id = %s", (job_id,))
@@ -280,10 +349,10 @@ class PostgresEngine:
             rows = await self._fetch(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %(now)s, "
                 "finished_at = NULL, not_before = NULL, result_key = coalesce(result_key, %(key)s), "
-                "lease_owner = %(me)s, lease_until = %(until)s "
+                f"lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, claim_token = claim_token + 1 "
                 "WHERE id = (SELECT id FROM jobs WHERE id = %(id)s AND state = ANY(%(ready)s) "
                 "FOR UPDATE SKIP LOCKED) RETURNING *",
-                {"now": now, "key": result_key, "me": self.owner, "until": now + self.lease_seconds,
+                {"now": now, "key": result_key, "me": self.owner, "lease": self.lease_seconds,
                  "id": job_id, "ready": list(_READY)})
         except psycopg.errors.UniqueViolation:
             rows = await self._fetch("SELECT * FROM jobs WHERE result_key = %s", (result_key,))
@@ -296,34 +365,45 @@ class PostgresEngine:
         """The oldest ready job, claimed: what a daemon without a local queue would take next."""
         rows = await self._fetch(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %(now)s, finished_at = NULL, "
-            "not_before = NULL, lease_owner = %(me)s, lease_until = %(until)s "
+            f"not_before = NULL, lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, "
+            "claim_token = claim_token + 1 "
             "WHERE id = (SELECT id FROM jobs WHERE state = ANY(%(ready)s) AND coalesce(not_before, 0) <= %(now)s "
             "ORDER BY recorded_at, camera, path FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *",
-            {"now": now, "me": self.owner, "until": now + self.lease_seconds, "ready": list(_READY)})
+            {"now": now, "me": self.owner, "lease": self.lease_seconds, "ready": list(_READY)})
         return Job.from_row(rows[0]) if rows else None
 
-    async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
-                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float,
-                        recovered: bool = False) -> None:
-        await self._fetch(
-            "UPDATE jobs SET state = 'done', finished_at = %s, duration_seconds = %s, output = %s, video_seconds = %s, "
-            "covered_seconds = %s, damaged_seconds = %s, last_error = NULL, last_exit_code = 0, lease_owner = NULL, "
-            "lease_until = NULL, attempts = attempts + %s WHERE id = %s",
-            (now, duration, output, video_seconds, covered_seconds or None, damaged_seconds or None, int(recovered),
-             job_id))
+    async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
+                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float) -> bool:
+        fence, params = self._fence(token)
+        rows = await self._fetch(
+            "UPDATE jobs SET state = 'done', finished_at = %(now)s, duration_seconds = %(duration)s, "
+            "output = %(output)s, video_seconds = %(video)s, covered_seconds = %(covered)s, "
+            "damaged_seconds = %(damaged)s, last_error = NULL, last_exit_code = 0, lease_owner = NULL, "
+            f"lease_until = NULL WHERE id = %(id)s AND {fence} RETURNING id",
+            {**params, "now": now, "duration": duration, "output": output, "video": video_seconds,
+             "covered": covered_seconds or None, "damaged": damaged_seconds or None, "id": job_id})
+        return bool(rows)
 
-    async def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
-                          retry_at: float | None) -> None:
+    async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
+                          retry_at: float | None) -> bool:
         state = JobState.FAILED if retry_at is not None else JobState.DEAD
-        await self._fetch(
-            "UPDATE jobs SET state = %s, finished_at = %s, duration_seconds = %s - started_at, last_error = %s, "
-            "last_exit_code = %s, not_before = %s, lease_owner = NULL, lease_until = NULL WHERE id = %s",
-            (str(state), now, now, error, exit_code, retry_at, job_id))
+        fence, params = self._fence(token)
+        rows = await self._fetch(
+            "UPDATE jobs SET state = %(state)s, finished_at = %(now)s, "
+            "duration_seconds = %(now)s - coalesce(started_at, %(now)s), last_error = %(error)s, "
+            "last_exit_code = %(code)s, not_before = %(retry)s, lease_owner = NULL, lease_until = NULL "
+            f"WHERE id = %(id)s AND {fence} RETURNING id",
+            {**params, "state": str(state), "now": now, "error": error, "code": exit_code, "retry": retry_at,
+             "id": job_id})
+        return bool(rows)
 
-    async def requeue_interrupted(self, job_id: int) -> None:
-        await self._fetch(
+    async def requeue_interrupted(self, job_id: int, *, token: int) -> bool:
+        fence, params = self._fence(token)
+        rows = await self._fetch(
             "UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), started_at = NULL, "
-            "lease_owner = NULL, lease_until = NULL WHERE id = %s", (job_id,))
+            f"lease_owner = NULL, lease_until = NULL WHERE id = %(id)s AND {fence} RETURNING id",
+            {**params, "id": job_id})
+        return bool(rows)
 
     async def counts(self) -> dict[str, int]:
         return _counts(await self._fetch(_COUNTS))
@@ -334,61 +414,68 @@ class PostgresEngine:
     async def done_work_by_camera(self) -> dict[str, tuple[float, float, float]]:
         return _done_work(await self._fetch(_DONE_WORK, (0.0,)))
 
-    async def heartbeat(self, running: list[int], status: dict[str, Any]) -> None:
-        """Renew this daemon's leases and publish what it runs and how its GPUs are, for `status` anywhere."""
-        now = time.time()
-        host, pid, started = self.owner.rsplit(":", 2)
-        async with self._tx() as cur:
-            if running:
-                await cur.execute("UPDATE jobs SET lease_until = %s WHERE lease_owner = %s AND id = ANY(%s) "
-                                  "AND state = 'running'", (now + self.lease_seconds, self.owner, running))
-            await cur.execute(
-                "INSERT INTO daemons VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "heartbeat_at = excluded.heartbeat_at, status = excluded.status",
-                (self.owner, host, int(pid), float(started), now, json.dumps(status, default=str)))
+    async def renew(self, claims: Mapping[int, int]) -> set[int]:
+        """Extend this daemon's leases, by the server's clock, on its own connection; the ids still held."""
+        if not claims:
+            return set()
+        ids = list(claims)
+        rows = await self._fetch(
+            f"UPDATE jobs j SET lease_until = {_NOW} + %(lease)s FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) "
+            "AS c(id, token) WHERE j.id = c.id AND j.claim_token = c.token AND j.state = 'running' "
+            "AND j.lease_owner = %(me)s RETURNING j.id",
+            {"lease": self.lease_seconds, "ids": ids, "tokens": [claims[i] for i in ids], "me": self.owner},
+            channel=self._lease)
+        return {int(r["id"]) for r in rows}
 
-    async def check(self) -> None:
+    async def publish_status(self, status: dict[str, Any]) -> None:
+        """Say what this daemon runs and how its GPUs are, for `status` anywhere (its beat by the server's clock)."""
+        host, pid, started = self.owner.rsplit(":", 2)
+        await self._fetch(
+            f"INSERT INTO daemons VALUES (%s, %s, %s, %s, {_NOW}, %s) ON CONFLICT (id) DO UPDATE SET "
+            "heartbeat_at = excluded.heartbeat_at, status = excluded.status",
+            (self.owner, host, int(pid), float(started), json.dumps(status, default=str)), channel=self._lease)
+
+    async def check(self, *, idle: bool = False) -> None:
         return None  # a server is not a file that can be swapped under us
 
     async def close(self) -> None:
-        if self._conn is not None:
-            try:
-                await self._conn.close()
-            finally:
-                self._conn = None
+        try:
+            await self._main.close()
+        finally:
+            await self._lease.close()
 
 
 class _Transaction:
-    """One transaction on the engine's connection; reconnects once after the server went away."""
+    """One transaction on a channel's connection, connecting first where it has none (a server that went
+    away is reconnected to on the next call); connection trouble is StoreUnavailable."""
 
-    def __init__(self, engine: PostgresEngine) -> None:
+    def __init__(self, engine: PostgresEngine, channel: _Channel) -> None:
         self._engine = engine
+        self._channel = channel
         self._tx: Any = None
         self._cur: Any = None
 
     async def __aenter__(self) -> Any:
         import psycopg
 
-        engine = self._engine
-        engine.in_flight += 1
-        if engine._turn is None:
-            engine._turn = asyncio.Lock()
-        await engine._turn.acquire()
+        channel = self._channel
+        self._engine.in_flight += 1
+        await channel.turn.acquire()
         try:
-            if engine._conn is None or engine._conn.closed:
-                await engine._connect()
-            self._tx = engine._conn.transaction()
+            if channel.conn is None or channel.conn.closed:
+                await channel.connect()
+            self._tx = channel.conn.transaction()
             await self._tx.__aenter__()
         except psycopg.OperationalError as exc:
-            engine.in_flight -= 1
-            await self._drop()
-            engine._turn.release()
+            self._engine.in_flight -= 1
+            await channel.close()
+            channel.turn.release()
             raise _unavailable(exc) from exc
         except BaseException:
-            engine.in_flight -= 1
-            engine._turn.release()
+            self._engine.in_flight -= 1
+            channel.turn.release()
             raise
-        self._cur = engine._conn.cursor()
+        self._cur = channel.conn.cursor()
         return self._cur
 
     async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
@@ -399,22 +486,15 @@ class _Transaction:
                 await self._cur.close()
                 await self._tx.__aexit__(kind, exc, tb)
             except psycopg.OperationalError as error:
-                await self._drop()
+                await self._channel.close()
                 raise _unavailable(error) from error
             if isinstance(exc, psycopg.OperationalError):
-                await self._drop()
+                await self._channel.close()
                 raise _unavailable(exc) from exc
         finally:
             self._engine.in_flight -= 1
-            if self._engine._turn is not None:
-                self._engine._turn.release()
+            self._channel.turn.release()
         return False
-
-    async def _drop(self) -> None:
-        conn, self._engine._conn = self._engine._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # already broken: nothing more to do with it
-                await conn.close()
 
 
 class PostgresReader:
@@ -429,7 +509,11 @@ class PostgresReader:
         try:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
         except psycopg.Error as exc:
-            raise StoreError(f"{redact(url)}: cannot read the job store ({_unavailable(exc)})") from None
+            if _refused_for_good(exc):
+                raise StoreError(f"{redact(url)}: cannot read the job store ({_first_line(exc)}): check the user, "
+                                 "the password and the database name") from None
+            raise StoreUnavailable(f"{redact(url)}: cannot reach the job store ({_first_line(exc)}): is the "
+                                   "server running and reachable from here?") from None
 
     def _rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         import psycopg
@@ -480,7 +564,7 @@ class PostgresReader:
         """Every daemon that beat within `within` seconds: host, pid, running jobs, GPU state."""
         return self._rows("SELECT d.id, d.host, d.pid, d.started_at, d.heartbeat_at, d.status, (SELECT count(*) "
                           "FROM jobs j WHERE j.lease_owner = d.id AND j.state = 'running') AS running_jobs "
-                          "FROM daemons d WHERE heartbeat_at >= %s ORDER BY host, pid", (time.time() - within,))
+                          f"FROM daemons d WHERE heartbeat_at >= {_NOW} - %s ORDER BY host, pid", (within,))
 
     def close(self) -> None:
         self._conn.close()

@@ -1,8 +1,10 @@
 """The embedded engine: the SQLite store, every call on one thread of its own that owns the connection.
 
 The event loop only awaits; a store that waits on a lock or a slow disk never freezes it. The
-store's identity (device and inode of the resolved file) is taken at open and checked on demand,
-so a store deleted or replaced under a running daemon stops it loudly instead of splitting it in two.
+store's identity (device and inode of the resolved file, and of its -wal and -shm files) is taken at
+open and checked on demand, so a store deleted or replaced under a running daemon stops it loudly
+instead of splitting it in two. The same check copies the WAL into the main file once writes have
+settled (and at least every CHECKPOINT_SECONDS), so the main file alone holds the store.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.store import Job, JobState, JobStore, StoreError, SyncResult, sync_in_thread
+from supervisor.jobs.store import Job, JobState, JobStore, StoreError, SyncResult, Takeover, sync_in_thread
 
 T = TypeVar("T")
+# Writes since the last checkpoint are copied into the main file once none came for this long (or at
+# once when the run is idle), and in any case after CHECKPOINT_SECONDS.
+CHECKPOINT_QUIET_SECONDS = 2.0
+CHECKPOINT_SECONDS = 120.0
+_SIDE_FILES = ("-wal", "-shm")
 
 
 def file_identity(path: Path) -> tuple[int, int]:
@@ -88,6 +96,13 @@ class _Owner:
             self._thread.join()
 
 
+def _side_identity(path: Path, suffix: str) -> tuple[int, int] | None:
+    try:
+        return file_identity(path.with_name(path.name + suffix))
+    except FileNotFoundError:
+        return None
+
+
 _NO_LOOP: Any = object()
 _NO_FUTURE: Any = object()
 
@@ -103,6 +118,12 @@ class SqliteEngine:
         self.path = store.path
         self._resolved = store.path.resolve()
         self._identity = file_identity(self._resolved)
+        # The WAL and its index exist while the store is open in WAL mode; SQLite removes them only when the
+        # last connection closes, and this engine's stays open: a change is someone else's doing.
+        self._sides = {suffix: _side_identity(self._resolved, suffix) for suffix in _SIDE_FILES}
+        self._writes = 0  # writes since the last checkpoint
+        self._last_write = 0.0
+        self._last_checkpoint = time.monotonic()
         self._thread = _Owner("job-store")
         self._scans = _Owner("job-store-scan")
         self.in_flight = 0  # calls sent to a thread and not yet answered
@@ -125,13 +146,23 @@ class SqliteEngine:
         finally:
             self.in_flight -= 1
 
-    async def recover_running(self) -> list[Job]:
+    async def _write(self, fn: Callable[..., T], *args: object, **kwargs: Any) -> T:
+        try:
+            return await self._call(fn, *args, **kwargs)
+        finally:
+            self._writes += 1
+            self._last_write = time.monotonic()
+
+    async def recover_running(self) -> list[Takeover]:
         return await self._call(self._store.recover_running)
 
-    async def reclaim_expired(self) -> list[Job]:
+    async def reclaim_expired(self) -> list[Takeover]:
         return []  # one scheduler per SQLite store (it holds the lock): nobody else's claims to take over
 
-    async def heartbeat(self, running: list[int], status: dict[str, Any]) -> None:
+    async def renew(self, claims: Mapping[int, int]) -> set[int]:
+        return await self._call(self._store.renew, dict(claims))
+
+    async def publish_status(self, status: dict[str, Any]) -> None:
         return None  # the status file beside the store says it (observe/status.py)
 
     async def get(self, job_id: int) -> Job:
@@ -145,28 +176,33 @@ class SqliteEngine:
 
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
         self._check()  # never record a scan into a store other than the one this run opened
-        # A big tree takes a while to record: on a connection of its own (in the loop's default pool), so job
-        # outcomes are not held up behind it.
-        return await self._call(sync_in_thread, self.path, videos, reprocess=reprocess, now=now, duration=duration,
-                                executor=self._scans)
+        # A big tree takes a while to record: on a connection and a thread of their own, so job outcomes are
+        # not held up behind it.
+        self._writes += 1
+        try:
+            return await self._call(sync_in_thread, self.path, videos, reprocess=reprocess, now=now,
+                                    duration=duration, executor=self._scans)
+        except StoreError as exc:  # its connection could not be opened: the store's trouble, said as such
+            raise StoreUnavailable(str(exc)) from exc
+        finally:
+            self._last_write = time.monotonic()
 
     async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
-        return await self._call(self._store.claim, job_id, now=now, result_key=result_key)
+        return await self._write(self._store.claim, job_id, now=now, result_key=result_key)
 
-    async def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
-                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float,
-                        recovered: bool = False) -> None:
-        await self._call(self._store.mark_done, job_id, now=now, duration=duration, output=output,
-                         video_seconds=video_seconds, covered_seconds=covered_seconds,
-                         damaged_seconds=damaged_seconds, recovered=recovered)
+    async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
+                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float) -> bool:
+        return await self._write(self._store.mark_done, job_id, token=token, now=now, duration=duration,
+                                 output=output, video_seconds=video_seconds, covered_seconds=covered_seconds,
+                                 damaged_seconds=damaged_seconds)
 
-    async def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
-                          retry_at: float | None) -> None:
-        await self._call(self._store.mark_failed, job_id, now=now, error=error, exit_code=exit_code,
-                         retry_at=retry_at)
+    async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
+                          retry_at: float | None) -> bool:
+        return await self._write(self._store.mark_failed, job_id, token=token, now=now, error=error,
+                                 exit_code=exit_code, retry_at=retry_at)
 
-    async def requeue_interrupted(self, job_id: int) -> None:
-        await self._call(self._store.requeue_interrupted, job_id)
+    async def requeue_interrupted(self, job_id: int, *, token: int) -> bool:
+        return await self._write(self._store.requeue_interrupted, job_id, token=token)
 
     async def counts(self) -> dict[str, int]:
         return await self._call(self._store.counts)
@@ -177,8 +213,16 @@ class SqliteEngine:
     async def done_work_by_camera(self) -> dict[str, tuple[float, float, float]]:
         return await self._call(self._store.done_work_by_camera)
 
-    async def check(self) -> None:
+    async def check(self, *, idle: bool = False) -> None:
+        """Raise StoreError if the store under us is not the one opened; then, if writes have settled (or the
+        run is `idle`, or it is long since the last one), copy the WAL into the main file."""
         await self._call(self._check)
+        now = time.monotonic()
+        if self._writes and (idle or now - self._last_write >= CHECKPOINT_QUIET_SECONDS
+                             or now - self._last_checkpoint >= CHECKPOINT_SECONDS):
+            self._writes = 0
+            self._last_checkpoint = now
+            await self._call(self._store.checkpoint)
 
     def _check(self) -> None:
         try:
@@ -189,6 +233,19 @@ class SqliteEngine:
         if now != self._identity:
             raise StoreError(f"{self.path}: the job store was replaced under the running scheduler (a new "
                              "file at its path); stopping rather than split the work between two stores")
+        for suffix, identity in self._sides.items():
+            if _side_identity(self._resolved, suffix) != identity:
+                self._save_what_we_can()
+                raise StoreError(
+                    f"{self.path}{suffix}: the job store's {'write-ahead log' if suffix == '-wal' else 'WAL index'} "
+                    "was deleted or replaced under the running scheduler; stopping (what this scheduler had "
+                    "committed was copied into the main file where SQLite could). Leave the store's side files "
+                    "alone while it is open; check for a clean-up job touching the state folder")
+
+    def _save_what_we_can(self) -> None:
+        """Our connection still has the old WAL open: copy what it holds into the main file before stopping."""
+        with contextlib.suppress(sqlite3.Error):
+            self._store.checkpoint()
 
     async def close(self) -> None:
         try:

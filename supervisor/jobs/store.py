@@ -15,14 +15,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from supervisor.jobs.discovery import VideoFile
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class JobState(enum.StrEnum):
@@ -39,6 +39,10 @@ READY_STATES = frozenset({JobState.QUEUED, JobState.FAILED})
 
 class StoreError(Exception):
     """The store cannot be used; the message names the file and what to do."""
+
+
+class StoreInUse(StoreError):
+    """Another scheduler holds the store (exit 75: try again once it is gone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class Job:
     result_key: str | None = None  # the job's result folder, relative to output_dir; unique
     covered_seconds: float | None = None  # done with only the first N seconds (--duration); None or 0: whole
     damaged_seconds: float | None = None  # done, with this much of the recording undecodable
+    claim_token: int = 0  # the generation of the job's latest claim: every write of an attempt names it
 
     @property
     def partial(self) -> bool:
@@ -89,7 +94,19 @@ class Job:
             duration_seconds=row["duration_seconds"], output=row["output"], video_seconds=row["video_seconds"],
             result_key=row["result_key"], covered_seconds=row["covered_seconds"],
             damaged_seconds=row["damaged_seconds"],
+            # keys(): `in` on a sqlite3.Row looks among the values. A store not yet migrated has no tokens.
+            claim_token=row["claim_token"] if "claim_token" in row.keys() else 0,  # noqa: SIM118
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """A running job this scheduler now holds because the one that ran it is gone: `job` is the row as
+    held now (write with its claim_token), `lost_token` the claim of the attempt that was cut off (its
+    result set is looked for under that token before the job is run again)."""
+
+    job: Job
+    lost_token: int
 
 
 @dataclass(slots=True)
@@ -125,7 +142,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     video_seconds REAL,
     result_key TEXT,
     covered_seconds REAL,
-    damaged_seconds REAL
+    damaged_seconds REAL,
+    claim_token INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, recorded_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
@@ -134,6 +152,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
 # Each step brings a store up by one version. 1 lacked the video length; 2 named result folders by
 # camera and file stem, so two recordings could share one: 3 records each job's folder, unique. Done jobs
 # keep the folder they wrote (the first of any that shared one); the rest get theirs when they next run.
+# 3 had no claim token: 4 fences every write of an attempt with the generation of its claim.
 _MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE jobs ADD COLUMN video_seconds REAL;",
     2: """
@@ -142,6 +161,7 @@ ALTER TABLE jobs ADD COLUMN covered_seconds REAL;
 ALTER TABLE jobs ADD COLUMN damaged_seconds REAL;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
 """,
+    3: "ALTER TABLE jobs ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0;",
 }
 
 
@@ -217,7 +237,7 @@ class SchedulerLock:
             holder = "unknown"
             with contextlib.suppress(OSError):
                 holder = real.with_name(real.name + ".lock").read_text().strip() or holder
-            raise StoreError(
+            raise StoreInUse(
                 f"{self.db_path}: already in use by another scheduler (pid {holder}); "
                 "stop it first, or use --list/status to look without scheduling"
             ) from None
@@ -311,7 +331,9 @@ class JobStore:
                     self._conn = self._empty_readonly(self.path)._conn
                 return
             self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            # FULL: a commit is on the disk (the WAL synced) before the call returns, so a power cut never takes
+            # back a job recorded done, which NORMAL can (its WAL syncs only at checkpoints).
+            self._conn.execute("PRAGMA synchronous = FULL")
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: written by a newer version (schema {version}, this one knows "
@@ -330,6 +352,7 @@ class JobStore:
                         step(self._conn)
                     version += 1
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.checkpoint()  # the schema in the main file from the first moment, never only in the WAL
         except sqlite3.DatabaseError as exc:
             raise store_error(self.path, exc) from exc
 
@@ -434,15 +457,29 @@ class JobStore:
 
     # --- writes ------------------------------------------------------------
 
-    def recover_running(self) -> list[Job]:
-        """Rows left `running` by a process that died go back to `queued`, the attempt not counted.
-        Returns them as they were, for the exactly-once check of their results."""
-        with self._transaction():
-            rows = self._conn.execute(
-                "UPDATE jobs SET state = ?, attempts = max(attempts - 1, 0) WHERE state = ? RETURNING *",
-                (JobState.QUEUED, JobState.RUNNING),
-            ).fetchall()
-        return [replace(Job.from_row(r), state=JobState.RUNNING, attempts=r["attempts"] + 1) for r in rows]
+    def recover_running(self) -> list[Takeover]:
+        """Rows left `running` by a scheduler that died (the lock says it is gone): held by this one now, as
+        they are, for the exactly-once check; each then becomes done or goes back to the queue (fenced)."""
+        rows = self._conn.execute("SELECT * FROM jobs WHERE state = ?", (JobState.RUNNING,)).fetchall()
+        return [Takeover(job, job.claim_token) for job in map(Job.from_row, rows)]
+
+    def renew(self, claims: Mapping[int, int]) -> set[int]:
+        """Which of these claims ({job id: token}) this scheduler still holds."""
+        held: set[int] = set()
+        wanted = list(claims)
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for job_id, token in self._conn.execute(
+                    f"SELECT id, claim_token FROM jobs WHERE state = ? AND id IN ({marks})", (JobState.RUNNING, *part)):
+                if claims[job_id] == token:
+                    held.add(job_id)
+        return held
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the main file and empty the WAL: the main file alone then holds
+        the store (a WAL lost with its disk or deleted by hand takes nothing committed with it)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None,
              chunk: int = 2000, duration: float = 0.0) -> SyncResult:
@@ -523,15 +560,6 @@ class JobStore:
             out.extend(Job.from_row(r) for r in self._conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", part))
         return out
 
-    def mark_running(self, job_id: int, *, now: float) -> Job:
-        with self._transaction():
-            self._conn.execute(
-                "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, finished_at = NULL, "
-                "not_before = NULL WHERE id = ?",
-                (JobState.RUNNING, now, job_id),
-            )
-        return self.get(job_id)
-
     def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
         """Start an attempt of a job that is ready (queued, or failed and waiting to retry): one write,
         which also reads the row back. None when it is not ready (done meanwhile, gone, or running).
@@ -542,8 +570,8 @@ class JobStore:
             with self._transaction():
                 rows = self._conn.execute(
                     "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, finished_at = NULL, "
-                    "not_before = NULL, result_key = coalesce(result_key, ?) WHERE id = ? AND state IN (?, ?) "
-                    "RETURNING *",
+                    "not_before = NULL, result_key = coalesce(result_key, ?), claim_token = claim_token + 1 "
+                    "WHERE id = ? AND state IN (?, ?) RETURNING *",
                     (JobState.RUNNING, now, result_key, job_id, JobState.QUEUED, JobState.FAILED),
                 ).fetchall()  # stepped to the end before COMMIT
         except sqlite3.IntegrityError:
@@ -556,19 +584,21 @@ class JobStore:
         if row is not None:
             raise ResultFolderTaken(key or "", Job.from_row(row)) from None
 
-    def mark_done(self, job_id: int, *, now: float, duration: float, output: str | None,
+    def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
                   video_seconds: float | None = None, covered_seconds: float | None = None,
-                  damaged_seconds: float | None = None, recovered: bool = False) -> None:
-        """`covered_seconds`: set when only the first N seconds were processed (--duration). `recovered`: the
-        attempt that finished was taken back as lost at recovery; it counts after all."""
+                  damaged_seconds: float | None = None) -> bool:
+        """Record the attempt of claim `token` done; False (nothing written) when that claim is no longer the
+        job's. `covered_seconds`: set when only the first N seconds were processed (--duration)."""
+        fence, args = _fence(token)
         with self._transaction():
-            self._conn.execute(
+            cur = self._conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, duration_seconds = ?, output = ?, "
                 "video_seconds = ?, covered_seconds = ?, damaged_seconds = ?, last_error = NULL, "
-                "last_exit_code = 0, attempts = attempts + ? WHERE id = ?",
+                f"last_exit_code = 0 WHERE id = ? AND {fence}",
                 (JobState.DONE, now, duration, output, video_seconds, covered_seconds or None,
-                 damaged_seconds or None, int(recovered), job_id),
+                 damaged_seconds or None, job_id, *args),
             )
+        return cur.rowcount > 0
 
     def assign_result_key(self, job_id: int, key: str) -> None:
         """Record the job's result folder; raises ResultFolderTaken when another job holds it."""
@@ -579,21 +609,35 @@ class JobStore:
             self._folder_taken(key)
             raise
 
-    def mark_failed(self, job_id: int, *, now: float, error: str, exit_code: int | None,
-                    retry_at: float | None) -> None:
-        """Record a failed attempt: `retry_at` set means it will be tried again, None means dead."""
+    def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
+                    retry_at: float | None) -> bool:
+        """Record a failed attempt: `retry_at` set means it will be tried again, None means dead. Fenced as
+        mark_done is; `token` None: a job that never ran (still ready)."""
         state = JobState.FAILED if retry_at is not None else JobState.DEAD
+        fence, args = _fence(token)
         with self._transaction():
-            self._conn.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, duration_seconds = ? - started_at, "
-                "last_error = ?, last_exit_code = ?, not_before = ? WHERE id = ?",
-                (state, now, now, error, exit_code, retry_at, job_id),
+            cur = self._conn.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, duration_seconds = ? - coalesce(started_at, ?), "
+                f"last_error = ?, last_exit_code = ?, not_before = ? WHERE id = ? AND {fence}",
+                (state, now, now, now, error, exit_code, retry_at, job_id, *args),
             )
+        return cur.rowcount > 0
 
-    def requeue_interrupted(self, job_id: int) -> None:
-        """A job we stopped ourselves (shutdown): back to queued, the attempt not counted."""
+    def requeue_interrupted(self, job_id: int, *, token: int) -> bool:
+        """An attempt we stopped ourselves (shutdown), or one lost with its scheduler: back to queued, the
+        attempt not counted. Only while claim `token` is the job's: a done job never goes back this way."""
         with self._transaction():
-            self._conn.execute(
-                "UPDATE jobs SET state = ?, attempts = max(attempts - 1, 0), started_at = NULL WHERE id = ?",
-                (JobState.QUEUED, job_id),
+            cur = self._conn.execute(
+                "UPDATE jobs SET state = ?, attempts = max(attempts - 1, 0), started_at = NULL "
+                "WHERE id = ? AND state = ? AND claim_token = ?",
+                (JobState.QUEUED, job_id, JobState.RUNNING, token),
             )
+        return cur.rowcount > 0
+
+
+def _fence(token: int | None) -> tuple[str, tuple[Any, ...]]:
+    """The condition under which an attempt's write applies: its claim is still the job's (`token`), or,
+    for a job that never ran, the job is still waiting to."""
+    if token is None:
+        return "state IN (?, ?)", (JobState.QUEUED, JobState.FAILED)
+    return "state = ? AND claim_token = ?", (JobState.RUNNING, token)

@@ -46,7 +46,17 @@ class Child:
         return self._proc.returncode
 
 
-def _report(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+_live: set[int] = set()  # children started here and not yet reaped
+
+
+def live_pids() -> set[int]:
+    """The pids of the children started here that are not reaped yet (a subreaper leaves them alone)."""
+    return set(_live)
+
+
+def _report(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], pid: int) -> None:
+    _live.discard(pid)
+
     def settle() -> None:
         if not done.done():
             done.set_result(None)
@@ -57,7 +67,7 @@ def _report(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None
 
 def _wait_alone(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
     proc.wait()
-    _report(loop, done)
+    _report(loop, done, proc.pid)
 
 
 class _Reaper:
@@ -96,7 +106,7 @@ class _Reaper:
                     self._poll.unregister(fd)
                 os.close(fd)
                 proc.wait()  # it has ended: this reaps it at once
-                _report(loop, done)
+                _report(loop, done, proc.pid)
 
 
 _reaper: _Reaper | None = None
@@ -135,6 +145,7 @@ async def spawn(program: str, args: Sequence[str], *, env: Mapping[str, str], li
         out_near.close()
         err_near.close()
         raise
+    _live.add(proc.pid)
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
     _watch_exit(proc, loop, exited)

@@ -12,6 +12,7 @@ from supervisor.config import Settings, expand_command
 from supervisor.gpu.probe import GpuId
 from supervisor.jobs.store import Job
 from supervisor.protocol.lifeline import PARENT_ENV
+from supervisor.protocol.results import CLAIM_ENV, JOB_ID_ENV
 
 
 def result_key(videos_dir: Path, video: Path) -> str:
@@ -57,7 +58,7 @@ def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
 def worker_env(job: Job, gpu: GpuId, base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update({
-        "VIDEO_SUPERVISOR_JOB_ID": str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera,
+        JOB_ID_ENV: str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera, CLAIM_ENV: str(job.claim_token),
         "VIDEO_SUPERVISOR_VIDEO": str(job.path), "VIDEO_SUPERVISOR_ATTEMPT": str(job.attempts),
         "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
     })

@@ -19,6 +19,7 @@ class LaunchSpec:
     env: Mapping[str, str]
     timeout: float
     stop_grace: float
+    done_grace: float = 10.0
 
 
 class WorkerHandle(Protocol):
@@ -33,6 +34,10 @@ class WorkerHandle(Protocol):
         """Stop it: the outcome is then INTERRUPTED."""
         ...
 
+    def kill_now(self) -> None:
+        """Kill it and everything in its group at once (its claim was lost): the outcome is INTERRUPTED."""
+        ...
+
 
 class Launcher(Protocol):
     def launch(self, spec: LaunchSpec, *, on_event: EventCallback, on_line: LineCallback) -> WorkerHandle: ...
@@ -41,4 +46,4 @@ class Launcher(Protocol):
 class ProcessLauncher:
     def launch(self, spec: LaunchSpec, *, on_event: EventCallback, on_line: LineCallback) -> WorkerHandle:
         return WorkerRun(spec.argv, env=spec.env, timeout=spec.timeout, stop_grace=spec.stop_grace,
-                         on_event=on_event, on_line=on_line)
+                         done_grace=spec.done_grace, on_event=on_event, on_line=on_line)

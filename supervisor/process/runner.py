@@ -4,6 +4,11 @@ The worker protocol: an argument list (never a shell), its own process group,
 JSON lines on stdout (`{"event": "progress", ...}` and a final
 `{"event": "done", ...}`), other stdout lines logged, the tail of stderr kept
 for the error log, and an exit code that classifies the outcome.
+
+An attempt ends when its work ends: a worker still running `done_grace` seconds after its done
+event is stopped (its outcome stays a success, for the supervisor to check against its result
+set), and once the worker has exited, whatever it left running in its process group is killed and
+its output pipes are let go, so a grandchild can neither hold the job up nor outlive it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL
 
 _LINE_LIMIT = 1 << 20
 _STDERR_TAIL_LINES = 30
+# After the worker exited: how long its output may still take to drain (a descendant that left its process
+# group may hold the pipes open for ever; the attempt is over all the same).
+_DRAIN_SECONDS = 1.0
 
 
 class OutcomeKind(enum.StrEnum):
@@ -48,6 +56,7 @@ class Outcome:
     stderr_tail: str = ""
     result: Mapping[str, Any] | None = None
     duration: float = 0.0
+    hung_after_done: bool = False  # printed its done event, then did not exit: stopped (the result stands)
 
 
 def classify(returncode: int | None, *, timed_out: bool = False, interrupted: bool = False) -> OutcomeKind:
@@ -124,6 +133,7 @@ class WorkerRun:
         env: Mapping[str, str],
         timeout: float,
         stop_grace: float,
+        done_grace: float = 10.0,
         on_event: EventCallback | None = None,
         on_line: LineCallback | None = None,
     ) -> None:
@@ -131,6 +141,9 @@ class WorkerRun:
         self.env = dict(env)
         self.timeout = timeout
         self.stop_grace = stop_grace
+        self.done_grace = done_grace
+        self._done_at: float | None = None
+        self._done_seen = asyncio.Event()
         self._on_event = on_event
         self._on_line = on_line
         self._proc: Child | None = None
@@ -154,23 +167,25 @@ class WorkerRun:
             return Outcome(OutcomeKind.SPAWN_FAILED, None,
                            f"cannot start worker {self.argv[0]!r}: {exc.strerror or exc}")
         self._proc = proc
+        if self._interrupted and self._stopping is None:  # stopped while it was being started
+            self._stopping = asyncio.ensure_future(self._terminate(proc))
         readers = asyncio.gather(self._read_stdout(proc.stdout), self._read_stderr(proc.stderr))
-        timed_out = False
+        timed_out = hung = False
         try:
-            try:
-                await asyncio.wait_for(asyncio.shield(proc.wait()), self.timeout)
-            except TimeoutError:
-                timed_out = True
+            timed_out, hung = await self._until_the_work_ends(proc, started)
+            if timed_out or hung:
                 await self._terminate(proc)
         except asyncio.CancelledError:
             await asyncio.shield(self._terminate(proc))
             readers.cancel()
             proc.close()
             raise
+        finally:
+            _signal_group(proc.pid, signal.SIGKILL)  # whatever it left running in its group ends with it
         try:
-            await asyncio.wait_for(readers, 5.0)
+            await asyncio.wait_for(readers, _DRAIN_SECONDS)
         except TimeoutError:
-            readers.cancel()  # a grandchild still holds the pipes; the attempt is over all the same
+            readers.cancel()  # a descendant outside its group holds the pipes: the attempt is over all the same
         finally:
             proc.close()
         if self._stopping is not None:
@@ -178,6 +193,10 @@ class WorkerRun:
         returncode = proc.returncode
         kind = classify(returncode, timed_out=timed_out, interrupted=self._interrupted)
         tail = "\n".join(self._stderr_tail)
+        if hung and not self._interrupted:
+            return Outcome(OutcomeKind.SUCCEEDED, returncode,
+                           f"printed its done event, then did not exit within {self.done_grace:g}s: stopped",
+                           tail, self._result, time.monotonic() - started, hung_after_done=True)
         if kind is OutcomeKind.TIMED_OUT:
             message = f"timed out after {self.timeout:g}s"
         elif kind is OutcomeKind.INTERRUPTED:
@@ -188,6 +207,42 @@ class WorkerRun:
         else:
             message = ""
         return Outcome(kind, returncode, message, tail, self._result, time.monotonic() - started)
+
+    async def _until_the_work_ends(self, proc: Child, started: float) -> tuple[bool, bool]:
+        """Wait for the worker's exit, its timeout, or `done_grace` after its done event: (timed out, hung
+        after its done event)."""
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            while True:
+                now = time.monotonic()
+                until = started + self.timeout
+                if self._done_at is not None:
+                    until = min(until, self._done_at + self.done_grace)
+                waiters: set[asyncio.Future[Any]] = {exited}
+                done_wait = None
+                if self._done_at is None:
+                    done_wait = asyncio.ensure_future(self._done_seen.wait())
+                    waiters.add(done_wait)
+                try:
+                    await asyncio.wait(waiters, timeout=max(0.0, until - now), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if done_wait is not None:
+                        done_wait.cancel()
+                if exited.done():
+                    return False, False
+                now = time.monotonic()
+                if self._done_at is not None and now >= self._done_at + self.done_grace:
+                    return False, True
+                if now >= started + self.timeout:
+                    return True, False
+        finally:
+            exited.cancel()
+
+    def kill_now(self) -> None:
+        """The attempt is void (its claim was lost): SIGKILL to its whole group at once, no grace."""
+        self._interrupted = True
+        if self._proc is not None and self._proc.returncode is None:
+            _signal_group(self._proc.pid, signal.SIGKILL)
 
     def request_stop(self) -> None:
         """Stop the worker (shutdown): SIGTERM to its group, SIGKILL after the grace period."""
@@ -220,6 +275,9 @@ class WorkerRun:
                 continue
             if event.get("event") == "done":
                 self._result = event
+                if self._done_at is None:
+                    self._done_at = time.monotonic()
+                    self._done_seen.set()
             if self._on_event is not None:
                 self._on_event(event)
 

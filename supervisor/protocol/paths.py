@@ -1,12 +1,29 @@
-"""Result folders created and opened without ever following a symlink (shared with the worker)."""
+"""Result folders created and opened without ever following a symlink (shared with the worker).
+
+One writer per result folder: each attempt of a job writes into a staging folder of its own beside
+the result folder (`.<name>.attempt-<claim token>`), and only the attempt that still holds its
+claim publishes it, by renaming it into place as its last step. Two attempts (a paused daemon's
+and the one that took its job over) can never interleave their files, and a reader sees one whole
+result set or the one before it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import shutil
 import stat
 from pathlib import Path
+
+_ATTEMPT = ".attempt-"
+_REPLACED = ".replaced-"
+
+
+def staging_key(key: str, token: int) -> str:
+    """Where the attempt of claim `token` writes the results that belong at `key` (relative to the root)."""
+    parent, _, name = key.rpartition("/")
+    return f"{parent}/" * bool(parent) + f".{name}{_ATTEMPT}{token}"
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -80,7 +97,93 @@ class ResultRoot:
             os.close(fd)
         return self.path / key
 
+    def _parent(self, key: str) -> tuple[int, str]:
+        """A descriptor of `key`'s parent folder (made if missing) and the last part of `key`."""
+        parent, _, name = key.rpartition("/")
+        if not name or name in (".", ".."):
+            raise ValueError(f"result folder {key!r}: no usable name")
+        if self._fd is None:
+            self._fd = open_result_dir(self.path, self._mode)
+        if not parent:
+            return os.dup(self._fd), name
+        self.make(parent)
+        fd = os.dup(self._fd)
+        try:
+            for part in parent.split("/"):
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, name
+
+    def publish(self, key: str, token: int) -> bool:
+        """Put the attempt's staging folder in place of `key`'s result folder (the one before, if any, is
+        removed after). False, with nothing changed, when the attempt left nothing to publish."""
+        fd, name = self._parent(key)
+        try:
+            staged = f".{name}{_ATTEMPT}{token}"
+            try:
+                if not _listing(staged, fd):
+                    _remove(staged, fd)
+                    return False
+            except FileNotFoundError:
+                return False
+            old = f".{name}{_REPLACED}{token}"
+            try:
+                os.rename(name, old, src_dir_fd=fd, dst_dir_fd=fd)
+            except FileNotFoundError:
+                old = ""
+            os.rename(staged, name, src_dir_fd=fd, dst_dir_fd=fd)
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+            if old:
+                _remove(old, fd)
+            return True
+        finally:
+            os.close(fd)
+
+    def discard(self, key: str, token: int) -> None:
+        """Remove what the attempt of claim `token` wrote (it will not be published)."""
+        fd, name = self._parent(key)
+        try:
+            _remove(f".{name}{_ATTEMPT}{token}", fd)
+        finally:
+            os.close(fd)
+
+    def clear_stale(self, key: str, below: int) -> list[str]:
+        """Staging folders of attempts older than claim `below` (cut off by a crash or a lost claim), and
+        result sets left replaced half-way: removed. Their names."""
+        fd, name = self._parent(key)
+        gone = []
+        try:
+            for entry in os.listdir(fd):
+                for marker in (_ATTEMPT, _REPLACED):
+                    prefix = f".{name}{marker}"
+                    if entry.startswith(prefix) and entry[len(prefix):].isdigit() and (
+                            marker == _REPLACED or int(entry[len(prefix):]) < below):
+                        _remove(entry, fd)
+                        gone.append(entry)
+        finally:
+            os.close(fd)
+        return gone
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _listing(name: str, parent: int) -> list[str]:
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(name: str, parent: int) -> None:
+    """Remove the folder `name` under `parent` and everything in it, never following a symlink."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(name, dir_fd=parent)

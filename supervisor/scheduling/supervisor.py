@@ -23,16 +23,17 @@ from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
 from supervisor.jobs.contract import JobStoreEngine, StoreUnavailable
-from supervisor.jobs.store import Job, JobState, ResultFolderTaken
+from supervisor.jobs.store import Job, JobState, ResultFolderTaken, Takeover
 from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, call
 from supervisor.observe.snapshot import RunningView, Snapshot
 from supervisor.observe.stats import RunStats
 from supervisor.process.launch import job_output_dir, real_root, result_key, worker_argv, worker_env
 from supervisor.process.launcher import Launcher, LaunchSpec, ProcessLauncher, WorkerHandle
+from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
-from supervisor.protocol.paths import ResultRoot, UnsafeOutput
+from supervisor.protocol.paths import ResultRoot, UnsafeOutput, staging_key
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
 from supervisor.scheduling.queue import JobQueue, QueueItem
@@ -56,16 +57,36 @@ EX_INTERRUPTED = 130
 T = TypeVar("T")
 
 
+def _published(output: str | None, staging: Path | None, final: Path) -> str | None:
+    """A path the worker named inside its staging folder, as it reads once published."""
+    if output is None or staging is None:
+        return output
+    try:
+        return str(final / Path(output).relative_to(staging))
+    except ValueError:
+        return output
+
+
 @dataclass(slots=True)
 class RunningJob:
-    """What is known of a job while its worker runs (not stored)."""
+    """What is known of a job while its worker runs (not stored). The worker writes into `staging`, a
+    folder of its attempt's own; only while the claim (`job.claim_token`) is held is it published at
+    `output_dir` (the result folder, `key` under the output root)."""
 
     job: Job
     gpu: GpuId
     run: WorkerHandle
     started_at: float
     output_dir: Path
+    key: str = ""
+    staging: Path | None = None
     progress: dict[str, Any] = field(default_factory=dict)
+    lease_lost: bool = False  # another scheduler took the job over: nothing of this attempt is recorded
+    recording: bool = False  # its outcome is on its way to the store
+
+    @property
+    def token(self) -> int:
+        return self.job.claim_token
 
     def view(self) -> RunningView:
         return RunningView(self.job, self.gpu, self.started_at, self.output_dir, dict(self.progress))
@@ -79,12 +100,13 @@ class Supervisor:
                  clock: Clock | None = None, launcher: Launcher | None = None, notifier: Notifier | None = None,
                  reload: Callable[[], Settings] | None = None, observers: list[Observer] | None = None,
                  store_retry: tuple[float, float] = (STORE_RETRY_FIRST, STORE_RETRY_MAX),
-                 scan_stuck_seconds: float = SCAN_STUCK_SECONDS) -> None:
+                 scan_stuck_seconds: float = SCAN_STUCK_SECONDS, orphans: OrphanReaper | None = None) -> None:
         self.store = store
         self.daemon = daemon
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.launcher: Launcher = launcher if launcher is not None else ProcessLauncher()
         self.notifier = notifier if notifier is not None else Notifier("")
+        self.orphans = orphans  # where this process is a subreaper: the orphans of finished jobs end
         self._reload = reload
         self.observers: list[Observer] = list(observers or [])
         self.started_at = self.clock.time()
@@ -175,7 +197,7 @@ class Supervisor:
             self.notifier.ready(self.notifier.last_status or None)
             long_lived: list[tuple[str, Awaitable[None]]] = [
                 ("dispatch", self._dispatch()), ("queue-report", self._report_queue()),
-                ("heartbeat", self._heartbeat()),
+                ("heartbeat", self._heartbeat()), ("leases", self._leases()),
             ]
             if self.monitor.policies:
                 long_lived.append(("gpu-health", self.monitor.run()))
@@ -276,7 +298,7 @@ class Supervisor:
             return result
 
     async def _startup(self) -> None:
-        recovered = await self._store_call("recover_running", self.store.recover_running)
+        recovered: list[Takeover] = await self._store_call("recover_running", self.store.recover_running)
         await self._settle_recovered(recovered, enqueue=False)  # the first scan queues the rest
         log.info(
             "supervisor_started", mode="daemon" if self.daemon else "once", pid=os.getpid(),
@@ -289,31 +311,51 @@ class Supervisor:
         if self.monitor.monitored:
             self.monitor.poll_once()  # never start 4 jobs on a GPU that is already hot
 
-    async def _settle_recovered(self, jobs: list[Job], *, enqueue: bool) -> None:
-        """Jobs whose scheduler died while they ran: done if their worker had finished (exactly once),
-        else queued again (`enqueue`: into this run's queue at once; otherwise the next scan does it)."""
-        for job in jobs:
-            result = None
-            if job.result_key is not None:
-                try:
-                    result = finished_result(job_output_dir(self.settings.output_dir, job.result_key), job)
-                except ValueError:
-                    result = None
+    async def _settle_recovered(self, takeovers: list[Takeover], *, enqueue: bool) -> None:
+        """Jobs whose scheduler is gone, now held by this one: done if the lost attempt had finished (its
+        result set complete, published now if it was still staged), else queued again, the attempt not
+        counted (`enqueue`: into this run's queue at once; otherwise the next scan does it)."""
+        for taken in takeovers:
+            job, lost = taken.job, taken.lost_token
+            result, key = None, job.result_key
+            if key is not None:
+                result = self._lost_attempts_result(job, key, lost)
             if result is None:
+                if key is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        self._results_folder().discard(key, lost)
+                requeued = await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+                                                  token=job.claim_token)
                 log.warning("job_recovered", job_id=job.id, video=str(job.path), camera=job.camera,
-                            action="its scheduler stopped while it ran: queued again, the attempt not counted")
-                if enqueue:
+                            action="its scheduler stopped while it ran: queued again, the attempt not counted"
+                            if requeued else "taken by another scheduler meanwhile")
+                if enqueue and requeued:
                     self._enqueue(replace(job, state=JobState.QUEUED))
                 continue
             duration = max(0.0, (job.finished_at or self.clock.time()) - (job.started_at or self.clock.time()))
             video_seconds = result["video_seconds"] if isinstance(result["video_seconds"], (int, float)) else None
-            await self._store_call(
-                "mark_done", self.store.mark_done, job.id, now=self.clock.time(), duration=duration,
-                output=result["output"], video_seconds=video_seconds,
+            recorded = await self._store_call(
+                "mark_done", self.store.mark_done, job.id, token=job.claim_token, now=self.clock.time(),
+                duration=duration, output=result["output"], video_seconds=video_seconds,
                 covered_seconds=video_seconds if result["duration_limited"] else None,
-                damaged_seconds=float(result["damaged_seconds"] or 0.0), recovered=True)
-            log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=result["output"],
-                     message="its worker had finished when its scheduler stopped: recorded done, not run again")
+                damaged_seconds=float(result["damaged_seconds"] or 0.0))
+            if recorded:
+                log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=result["output"],
+                         message="its worker had finished when its scheduler stopped: recorded done, not run again")
+
+    def _lost_attempts_result(self, job: Job, key: str, lost: int) -> dict[str, Any] | None:
+        """The finished result of the attempt of claim `lost`, published if it was still staged; else None."""
+        try:
+            final = job_output_dir(self.settings.output_dir, key)
+            staged = job_output_dir(self.settings.output_dir, staging_key(key, lost))
+            result = finished_result(staged, job, lost)
+            if result is not None and self._results_folder().publish(key, lost):
+                result["output"] = _published(result["output"], staged, final)
+                return result
+            return finished_result(final, job, lost)
+        except (OSError, ValueError) as exc:
+            log.warning("result_not_checked", job_id=job.id, folder=key, error=str(exc))
+            return None
 
     # --- intake -------------------------------------------------------------
 
@@ -385,37 +427,46 @@ class Supervisor:
         except ResultFolderTaken as exc:
             log.error("result_folder_conflict", job_id=job_id, video=str(video), other_job_id=exc.other.id,
                       other_video=str(exc.other.path), folder=exc.key)
-            await self._finish_without_run(job_id, video, f"{video}: {exc}")
+            await self._finish_without_run(job_id, None, video, f"{video}: {exc}")
             return False
         except ValueError as exc:
-            await self._finish_without_run(job_id, video, str(exc))
+            await self._finish_without_run(job_id, None, video, str(exc))
             return False
         if job is None:  # done, gone or running meanwhile (another scan, another host)
             self.queue.forget(job_id)
             self._check_idle()
             return False
         if self._stop.is_set():  # stopped while the claim was on its way: give it back, uncharged
-            await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job_id)
+            await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job_id,
+                                   token=job.claim_token)
             return False
         if job.result_key is not None and job.result_key != key:  # a folder recorded by an older version
-            out_dir = job_output_dir(self.settings.output_dir, job.result_key)
+            key = job.result_key
+            out_dir = job_output_dir(self.settings.output_dir, key)
         if not job.path.is_file():
-            await self._finish_without_run(job.id, job.path, f"{job.path}: the video is gone", job.camera)
-            return False
-        try:
-            self._results_folder().make(job.result_key or key)
-        except UnsafeOutput as exc:
-            await self._finish_without_run(job.id, job.path, f"{job.path}: refusing to write results: {exc.strerror}",
+            await self._finish_without_run(job.id, job.claim_token, job.path, f"{job.path}: the video is gone",
                                            job.camera)
             return False
+        staging = job_output_dir(self.settings.output_dir, staging_key(key, job.claim_token))
+        try:
+            results = self._results_folder()
+            stale = results.clear_stale(key, job.claim_token)
+            if stale:
+                log.info("stale_attempts_removed", folder=str(out_dir), removed=stale)
+            results.make(staging_key(key, job.claim_token))
+        except UnsafeOutput as exc:
+            await self._finish_without_run(job.id, job.claim_token, job.path,
+                                           f"{job.path}: refusing to write results: {exc.strerror}", job.camera)
+            return False
         except OSError as exc:  # a full or read-only results disk: the worker reports it as transient
-            log.warning("result_folder_not_created", folder=str(out_dir), error=exc.strerror or str(exc))
+            log.warning("result_folder_not_created", folder=str(staging), error=exc.strerror or str(exc))
         self.queue.forget(job_id)
-        spec = LaunchSpec(worker_argv(self.settings, job, out_dir), worker_env(job, gpu, self._base_env),
-                          self.settings.worker.timeout_seconds, self.settings.worker.stop_grace_seconds)
+        w = self.settings.worker
+        spec = LaunchSpec(worker_argv(self.settings, job, staging), worker_env(job, gpu, self._base_env),
+                          w.timeout_seconds, w.stop_grace_seconds, w.done_grace_seconds)
         run = self.launcher.launch(spec, on_event=lambda event: self._on_worker_event(job_id, event),
                                    on_line=lambda line: log.debug("worker_output", line=line[:1000]))
-        rj = RunningJob(job, gpu, run, job.started_at or self.clock.time(), out_dir)
+        rj = RunningJob(job, gpu, run, job.started_at or self.clock.time(), out_dir, key, staging)
         self.running[job_id] = rj
         call(self.observers, "job_started", rj.view())
         task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
@@ -423,10 +474,12 @@ class Supervisor:
         task.add_done_callback(self._job_task_done)
         return True
 
-    async def _finish_without_run(self, job_id: int, video: Path, reason: str, camera: str | None = None) -> None:
-        """Dead without a worker: nothing any attempt could change (a folder taken, a video gone)."""
-        await self._store_call("mark_failed", self.store.mark_failed, job_id, now=self.clock.time(), error=reason,
-                               exit_code=None, retry_at=None)
+    async def _finish_without_run(self, job_id: int, token: int | None, video: Path, reason: str,
+                                  camera: str | None = None) -> None:
+        """Dead without a worker: nothing any attempt could change (a folder taken, a video gone). `token`: the
+        claim taken for it, or None when none was."""
+        await self._store_call("mark_failed", self.store.mark_failed, job_id, token=token, now=self.clock.time(),
+                               error=reason, exit_code=None, retry_at=None)
         if camera is None:
             camera = (await self._store_call("get", self.store.get, job_id)).camera
         self.stats.record_dead(camera)
@@ -467,7 +520,7 @@ class Supervisor:
             if outcome is None:  # cancelled: the supervisor is going away; the next start recovers the row
                 del self.running[job.id]
                 with contextlib.suppress(Exception):
-                    await self.store.requeue_interrupted(job.id)
+                    await self.store.requeue_interrupted(job.id, token=rj.token)
                 self._check_idle()
         try:
             # The job stays ours (in `running`) until its outcome is in the store, however long that takes.
@@ -481,28 +534,55 @@ class Supervisor:
         call(self.observers, "job_finished", rj.view(), outcome, state)
 
     async def _record(self, rj: RunningJob, outcome: Outcome) -> tuple[JobState, float | None]:
-        """Store what the attempt came to (one write); the job's new state, and when it is retried."""
+        """Store what the attempt came to (one write, fenced by its claim); the job's new state, and when it is
+        retried. A done attempt's results are published first, while its claim is held."""
+        rj.recording = True
         job = rj.job
         now = self.clock.time()
         seconds = round(outcome.duration, 3)
+        if rj.lease_lost:
+            self._discard(rj)
+            log.error("attempt_void", outcome=str(outcome.kind), duration_seconds=seconds,
+                      reason="its claim was taken over by another scheduler: nothing of this attempt is recorded")
+            return JobState.RUNNING, None
         d: Decision = decide(outcome, job, self.settings.worker, str(rj.output_dir))
+        if d.verdict is Verdict.DONE and outcome.hung_after_done and (
+                rj.staging is None or finished_result(rj.staging, job, rj.token) is None):
+            outcome = replace(outcome, kind=OutcomeKind.FAILED, message=outcome.message + "; and its result set "
+                              "is not complete (no valid summary.json)")
+            d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
         if d.verdict is Verdict.DONE:
-            await self._store_call("mark_done", self.store.mark_done, job.id, now=now, duration=outcome.duration,
-                                   output=d.output, video_seconds=d.video_seconds, covered_seconds=d.covered_seconds,
-                                   damaged_seconds=d.damaged_seconds)
+            published = await self._publish(rj)
+            if published is None:
+                return JobState.RUNNING, None
+            if isinstance(published, str):  # the results could not be put in place: an attempt that failed
+                outcome = replace(outcome, kind=OutcomeKind.TRANSIENT, exit_code=None, message=published)
+                d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
+        if d.verdict is Verdict.DONE:
+            output = _published(d.output, rj.staging, rj.output_dir)
+            if not await self._store_call("mark_done", self.store.mark_done, job.id, token=rj.token, now=now,
+                                          duration=outcome.duration, output=output, video_seconds=d.video_seconds,
+                                          covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds):
+                return self._lost(rj, "mark_done")
             self.stats.record_done(job.camera, outcome.duration)
-            log.info("job_succeeded", duration_seconds=seconds, output=d.output, video_seconds=d.video_seconds,
+            log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=d.video_seconds,
                      covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds)
+            if outcome.hung_after_done:
+                log.warning("worker_hung_after_done", message=outcome.message,
+                            action="its result set is complete: recorded done, not retried")
             result: Mapping[str, Any] = outcome.result or {}
             if result.get("engine_fallback"):
                 log.warning("engine_fallback", engine=result.get("engine"), reason=result["engine_fallback"])
             if d.damaged_seconds > 0:
                 log.warning("video_damaged", damaged_seconds=d.damaged_seconds, spans=result.get("damaged_spans"),
-                            output=d.output,
+                            output=output,
                             message=f"done, {d.damaged_seconds:.1f} s damaged: see damage in summary.json")
             return JobState.DONE, None
+        self._discard(rj)
         if d.verdict is Verdict.REQUEUE:
-            await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id)
+            if not await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+                                          token=rj.token):
+                return self._lost(rj, "requeue_interrupted")
             self.queue.hold(job.id)  # not finished: an interrupted once run says so in its exit code
             self.stats.interrupted += 1
             log.info("job_interrupted", duration_seconds=seconds)
@@ -510,15 +590,18 @@ class Supervisor:
         error = outcome.message or str(outcome.kind)
         if d.verdict is Verdict.HALT:
             # Not the video's fault: the job goes back to the queue, uncharged, and the run halts.
-            await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id)
+            if not await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+                                          token=rj.token):
+                return self._lost(rj, "requeue_interrupted")
             log.error("job_not_run", reason="the worker found the configuration unusable (exit 78)", error=error,
                       stderr_tail=outcome.stderr_tail)
             return JobState.QUEUED, None
         retry = d.verdict is Verdict.RETRY
-        self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
         retry_at = now + d.retry_in if d.retry_in is not None else None
-        await self._store_call("mark_failed", self.store.mark_failed, job.id, now=now, error=error,
-                               exit_code=outcome.exit_code, retry_at=retry_at)
+        if not await self._store_call("mark_failed", self.store.mark_failed, job.id, token=rj.token, now=now,
+                                      error=error, exit_code=outcome.exit_code, retry_at=retry_at):
+            return self._lost(rj, "mark_failed")
+        self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
         if retry_at is not None:
             log.error("job_failed", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
                       duration_seconds=seconds, retry_in_seconds=round(d.retry_in or 0.0, 3),
@@ -528,6 +611,40 @@ class Supervisor:
         log.error("job_dead", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
                   attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
         return JobState.DEAD, None
+
+    async def _publish(self, rj: RunningJob) -> bool | str | None:
+        """Put a done attempt's results in place, only while its claim is held (checked, and extended, just
+        before the rename: nobody can take the job over within the lease that follows). True: published (or
+        nothing was staged); None: the claim was lost, nothing published; a text: why the rename failed."""
+        if rj.staging is None:
+            return True
+        held = await self._store_call("renew", self.store.renew, {rj.job.id: rj.token})
+        if rj.job.id not in held:
+            self._lost(rj, "publish")
+            return None
+        try:
+            self._results_folder().publish(rj.key, rj.token)
+        except OSError as exc:
+            self._discard(rj)
+            return f"cannot put the results in place at {rj.output_dir}: {exc.strerror or exc}"
+        return True
+
+    def _discard(self, rj: RunningJob) -> None:
+        """Remove what an attempt that will not be published wrote."""
+        if rj.staging is None:
+            return
+        try:
+            self._results_folder().discard(rj.key, rj.token)
+        except (OSError, ValueError) as exc:  # left for the next claim of the job to clear
+            log.warning("attempt_files_not_removed", folder=str(rj.staging), error=str(exc))
+
+    def _lost(self, rj: RunningJob, operation: str) -> tuple[JobState, float | None]:
+        """The store did not take an attempt's outcome: its claim is no longer this scheduler's."""
+        self._discard(rj)
+        log.error("lease_lost", operation=operation, token=rj.token,
+                  reason="the job was taken over by another scheduler (this one paused or cut off past its "
+                         "lease): nothing of this attempt is recorded")
+        return JobState.RUNNING, None
 
     # --- reporting ----------------------------------------------------------
 
@@ -580,29 +697,38 @@ class Supervisor:
             return False
         return True
 
-    async def _heartbeat(self) -> None:
-        """Watchdog pings from the event loop itself, so a hung loop gets restarted; the store's identity is
-        checked (a store deleted or replaced under us stops the run, loudly); observers' tick."""
+    def _beat_interval(self) -> float:
         interval = min(HEARTBEAT_SECONDS, self.settings.scheduler.lease_seconds / 4)  # renewals well within
         if self.notifier.watchdog_seconds:
             interval = min(interval, self.notifier.watchdog_seconds / 2)
+        return interval
+
+    async def _heartbeat(self) -> None:
+        """Watchdog pings from the event loop itself, so a hung loop gets restarted; the store's identity is
+        checked (a store deleted or replaced under us stops the run, loudly) and kept whole; observers tick."""
         while True:
-            await self.clock.sleep(interval)
-            await self.store.check()
-            await self._share_state()
+            await self.clock.sleep(self._beat_interval())
+            await self.store.check(idle=not self.running and not self.queue.outstanding)
             if self.notifier.watchdog_seconds and self.healthy():
                 self.notifier.watchdog()
+            if self.orphans is not None:
+                self.orphans.sweep({rj.job.id for rj in self.running.values()})
             await self.tick_observers()
 
-    async def _share_state(self) -> None:
-        """A shared store: renew this scheduler's claims, say what it runs, and take over the jobs of a
-        scheduler that stopped renewing its own. A store that does not answer now is asked next time."""
+    async def _leases(self) -> None:
+        """Renew this scheduler's claims, in a task of its own (a slow scan or store check never delays it);
+        stop at once the worker of a claim found lost; on a shared store, say what this scheduler runs and
+        take over the jobs of one that stopped renewing its own."""
+        while True:
+            await self.clock.sleep(self._beat_interval())
+            await self._renew_claims()
+            if self.store.shared:
+                await self._share_state()
+
+    async def _renew_claims(self) -> None:
+        claims = {rj.job.id: rj.token for rj in self.running.values() if not rj.lease_lost}
         try:
-            await self.store.heartbeat(list(self.running), {
-                "running": [{"job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path),
-                             "gpu": rj.gpu, "started_at": rj.started_at} for rj in self.running.values()],
-                "limit": self.slots.total_limit, "gpus": self.monitor.snapshot(), "queue": self.queue_status()})
-            reclaimed = await self.store.reclaim_expired()
+            held = await self.store.renew(claims) if claims else set()
         except StoreUnavailable as exc:
             if not self._beat_failing and self.running:  # once an outage: our claims may run out meanwhile
                 log.warning("claims_not_renewed", error=str(exc), running=len(self.running),
@@ -613,6 +739,27 @@ class Supervisor:
         if self._beat_failing:
             self._beat_failing = False
             log.info("claims_renewed")
+        for job_id in claims.keys() - held:
+            rj = self.running.get(job_id)
+            if rj is None or rj.recording or rj.lease_lost or rj.token != claims[job_id]:
+                continue  # finished meanwhile: its own write is fenced
+            rj.lease_lost = True
+            rj.run.kill_now()
+            log.error("lease_lost", job_id=job_id, camera=rj.job.camera, video=str(rj.job.path), token=rj.token,
+                      action="its worker was killed at once; the scheduler that took the job over runs it, and "
+                             "nothing of this attempt is recorded")
+
+    async def _share_state(self) -> None:
+        """Say what this scheduler runs, and take over the jobs of one that stopped renewing its claims. A store
+        that does not answer now is asked next time."""
+        try:
+            await self.store.publish_status({
+                "running": [{"job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path),
+                             "gpu": rj.gpu, "started_at": rj.started_at} for rj in self.running.values()],
+                "limit": self.slots.total_limit, "gpus": self.monitor.snapshot(), "queue": self.queue_status()})
+            reclaimed = await self.store.reclaim_expired()
+        except StoreUnavailable:
+            return  # said once by the renewals
         await self._settle_recovered(reclaimed, enqueue=not self._stop.is_set())
 
     async def _report_queue(self) -> None:
@@ -657,6 +804,8 @@ class Supervisor:
                 _, deaf = await asyncio.wait(stuck, timeout=RECORD_GRACE_SECONDS)
                 if deaf:  # not even cancelling ends them: exit all the same, never hang here
                     log.critical("jobs_not_stopped", count=len(deaf), action="exiting without them")
+        if self.orphans is not None:
+            self.orphans.sweep(set(self.running))  # no job of this run is left to leave anything behind
         await self._log_summary()
         for obs in self.observers:
             try:
