@@ -29,18 +29,20 @@ lint: $(BIN)/.installed
 # The systemd tests need systemd-analyze and systemd-nspawn (Debian: systemd, systemd-container);
 # the recording tests make real H.264/HEVC/TS/AVI files with the ffmpeg tool (Debian: ffmpeg);
 # the metrics test also runs promtool when it is there (Debian: prometheus); the shared-store tests start
-# a real PostgreSQL server from its binaries (Debian: postgresql).
+# a real PostgreSQL server from its binaries (Debian: postgresql); the clock-skew tests run daemons under
+# libfaketime (Debian: faketime).
 sysdeps:
 	@if ! command -v systemd-nspawn >/dev/null || ! command -v systemd-analyze >/dev/null \
 	    || ! command -v ffmpeg >/dev/null || ! command -v promtool >/dev/null \
-	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd systemd-container \
-	      ffmpeg postgresql >/dev/null; \
+	      ffmpeg postgresql faketime >/dev/null; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
 	      || echo "note: promtool not installed; metrics are checked with prometheus_client's parser"; \
-	  else echo "note: install systemd, systemd-container, ffmpeg and postgresql for the systemd, recording and \
-	    shared-store tests"; fi; \
+	  else echo "note: install systemd, systemd-container, ffmpeg, postgresql and faketime for the systemd, \
+	    recording and shared-store tests"; fi; \
 	fi
 
 test: lint sysdeps models/person.pt $(MODEL_EXPORTS)

@@ -93,8 +93,8 @@ async def _through_engine(db: Path, n: int) -> float:
     for jid in ids:
         job = await engine.claim(jid, now=2.0, result_key=f"cam/{jid}")
         assert job is not None
-        await engine.mark_done(jid, token=job.claim_token, now=3.0, duration=1.0, output="x", video_seconds=1.0, covered_seconds=None,
-                               damaged_seconds=0.0)
+        await engine.mark_done(jid, token=job.claim_token, now=3.0, duration=1.0, output="x", video_seconds=1.0,
+                               covered_seconds=None, damaged_seconds=0.0)
     elapsed = time.perf_counter() - started
     await engine.close()
     return n / elapsed

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import WorkerSettings
-from supervisor.jobs.store import JobState, JobStore, ResultFolderTaken
+from supervisor.jobs.store import SCHEMA_VERSION, JobState, JobStore, ResultFolderTaken
 from supervisor.observe.metrics import Metrics
 from supervisor.observe.report import build_report, render_table
 from supervisor.observe.status import collect_status, render_status
@@ -91,7 +91,7 @@ def test_an_older_store_keeps_the_folders_its_done_jobs_wrote(tmp_path):
     version = store._conn.execute("PRAGMA user_version").fetchone()[0]
     store.close()
     # a.mp4 wrote cam/a; a.mkv overwrote it back then, so it gets a folder of its own when it next runs.
-    assert keys == {"a.mp4": "cam/a", "a.mkv": None, "b.mp4": None} and version == 3
+    assert keys == {"a.mp4": "cam/a", "a.mkv": None, "b.mp4": None} and version == SCHEMA_VERSION
 
 
 def test_a_video_done_for_its_first_seconds_runs_again_when_more_is_asked(tmp_path):

@@ -178,8 +178,8 @@ def test_the_figures_behind_status_and_report(opener):
                             reprocess=False, now=1.0, duration=0)).new
         pending = await e.pending_bytes_by_camera()
         job = await e.claim(ids[0], now=2.0)
-        await e.mark_done(ids[0], token=job.claim_token, now=12.0, duration=10.0, output="x", video_seconds=30.0, covered_seconds=None,
-                          damaged_seconds=2.0)
+        await e.mark_done(ids[0], token=job.claim_token, now=12.0, duration=10.0, output="x", video_seconds=30.0,
+                          covered_seconds=None, damaged_seconds=2.0)
         work = await e.done_work_by_camera()
         done = await e.get(ids[0])
         await e.close()

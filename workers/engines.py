@@ -218,8 +218,11 @@ class ExportedEngine:
                 import openvino
 
                 core = openvino.Core()
+                # f32 whatever the CPU: on one with AMX, OpenVINO would otherwise run bf16, whose boxes move by
+                # pixels, so the same recording would count differently on two hosts of one site.
                 compiled = core.compile_model(str(folder / "model.xml"), "CPU", {
-                    "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+                    "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_PRECISION_HINT": "f32"})
                 self._run = lambda x: compiled(x)[0]
             else:
                 keep_caches_private()  # ONNX Runtime writes a device id under the cache folder on import

@@ -10,7 +10,10 @@ offline demo point `[worker] command` at it:
     {"b.mp4": {"exit": [75, 0], "seconds": 0.1}}  -> attempt 1 exits 75, attempt 2 exits 0.
     {"c.mp4": {"damaged_seconds": 3.2}}  -> done, reporting 3.2 s of the recording undecodable.
 `--duration N` (N > 0) reports the run as covering only the first N seconds, as the real worker does.
-`--record FILE` appends one JSON line per run: pid, camera, video, gpu, start, end, exit.
+`--record FILE` appends one JSON line per run: pid, camera, video, out, claim, gpu, start, end, exit.
+`--hang-after-done` prints its done event and writes its results, then never exits (stuck in shutdown).
+`--grandchild SECONDS` leaves a process behind that lives that long (`--escape`: in a session of its own,
+as a double fork makes it); its pid is appended to `--grandchild-pids FILE`.
 """
 
 from __future__ import annotations
@@ -72,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM (to test SIGKILL escalation)")
     p.add_argument("--output-bytes", type=int, default=0, help="pad the summary to this size (disk-full tests)")
     p.add_argument("--write-seconds", type=float, default=0.0, help="spread the write over this long")
+    p.add_argument("--hang-after-done", action="store_true")
+    p.add_argument("--grandchild", type=float, default=0.0)
+    p.add_argument("--escape", action="store_true")
+    p.add_argument("--grandchild-pids", default="")
     args = p.parse_args(argv)
+    if args.grandchild > 0:
+        _leave_behind(args.grandchild, escape=args.escape, pids=args.grandchild_pids)
 
     seconds: float = args.seconds
     exit_code: int = args.exit_code
@@ -89,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     record = {
-        "pid": os.getpid(), "camera": args.camera, "video": args.video, "attempt": attempt,
+        "pid": os.getpid(), "camera": args.camera, "video": args.video, "attempt": attempt, "out": args.out,
+        "claim": os.environ.get("VIDEO_SUPERVISOR_CLAIM"),
         "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": started,
     }
     if args.ignore_term:
@@ -134,7 +144,26 @@ def main(argv: list[str] | None = None) -> int:
                           "duration_limited": limit > 0, "damaged_seconds": damaged}), flush=True)
     if args.record:
         _append(Path(args.record), {**record, "end": time.time(), "exit": exit_code})
+    if args.hang_after_done:
+        while True:
+            time.sleep(3600)
     return exit_code
+
+
+def _leave_behind(seconds: float, *, escape: bool, pids: str) -> None:
+    """Fork a process that sleeps `seconds` with the worker's stdout and stderr still open."""
+    if os.fork() != 0:
+        if escape:
+            os.wait()  # the middle process exits at once: its child is an orphan
+        return
+    if escape:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+    if pids:
+        _append(Path(pids), {"pid": os.getpid()})
+    time.sleep(seconds)
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ class SqliteEngine:
         self._writes = 0  # writes since the last checkpoint
         self._last_write = 0.0
         self._last_checkpoint = time.monotonic()
+        self._broken: str | None = None  # the store under us was deleted or replaced: no call goes to it any more
         self._thread = _Owner("job-store")
         self._scans = _Owner("job-store-scan")
         self.in_flight = 0  # calls sent to a thread and not yet answered
@@ -138,6 +139,8 @@ class SqliteEngine:
 
     async def _call(self, fn: Callable[..., T], *args: object, executor: _Owner | None = None,
                     **kwargs: object) -> T:
+        if self._broken is not None:
+            raise StoreError(self._broken)
         self.in_flight += 1
         try:
             return await (executor or self._thread).submit(partial(fn, *args, **kwargs))
@@ -225,6 +228,15 @@ class SqliteEngine:
             await self._call(self._store.checkpoint)
 
     def _check(self) -> None:
+        try:
+            self._check_files()
+        except StoreError as exc:
+            # Nothing more is written: a write now would land where nobody reads it, and a job whose outcome
+            # is not recorded is settled from its result set at the next start (exactly once).
+            self._broken = str(exc)
+            raise
+
+    def _check_files(self) -> None:
         try:
             now = file_identity(self._resolved)
         except FileNotFoundError:
