@@ -151,8 +151,10 @@ def _refused_for_good(exc: BaseException) -> bool:
     if state.startswith(_CONFIG_SQLSTATE):
         return True
     text = str(exc)
+    if "too many" in text or "the database system is" in text:  # out of connections; starting or stopping
+        return False
     return any(marker in text for marker in ("password authentication failed", "does not exist",
-                                             "no password supplied", "role \"", "invalid connection option"))
+                                             "no password supplied", "invalid connection option"))
 
 
 class _Channel:

@@ -96,8 +96,7 @@ def test_hosts_whose_clocks_disagree_never_take_each_others_live_jobs(tmp_path, 
     lib = _libfaketime()
     videos = [make_video(tmp_path / "videos" / f"cam{c}" / f"cam{c}_20251114_{h:02d}0000.mp4")
               for c in range(2) for h in range(6)]
-    skewed = {"LD_PRELOAD": lib, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-              "FAKETIME_NO_CACHE": "1"}
+    skewed = {"LD_PRELOAD": lib, "FAKETIME": offset, "FAKETIME_NO_CACHE": "1"}  # its workers inherit it too
     daemons = [Daemon(fleet_settings(tmp_path, pg_url, "host0", job_seconds=1.5, lease=4.0)),
                Daemon(fleet_settings(tmp_path, pg_url, "host1", job_seconds=1.5, lease=4.0), env=skewed)]
     try:
