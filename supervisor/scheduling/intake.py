@@ -77,11 +77,15 @@ class Intake:
         try:
             sync = await self._store.sync(result.videos, reprocess=reprocess, now=self._clock.time(),
                                           duration=self.settings.duration)
-        except (StoreUnavailable, StoreError) as exc:
+        except StoreUnavailable as exc:  # the store's trouble (a full disk, a server away), said as such
             log.error("scan_not_recorded", store=self._store.describe, error=str(exc), found=len(result.videos),
                       action="the next scan tries again")
             call(self._observers, "store_unavailable", str(exc))
             return
+        except StoreError as exc:  # a store that cannot be trusted any more (deleted, replaced): stop, loudly
+            log.error("scan_not_recorded", store=self._store.describe, error=str(exc), found=len(result.videos),
+                      action="stopping: the job store cannot be used")
+            raise
         self.scans += 1
         self.last_scan_at = self._clock.time()
         call(self._observers, "scan_completed", len(result.videos), len(sync.new))

@@ -23,7 +23,7 @@ from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
 from supervisor.jobs.contract import JobStoreEngine, StoreUnavailable
-from supervisor.jobs.store import Job, JobState, ResultFolderTaken, Takeover
+from supervisor.jobs.store import Job, JobState, ResultFolderTaken, StoreError, Takeover
 from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, call
 from supervisor.observe.snapshot import RunningView, Snapshot
@@ -188,7 +188,8 @@ class Supervisor:
         tasks: dict[asyncio.Task[Any], str] = {}
         try:
             await self._startup()
-            await self.intake.scan_and_queue(reprocess=self.settings.reprocess)
+            with contextlib.suppress(StoreError):  # a broken store: the first heartbeat's check stops the run
+                await self.intake.scan_and_queue(reprocess=self.settings.reprocess)
             self._check_idle()
             snapshot = await self.snapshot()
             for obs in self.observers:
