@@ -2,8 +2,11 @@
 
 The worker counts its completions (one record per attempt that exits 0). After the kills a last
 daemon runs the tree to the end; the script prints, per engine, how many videos completed once,
-twice or more, and how many were recorded done from their result set after a kill (their worker
-had finished, its daemon died before recording it). The promise: none completed twice, none lost.
+twice or more, how many were recorded done from their result set after a kill (their worker
+had finished, its daemon died before recording it), how many were never completed by a worker that
+lived to log it (killed between its summary and its own record line: done from its result set),
+and how many result sets in place were not written by the attempt the store recorded. The
+promise: none completed twice, none lost, every result set the recorded attempt's.
 
     python bench/soak.py [--engine sqlite|postgres|both] [--kills 100] [--videos 120]
 """
@@ -27,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from supervisor.config import is_store_url  # noqa: E402
 from supervisor.jobs.postgres import open_reader  # noqa: E402
-from supervisor.jobs.store import JobState  # noqa: E402
+from supervisor.jobs.store import Job, JobState  # noqa: E402
 
 
 def make_tree(root: Path, count: int) -> list[Path]:
@@ -60,13 +63,27 @@ def start(cfg: Path) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def states(store: str) -> list[JobState]:
+def jobs(store: str) -> list[Job]:
     url = store if is_store_url(store) else ""
     reader = open_reader(url, Path(store))
     try:
-        return [j.state for j in reader.jobs()]
+        found: list[Job] = reader.jobs()
+        return found
     finally:
         reader.close()
+
+
+def states(store: str) -> list[JobState]:
+    return [j.state for j in jobs(store)]
+
+
+def foreign_results(tmp: Path, store: str) -> int:
+    """Done jobs whose result set in place was not written by the attempt the store recorded (its claim)."""
+    wrong = 0
+    for job in jobs(store):
+        summary = json.loads((tmp / "results" / str(job.result_key) / "summary.json").read_text())
+        wrong += summary["video"].get("claim") != job.claim_token
+    return wrong
 
 
 def soak(tmp: Path, store: str, kills: int, videos: int, rng: random.Random) -> dict[str, object]:
@@ -97,7 +114,8 @@ def soak(tmp: Path, store: str, kills: int, videos: int, rng: random.Random) -> 
     per_video = Counter(completions.get(str(v), 0) for v in made)
     return {"kills": kills, "videos": videos, "seconds": round(time.monotonic() - started, 1),
             "completed_once": per_video[1], "completed_twice_or_more": sum(n for k, n in per_video.items() if k > 1),
-            "done_from_result_set": recovered, "never_completed_by_a_worker": per_video[0]}
+            "done_from_result_set": recovered, "never_completed_by_a_worker": per_video[0],
+            "results_not_from_the_recorded_attempt": foreign_results(tmp, store)}
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ class JobStoreEngine(Protocol):
         ...
 
     async def recover_running(self) -> list[Takeover]:
-        """At start: jobs left running by a scheduler that is gone, now held by this one (a new claim on a
-        shared store), for the exactly-once check; each then becomes done or is requeued, fenced."""
+        """At start: jobs left running by a scheduler that is gone, now held by this one (on a shared store the
+        lease changes owner), for the exactly-once check; each then becomes done or is requeued, fenced."""
         ...
 
     async def reclaim_expired(self) -> list[Takeover]:

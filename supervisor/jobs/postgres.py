@@ -4,8 +4,9 @@ Each daemon claims a job with `FOR UPDATE SKIP LOCKED`, so two never wait on or 
 row; a claim is a lease carrying the daemon's identity (host, pid, start time) and a token (the
 job's claim generation), renewed by its heartbeat. Every lease time is the server's own clock,
 computed in the statement: no host's clock decides whether a lease is alive. A lease that runs out
-(a daemon killed, paused or cut off; a host lost) is taken over by another daemon with a new token,
-so every later write of the old attempt, fenced by owner and token, changes nothing. Leases do not
+(a daemon killed, paused or cut off; a host lost) is taken over by another daemon (the lease's owner
+changes), so every later write of the old attempt, fenced by owner and token, changes nothing; the
+job's next attempt gets a new token. Leases do not
 run out within one lease of the server's own start: a server restart is nobody's silence.
 Discovery from several hosts is idempotent (insert-or-ignore on the video's path). Every call is
 awaited on the loop through psycopg's async connections: one for the work, one for renewals (so a
@@ -273,7 +274,8 @@ class PostgresEngine:
 
     async def reclaim_expired(self) -> list[Takeover]:
         """Jobs whose lease ran out by the server's clock (their daemon died, stopped, or lost the server) are
-        taken over by this daemon, with a new claim, for the exactly-once check."""
+        taken over by this daemon (the claim's owner changes; its token stays, naming the lost attempt's
+        results), for the exactly-once check."""
         return await self._take_over([])
 
     async def _take_over(self, dead_owners: list[str]) -> list[Takeover]:
@@ -282,8 +284,8 @@ class PostgresEngine:
             "AND lease_owner IS DISTINCT FROM %(me)s AND (lease_owner IS NULL OR lease_owner = ANY(%(dead)s) "
             f"OR (lease_until < {_NOW} AND extract(epoch from pg_postmaster_start_time()) < {_NOW} - %(lease)s)) "
             "FOR UPDATE SKIP LOCKED) "
-            f"UPDATE jobs j SET lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, "
-            "claim_token = j.claim_token + 1 FROM gone WHERE j.id = gone.id RETURNING j.*, gone.claim_token AS lost",
+            f"UPDATE jobs j SET lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s "
+            "FROM gone WHERE j.id = gone.id RETURNING j.*, gone.claim_token AS lost",
             {"me": self.owner, "dead": dead_owners, "lease": self.lease_seconds})
         return [Takeover(Job.from_row(r), int(r["lost"])) for r in rows]
 
