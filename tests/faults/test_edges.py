@@ -49,6 +49,18 @@ def wait_all_done(db: Path, count: int, daemon: Daemon, timeout: float = 120.0) 
         time.sleep(0.1)
 
 
+def finish_the_tree(settings: Path, db: Path, count: int) -> list:
+    """A new daemon runs what is left to the end and stops cleanly; the jobs as it left them."""
+    d = Daemon(settings)
+    try:
+        jobs = wait_all_done(db, count, d)
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        d.stop()
+    return jobs
+
+
 def assert_each_done_once(tmp: Path, videos: list[Path], jobs: list) -> None:
     """One completed worker run per recording, and the result set in place is the one the store recorded
     (its claim), with no staging folder left beside it."""
@@ -142,13 +154,7 @@ def test_the_wal_deleted_under_a_running_daemon_stops_it_and_nothing_is_lost_or_
     finally:
         d.stop()
     assert "jobs.sqlite3-wal" in crashed["error"] and "deleted or replaced" in crashed["error"]
-    d = Daemon(settings)
-    try:
-        jobs = wait_all_done(db, len(videos), d)
-        d.signal(signal.SIGTERM)
-        assert d.wait() == 0
-    finally:
-        d.stop()
+    jobs = finish_the_tree(settings, db, len(videos))
     assert_each_done_once(tmp_path, videos, jobs)
 
 
@@ -194,13 +200,7 @@ def test_a_state_disk_forced_read_only_then_repaired_keeps_every_committed_job(t
         assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr  # 1: errors corrected
         _mount_image(image, state)
         mounted = True
-        d = Daemon(settings)
-        try:
-            jobs = wait_all_done(db, len(videos), d)
-            d.signal(signal.SIGTERM)
-            assert d.wait() == 0
-        finally:
-            d.stop()
+        jobs = finish_the_tree(settings, db, len(videos))
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(state)], capture_output=True, timeout=60)

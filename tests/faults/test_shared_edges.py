@@ -53,6 +53,14 @@ def assert_published_once(tmp: Path, url: str, videos: list[Path], daemons: list
     assert max(folders.values()) == 1, folders.most_common(3)  # never two writers in one folder
 
 
+def assert_untouched(tmp: Path, url: str, videos: list[Path], daemons: list[Daemon]) -> None:
+    """No daemon took another's live job: nothing taken over, nothing lost, each recording run once."""
+    assert not any(d.count("job_recovered") or d.count("lease_lost") for d in daemons)
+    completed = Counter(r["video"] for r in read_runs(tmp / "runs.jsonl") if r["exit"] == 0)
+    assert completed == Counter({str(v): 1 for v in videos})
+    assert_published_once(tmp, url, videos, daemons)
+
+
 def stop_all(daemons: list[Daemon]) -> list[int]:
     for d in daemons:
         if d.proc.poll() is None:
@@ -108,10 +116,7 @@ def test_hosts_whose_clocks_disagree_never_take_each_others_live_jobs(tmp_path, 
     assert codes == [0, 0]
     skew = [r["start"] for r in read_runs(tmp_path / "runs.jsonl")]
     assert max(skew) - min(skew) > 100  # the workers of the skewed host did see its wrong clock
-    assert not any(d.count("job_recovered") or d.count("lease_lost") for d in daemons)
-    completed = Counter(r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0)
-    assert completed == Counter({str(v): 1 for v in videos})  # no job ran twice
-    assert_published_once(tmp_path, pg_url, videos, daemons)
+    assert_untouched(tmp_path, pg_url, videos, daemons)
 
 
 def test_a_server_down_longer_than_the_lease_takes_no_live_daemons_jobs(tmp_path, pg_server, pg_url):
@@ -131,10 +136,7 @@ def test_a_server_down_longer_than_the_lease_takes_no_live_daemons_jobs(tmp_path
         for d in daemons:
             d.stop()
     assert codes == [0, 0]
-    assert not any(d.count("job_recovered") or d.count("lease_lost") for d in daemons)
-    completed = Counter(r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0)
-    assert completed == Counter({str(v): 1 for v in videos})
-    assert_published_once(tmp_path, pg_url, videos, daemons)
+    assert_untouched(tmp_path, pg_url, videos, daemons)
 
 
 def test_a_server_out_of_connections_is_waited_for_not_taken_for_another_scheduler(tmp_path, pg_server):
