@@ -84,8 +84,8 @@ CREATE TABLE IF NOT EXISTS daemons (
 # The server's clock, as every lease time is reckoned (epoch seconds).
 _NOW = "extract(epoch from clock_timestamp())::float8"
 # SQLSTATE classes of a connection refused for a reason no wait will fix: bad credentials (28), no such
-# database (3D), a bad connection option (08P01 is a protocol error; 42 a bad name). Anything else at connect
-# (refused, reset, too many clients, the server starting or shutting down) passes.
+# database (3D), a bad name (42). Anything else at connect (refused, reset, too many clients, the server
+# starting or shutting down) passes.
 _CONFIG_SQLSTATE = ("28", "3D", "42")
 
 

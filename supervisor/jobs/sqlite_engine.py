@@ -181,14 +181,11 @@ class SqliteEngine:
         self._check()  # never record a scan into a store other than the one this run opened
         # A big tree takes a while to record: on a connection and a thread of their own, so job outcomes are
         # not held up behind it.
-        self._writes += 1
         try:
-            return await self._call(sync_in_thread, self.path, videos, reprocess=reprocess, now=now,
-                                    duration=duration, executor=self._scans)
+            return await self._write(sync_in_thread, self.path, videos, reprocess=reprocess, now=now,
+                                     duration=duration, executor=self._scans)
         except StoreError as exc:  # its connection could not be opened: the store's trouble, said as such
             raise StoreUnavailable(str(exc)) from exc
-        finally:
-            self._last_write = time.monotonic()
 
     async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
         return await self._write(self._store.claim, job_id, now=now, result_key=result_key)

@@ -78,11 +78,16 @@ class ResultRoot:
 
     def make(self, key: str) -> Path:
         """Create `root/key` (folders separated by /) and return its path; UnsafeOutput through a symlink."""
+        os.close(self._open(key))
+        return self.path / key
+
+    def _open(self, key: str) -> int:
+        """A descriptor of `root/key`, made where missing, one component at a time (never through a symlink)."""
         if self._fd is None:
             self._fd = open_result_dir(self.path, self._mode)
         fd = os.dup(self._fd)
         try:
-            for part in key.split("/"):
+            for part in key.split("/") if key else ():
                 try:
                     child = _open_or_make(part, fd, self._mode)
                 except OSError as exc:
@@ -93,30 +98,17 @@ class ResultRoot:
                     raise
                 os.close(fd)
                 fd = child
-        finally:
+        except BaseException:
             os.close(fd)
-        return self.path / key
+            raise
+        return fd
 
     def _parent(self, key: str) -> tuple[int, str]:
         """A descriptor of `key`'s parent folder (made if missing) and the last part of `key`."""
         parent, _, name = key.rpartition("/")
         if not name or name in (".", ".."):
             raise ValueError(f"result folder {key!r}: no usable name")
-        if self._fd is None:
-            self._fd = open_result_dir(self.path, self._mode)
-        if not parent:
-            return os.dup(self._fd), name
-        self.make(parent)
-        fd = os.dup(self._fd)
-        try:
-            for part in parent.split("/"):
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = child
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, name
+        return self._open(parent), name
 
     def publish(self, key: str, token: int) -> bool:
         """Put the attempt's staging folder in place of `key`'s result folder (the one before, if any, is

@@ -57,9 +57,9 @@ EX_INTERRUPTED = 130
 T = TypeVar("T")
 
 
-def _published(output: str | None, staging: Path | None, final: Path) -> str | None:
+def _published(output: str | None, staging: Path, final: Path) -> str | None:
     """A path the worker named inside its staging folder, as it reads once published."""
-    if output is None or staging is None:
+    if output is None:
         return output
     try:
         return str(final / Path(output).relative_to(staging))
@@ -78,8 +78,8 @@ class RunningJob:
     run: WorkerHandle
     started_at: float
     output_dir: Path
-    key: str = ""
-    staging: Path | None = None
+    key: str
+    staging: Path
     progress: dict[str, Any] = field(default_factory=dict)
     lease_lost: bool = False  # another scheduler took the job over: nothing of this attempt is recorded
     recording: bool = False  # its outcome is on its way to the store
@@ -547,8 +547,8 @@ class Supervisor:
                       reason="its claim was taken over by another scheduler: nothing of this attempt is recorded")
             return JobState.RUNNING, None
         d: Decision = decide(outcome, job, self.settings.worker, str(rj.output_dir))
-        if d.verdict is Verdict.DONE and outcome.hung_after_done and (
-                rj.staging is None or finished_result(rj.staging, job, rj.token) is None):
+        if d.verdict is Verdict.DONE and outcome.hung_after_done and finished_result(rj.staging, job,
+                                                                                     rj.token) is None:
             outcome = replace(outcome, kind=OutcomeKind.FAILED, message=outcome.message + "; and its result set "
                               "is not complete (no valid summary.json)")
             d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
@@ -617,8 +617,6 @@ class Supervisor:
         """Put a done attempt's results in place, only while its claim is held (checked, and extended, just
         before the rename: nobody can take the job over within the lease that follows). True: published (or
         nothing was staged); None: the claim was lost, nothing published; a text: why the rename failed."""
-        if rj.staging is None:
-            return True
         held = await self._store_call("renew", self.store.renew, {rj.job.id: rj.token})
         if rj.job.id not in held:
             self._lost(rj, "publish")
@@ -632,8 +630,6 @@ class Supervisor:
 
     def _discard(self, rj: RunningJob) -> None:
         """Remove what an attempt that will not be published wrote."""
-        if rj.staging is None:
-            return
         try:
             self._results_folder().discard(rj.key, rj.token)
         except (OSError, ValueError) as exc:  # left for the next claim of the job to clear
@@ -806,7 +802,7 @@ class Supervisor:
                 if deaf:  # not even cancelling ends them: exit all the same, never hang here
                     log.critical("jobs_not_stopped", count=len(deaf), action="exiting without them")
         if self.orphans is not None:
-            self.orphans.sweep(set(self.running))  # no job of this run is left to leave anything behind
+            self.orphans.sweep(set(self.running))  # the jobs are over (but for any stuck on the store)
         await self._log_summary()
         for obs in self.observers:
             try:

@@ -7,6 +7,7 @@ one written by the attempt the store recorded (its claim), and every attempt wro
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import signal
@@ -15,11 +16,11 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from supervisor.jobs.postgres import PostgresReader
 from tests.daemon_harness import Daemon, set_worker_command
 from tests.fakes import make_video, read_runs
 from tests.faults.test_shared_store import shared_settings, store_jobs, wait_all_done
@@ -61,7 +62,19 @@ def assert_untouched(tmp: Path, url: str, videos: list[Path], daemons: list[Daem
     assert_published_once(tmp, url, videos, daemons)
 
 
-def stop_all(daemons: list[Daemon]) -> list[int]:
+@contextlib.contextmanager
+def fleet(daemons: list[Daemon]) -> Iterator[list[Daemon]]:
+    """The daemons, killed at the end whatever happened."""
+    try:
+        yield daemons
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def finish(daemons: list[Daemon], url: str, count: int, timeout: float) -> list[int]:
+    """Wait until the store holds `count` jobs, all done; then stop every daemon: their exit codes."""
+    wait_all_done(url, count, timeout=timeout)
     for d in daemons:
         if d.proc.poll() is None:
             d.signal(signal.SIGTERM)
@@ -72,7 +85,7 @@ def test_a_daemon_paused_past_its_lease_loses_its_jobs_and_records_nothing_of_th
     videos = [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_{h:02d}0000.mp4") for h in range(8)]
     daemons = [Daemon(fleet_settings(tmp_path, pg_url, f"host{i}", job_seconds=5.0, lease=3.0)) for i in range(3)]
     victim = daemons[0]
-    try:
+    with fleet(daemons):
         started = victim.wait_for("job_started", timeout=60)
         victim.signal(signal.SIGSTOP)
         deadline = time.monotonic() + 60
@@ -81,11 +94,7 @@ def test_a_daemon_paused_past_its_lease_loses_its_jobs_and_records_nothing_of_th
             time.sleep(0.1)
         victim.signal(signal.SIGCONT)
         lost = victim.wait_for("lease_lost", timeout=60)
-        wait_all_done(pg_url, len(videos), timeout=120)
-        codes = stop_all(daemons)
-    finally:
-        for d in daemons:
-            d.stop()
+        codes = finish(daemons, pg_url, len(videos), timeout=120)
     assert codes == [0, 0, 0]
     assert lost["job_id"] == started["job_id"] or lost.get("job_id") is None  # said of its own job
     assert_published_once(tmp_path, pg_url, videos, daemons)
@@ -107,12 +116,8 @@ def test_hosts_whose_clocks_disagree_never_take_each_others_live_jobs(tmp_path, 
     skewed = {"LD_PRELOAD": lib, "FAKETIME": offset, "FAKETIME_NO_CACHE": "1"}  # its workers inherit it too
     daemons = [Daemon(fleet_settings(tmp_path, pg_url, "host0", job_seconds=1.5, lease=4.0)),
                Daemon(fleet_settings(tmp_path, pg_url, "host1", job_seconds=1.5, lease=4.0), env=skewed)]
-    try:
-        wait_all_done(pg_url, len(videos), timeout=180)
-        codes = stop_all(daemons)
-    finally:
-        for d in daemons:
-            d.stop()
+    with fleet(daemons):
+        codes = finish(daemons, pg_url, len(videos), timeout=180)
     assert codes == [0, 0]
     skew = [r["start"] for r in read_runs(tmp_path / "runs.jsonl")]
     assert max(skew) - min(skew) > 100  # the workers of the skewed host did see its wrong clock
@@ -122,7 +127,7 @@ def test_hosts_whose_clocks_disagree_never_take_each_others_live_jobs(tmp_path, 
 def test_a_server_down_longer_than_the_lease_takes_no_live_daemons_jobs(tmp_path, pg_server, pg_url):
     videos = [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_{h:02d}0000.mp4") for h in range(6)]
     daemons = [Daemon(fleet_settings(tmp_path, pg_url, f"host{i}", job_seconds=10.0, lease=3.0)) for i in range(2)]
-    try:
+    with fleet(daemons):
         deadline = time.monotonic() + 60
         while sum(d.count("job_started") for d in daemons) < 4:
             assert time.monotonic() < deadline
@@ -130,11 +135,7 @@ def test_a_server_down_longer_than_the_lease_takes_no_live_daemons_jobs(tmp_path
         pg_server.stop("fast")
         time.sleep(7)  # more than two leases with the server gone; the workers run on
         pg_server.start()
-        wait_all_done(pg_url, len(videos), timeout=180)
-        codes = stop_all(daemons)
-    finally:
-        for d in daemons:
-            d.stop()
+        codes = finish(daemons, pg_url, len(videos), timeout=180)
     assert codes == [0, 0]
     assert_untouched(tmp_path, pg_url, videos, daemons)
 
@@ -150,21 +151,16 @@ def test_a_server_out_of_connections_is_waited_for_not_taken_for_another_schedul
     hogs = [psycopg.connect(url) for _ in range(3)]  # every connection this account may have
     videos = [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_{h:02d}0000.mp4") for h in range(3)]
     d = Daemon(fleet_settings(tmp_path, url, "host0", job_seconds=0.2, lease=4.0))
-    try:
+    with fleet([d]):
         waiting = d.wait_for("store_unavailable", timeout=60)
         status = subprocess.run([sys.executable, "-m", "supervisor", "status", "--state-db", url],
                                 capture_output=True, text=True, timeout=60)
         alive = d.proc.poll() is None
         for h in hogs:
             h.close()
-        wait_all_done(url, len(videos), timeout=120)
-        d.wait_for("store_recovered", timeout=30)
-        codes = stop_all([d])
-    finally:
-        d.stop()
+        codes = finish([d], url, len(videos), timeout=120)
+    assert d.count("store_recovered") >= 1
     assert alive and codes == [0]
     assert "too many connections" in waiting["error"]
     assert status.returncode == 1, status.stderr
     assert "cannot reach the job store" in status.stderr and "too many connections" in status.stderr
-    reader = PostgresReader(url)
-    reader.close()
