@@ -21,11 +21,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.store import Job, JobState, JobStore, StoreError, SyncResult, Takeover, sync_in_thread
 
 T = TypeVar("T")
+log = structlog.get_logger("supervisor")
 # Writes since the last checkpoint are copied into the main file once none came for this long (or at
 # once when the run is idle), and in any case after CHECKPOINT_SECONDS.
 CHECKPOINT_QUIET_SECONDS = 2.0
@@ -178,7 +181,7 @@ class SqliteEngine:
         return await self._call(self._store.jobs_by_id, list(ids))
 
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
-        self._check()  # never record a scan into a store other than the one this run opened
+        await self._call(self._check)  # never record a scan into a store other than the one this run opened
         # A big tree takes a while to record: on a connection and a thread of their own, so job outcomes are
         # not held up behind it.
         try:
@@ -220,9 +223,14 @@ class SqliteEngine:
         now = time.monotonic()
         if self._writes and (idle or now - self._last_write >= CHECKPOINT_QUIET_SECONDS
                              or now - self._last_checkpoint >= CHECKPOINT_SECONDS):
-            self._writes = 0
             self._last_checkpoint = now
-            await self._call(self._store.checkpoint)
+            try:
+                await self._call(self._store.checkpoint)
+            except StoreUnavailable as exc:  # a full or read-only disk: the commits are safe in the WAL meanwhile
+                log.warning("store_checkpoint_deferred", store=self.describe, error=str(exc),
+                            action="tried again at the next heartbeat")
+                return
+            self._writes = 0
 
     def _check(self) -> None:
         try:

@@ -352,7 +352,10 @@ class JobStore:
                         step(self._conn)
                     version += 1
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.checkpoint()  # the schema in the main file from the first moment, never only in the WAL
+            # The schema in the main file from the first moment, never only in the WAL; on a full disk it is
+            # safe in the (synced) WAL meanwhile, and the running engine checkpoints again.
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.checkpoint()
         except sqlite3.DatabaseError as exc:
             raise store_error(self.path, exc) from exc
 

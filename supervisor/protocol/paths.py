@@ -10,11 +10,13 @@ result set or the one before it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 _ATTEMPT = ".attempt-"
 _REPLACED = ".replaced-"
@@ -111,8 +113,9 @@ class ResultRoot:
         return self._open(parent), name
 
     def publish(self, key: str, token: int) -> bool:
-        """Put the attempt's staging folder in place of `key`'s result folder (the one before, if any, is
-        removed after). False, with nothing changed, when the attempt left nothing to publish."""
+        """Put the attempt's staging folder in place of `key`'s result folder, in one step (the one before, if
+        any, is swapped out and removed after). False, with nothing changed, when the attempt left nothing to
+        publish, or when its staging folder is gone (published already by whoever took the job over)."""
         fd, name = self._parent(key)
         try:
             staged = f".{name}{_ATTEMPT}{token}"
@@ -122,16 +125,15 @@ class ResultRoot:
                     return False
             except FileNotFoundError:
                 return False
-            old = f".{name}{_REPLACED}{token}"
             try:
-                os.rename(name, old, src_dir_fd=fd, dst_dir_fd=fd)
-            except FileNotFoundError:
-                old = ""
-            os.rename(staged, name, src_dir_fd=fd, dst_dir_fd=fd)
+                swapped = _exchange(staged, name, f".{name}{_REPLACED}{token}", fd)
+            except FileNotFoundError:  # taken and published meanwhile: nothing moved
+                return False
             with contextlib.suppress(OSError):
                 os.fsync(fd)
-            if old:
-                _remove(old, fd)
+            if swapped:  # the set before now sits under the staging name; removed at the job's next claim if not now
+                with contextlib.suppress(OSError):
+                    _remove(staged, fd)
             return True
         finally:
             os.close(fd)
@@ -165,6 +167,55 @@ class ResultRoot:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP)
+_libc: Any = None
+
+
+def _renameat2(src: str, dst: str, parent: int, flags: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.renameat2(parent, os.fsencode(src), parent, os.fsencode(dst), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), src)
+
+
+def _exchange(staged: str, name: str, aside: str, parent: int) -> bool:
+    """Move `staged` to `name` in one step: swapped with the folder there (True), or into the free name
+    (False). FileNotFoundError, with nothing moved, when `staged` is gone. Where the file system can do
+    neither (EINVAL, ENOSYS), the folder there is first renamed to `aside`."""
+    try:
+        _renameat2(staged, name, parent, _RENAME_EXCHANGE)
+        return True
+    except FileNotFoundError:
+        pass  # nothing at `name` yet, or `staged` gone: the next call tells which
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+        return _exchange_in_two(staged, name, aside, parent)
+    try:
+        _renameat2(staged, name, parent, _RENAME_NOREPLACE)
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+        return _exchange_in_two(staged, name, aside, parent)
+    return False
+
+
+def _exchange_in_two(staged: str, name: str, aside: str, parent: int) -> bool:
+    os.stat(staged, dir_fd=parent, follow_symlinks=False)  # FileNotFoundError before anything moves
+    try:
+        os.rename(name, aside, src_dir_fd=parent, dst_dir_fd=parent)
+    except FileNotFoundError:
+        os.rename(staged, name, src_dir_fd=parent, dst_dir_fd=parent)
+        return False
+    os.rename(staged, name, src_dir_fd=parent, dst_dir_fd=parent)
+    os.rename(aside, staged, src_dir_fd=parent, dst_dir_fd=parent)
+    return True
 
 
 def _listing(name: str, parent: int) -> list[str]:

@@ -200,6 +200,8 @@ class Supervisor:
                 ("dispatch", self._dispatch()), ("queue-report", self._report_queue()),
                 ("heartbeat", self._heartbeat()), ("leases", self._leases()),
             ]
+            if self.store.shared:
+                long_lived.append(("takeovers", self._takeovers()))
             if self.monitor.policies:
                 long_lived.append(("gpu-health", self.monitor.run()))
             if self.daemon:
@@ -553,7 +555,7 @@ class Supervisor:
                               "is not complete (no valid summary.json)")
             d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
         if d.verdict is Verdict.DONE:
-            published = await self._publish(rj)
+            published = await self._publish(rj, d.output)
             if published is None:
                 return JobState.RUNNING, None
             if isinstance(published, str):  # the results could not be put in place: an attempt that failed
@@ -613,19 +615,22 @@ class Supervisor:
                   attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
         return JobState.DEAD, None
 
-    async def _publish(self, rj: RunningJob) -> bool | str | None:
+    async def _publish(self, rj: RunningJob, output: str | None) -> bool | str | None:
         """Put a done attempt's results in place, only while its claim is held (checked, and extended, just
         before the rename: nobody can take the job over within the lease that follows). True: published (or
-        nothing was staged); None: the claim was lost, nothing published; a text: why the rename failed."""
+        the worker wrote elsewhere, `output`); None: the claim was lost, nothing published; a text: why the
+        results could not be put in place."""
         held = await self._store_call("renew", self.store.renew, {rj.job.id: rj.token})
         if rj.job.id not in held:
             self._lost(rj, "publish")
             return None
         try:
-            self._results_folder().publish(rj.key, rj.token)
+            published = self._results_folder().publish(rj.key, rj.token)
         except OSError as exc:
             self._discard(rj)
             return f"cannot put the results in place at {rj.output_dir}: {exc.strerror or exc}"
+        if not published and output is not None and Path(output).is_relative_to(rj.staging):
+            return f"its done event names results in {rj.staging}, which is gone or empty"
         return True
 
     def _discard(self, rj: RunningJob) -> None:
@@ -713,14 +718,18 @@ class Supervisor:
             await self.tick_observers()
 
     async def _leases(self) -> None:
-        """Renew this scheduler's claims, in a task of its own (a slow scan or store check never delays it);
-        stop at once the worker of a claim found lost; on a shared store, say what this scheduler runs and
-        take over the jobs of one that stopped renewing its own."""
+        """Renew this scheduler's claims, in a task of its own that does nothing else (a slow scan, store
+        check or takeover never delays it); stop at once the worker of a claim found lost."""
         while True:
             await self.clock.sleep(self._beat_interval())
             await self._renew_claims()
-            if self.store.shared:
-                await self._share_state()
+
+    async def _takeovers(self) -> None:
+        """A shared store: say what this scheduler runs, and take over the jobs of one that stopped renewing
+        its claims."""
+        while True:
+            await self.clock.sleep(self._beat_interval())
+            await self._share_state()
 
     async def _renew_claims(self) -> None:
         claims = {rj.job.id: rj.token for rj in self.running.values() if not rj.lease_lost}
@@ -756,7 +765,7 @@ class Supervisor:
                 "limit": self.slots.total_limit, "gpus": self.monitor.snapshot(), "queue": self.queue_status()})
             reclaimed = await self.store.reclaim_expired()
         except StoreUnavailable:
-            return  # said once by the renewals
+            return  # said once by the renewals; asked again next time
         await self._settle_recovered(reclaimed, enqueue=not self._stop.is_set())
 
     async def _report_queue(self) -> None:
