@@ -294,6 +294,9 @@ def validate(s: Settings) -> None:
         time_groups = {"year", "month", "day", "hour", "minute", "second"}
         _check("timestamp" in groups or time_groups <= groups or not groups & (time_groups | {"timestamp"}),
                s, "discovery.pattern", "needs (?P<timestamp>...) or all of year, month, day, hour, minute, second")
+        end_groups = {"end_hour", "end_minute", "end_second"}
+        _check("end_timestamp" in groups or end_groups <= groups or not groups & end_groups,
+               s, "discovery.pattern", "an end time needs all of end_hour, end_minute, end_second")
     g = s.gpu
     _check(g.probe in ("auto", "nvml", "none", "simulated") or g.probe.startswith("scripted:"), s, "gpu.probe",
            f"{g.probe!r} is not one of auto, nvml, none, simulated, scripted:PATH")

@@ -12,6 +12,7 @@ from supervisor.config import Settings, expand_command
 from supervisor.gpu.probe import GpuId
 from supervisor.jobs.store import Job
 from supervisor.protocol.lifeline import PARENT_ENV
+from supervisor.protocol.names import PathParser, format_recorded
 from supervisor.protocol.results import CLAIM_ENV, JOB_ID_ENV
 
 
@@ -43,13 +44,27 @@ def job_output_dir(output_root: Path, key: str) -> Path:
     return root.joinpath(*parts)
 
 
+def recorded_argument(settings: Settings, job: Job) -> str:
+    """The recording's times for the worker, as format_recorded writes them, read again from its path.
+
+    The job keeps only a start, which is the file's mtime when the name holds no time; that is when the
+    recorder stopped writing, not when it began. So the name is read again (start and end) and, when it
+    holds no time, "" tells the worker to work out the start itself."""
+    try:
+        rel = job.path.relative_to(settings.videos_dir)
+    except ValueError:
+        return ""
+    named = PathParser(settings.discovery.pattern).read(rel)
+    return format_recorded(named.start, named.end)
+
+
 def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
     """The worker command with its placeholders filled; each item stays one argument (never a shell)."""
     values = {
         "python": sys.executable, "video": str(job.path.absolute()), "camera": job.camera,
         "out": str(out_dir), "rois": str(settings.rois_file.absolute()) if settings.rois_file else "",
         "duration": f"{settings.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
-        "model": str(settings.worker.model.absolute()), "recorded_at": job.recorded_at.isoformat(),
+        "model": str(settings.worker.model.absolute()), "recorded_at": recorded_argument(settings, job),
         "engine": settings.worker.engine,
     }
     return expand_command(settings.worker.command, values)
