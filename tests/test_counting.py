@@ -53,12 +53,13 @@ def test_many_points_at_once_agree_with_one_at_a_time(points):
 
 
 def track(counts, *, sample=0.5, debounce=1.0, regions=(LEFT,), times=None):
-    """Feed one count per sample slot; `times` are the samples' frame times (default: ideal i * sample)."""
-    t = OccupancyTracker(regions, sample_seconds=sample,
-                         close_after=OccupancyTracker.samples_for(debounce, 1.0 / sample))
+    """Feed one count per sample; `times` are the samples' frame times (default: ideal i * sample). The last
+    sample stands for one sample period."""
+    t = OccupancyTracker(regions, close_after=OccupancyTracker.samples_for(debounce, 1.0 / sample), max_weight=2.0)
+    times = times or [i * sample for i in range(len(counts))]
     for i, c in enumerate(counts):
-        t.update(i, times[i] if times else i * sample, [c] if isinstance(c, int) else c)
-    return t.finish(), t
+        t.update(times[i], [c] if isinstance(c, int) else c)
+    return t.finish(times[len(counts) - 1] + sample if counts else 0.0), t
 
 
 def quantised(n: int, fps: float, sample_fps: float = 2.0) -> list[float]:
@@ -118,15 +119,41 @@ def test_two_missed_samples_in_a_row_close_the_interval_at_quantised_times(fps):
     times = quantised(9, fps)
     intervals, _ = track([1, 1, 0, 0, 1, 1, 0, 0, 0], times=times)
     assert [(iv.start, iv.end) for iv in intervals] == [
-        (0.0, pytest.approx(times[1] + 0.5)), (pytest.approx(times[4]), pytest.approx(times[5] + 0.5))]
+        (0.0, pytest.approx(times[2])), (pytest.approx(times[4]), pytest.approx(times[6]))]
 
 
-def test_slots_without_a_sample_count_as_missed():
-    tracker = OccupancyTracker((LEFT,), sample_seconds=0.5, close_after=2)
-    tracker.update(0, 0.0, [1])
-    tracker.update(1, 0.5, [1])
-    tracker.update(5, 2.5, [1])  # slots 2-4 never came (frames lost): three misses
-    assert [(iv.start, iv.end) for iv in tracker.finish()] == [(0.0, 1.0), (2.5, 3.0)]
+def test_a_break_closes_the_interval_where_the_last_sample_stopped_standing_for_time():
+    tracker = OccupancyTracker((LEFT,), close_after=2, max_weight=2.0)
+    tracker.update(0.0, [1])
+    tracker.update(0.5, [1])
+    tracker.update(2.5, [1], prev_end=0.9, break_before=True)  # frames lost from 0.9 s to 2.5 s
+    assert [(iv.start, iv.end) for iv in tracker.finish(3.0)] == [(0.0, 0.9), (2.5, 3.0)]
+    assert tracker.person_seconds == [pytest.approx(0.5 + 0.4 + 0.5)]
+
+
+def test_sparse_frames_weigh_the_time_they_cover_and_never_split_a_visit():
+    # 25 fps, then one frame every 2 s while nothing moves, then 25 fps again: somebody there throughout,
+    # missed once in the sparse stretch.
+    times = [0.0, 0.52, 1.0, 3.0, 5.0, 7.0, 9.0, 9.52, 10.0]
+    counts = [2, 2, 2, 2, 0, 2, 2, 2, 2]
+    tracker = OccupancyTracker((LEFT,), close_after=2, max_weight=2.0)
+    for t, c in zip(times, counts, strict=True):
+        tracker.update(t, [c])
+    [interval] = tracker.finish(10.5)
+    assert (interval.start, interval.end, interval.max_count) == (0.0, 10.5, 2)
+    assert tracker.person_seconds == [pytest.approx(2 * (10.5 - 2.0))]
+    assert interval.mean_count == pytest.approx(2 * 8.5 / 10.5)
+
+
+def test_no_sample_stands_for_more_than_the_cap_nor_past_the_end():
+    tracker = OccupancyTracker((LEFT,), close_after=2, max_weight=2.0)
+    tracker.update(0.0, [1])
+    tracker.update(5.0, [1], prev_end=2.0, break_before=True)  # 3 s unknown: no frames, no evidence
+    tracker.update(5.5, [1])
+    intervals = tracker.finish(5.75)  # a 5.75 s file: the last sample covers 0.25 s, not a whole period
+    assert [(iv.start, iv.end) for iv in intervals] == [(0.0, 2.0), (5.0, 5.75)]
+    assert tracker.person_seconds == [pytest.approx(2.0 + 0.5 + 0.25)]
+    assert tracker.observed_seconds == pytest.approx(2.75)
 
 
 def test_a_box_cut_by_the_bottom_edge_stands_on_the_edge_and_counts():

@@ -6,7 +6,7 @@ Pure numpy, no model: tested on hand-made detections.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -101,72 +101,106 @@ class Interval:
 @dataclass(slots=True)
 class _Open:
     start: float
-    last_seen: float
-    last_slot: int
-    counts: list[int] = field(default_factory=list)
+    end: float  # where the last sample with somebody stops standing for time
+    weighted: float  # count x seconds, bridged samples included
+    seconds: float
+    peak: int
+    empty_samples: int = 0  # samples with nobody since the last with somebody
+    empty_weighted: float = 0.0
+    empty_seconds: float = 0.0
 
 
 class OccupancyTracker:
-    """Turns per-sample counts into occupancy intervals, one list per region.
+    """Turns per-sample counts into occupancy intervals and person-seconds, one list per region.
 
-    Samples are numbered by slot (one slot per sample period). A region is
-    occupied from the first sample with a count until `close_after` samples in
-    a row have none: fewer missed samples (a detection missed, a frame lost)
-    do not split an interval. Slots without a sample count as missed. Counting
-    samples, not differences of times, keeps frame-quantised times (0.48 s and
-    0.52 s apart at 25 fps) from closing an interval early. An interval ends one
-    sample period after its last sample with a count. Intervals shorter than
-    the region's `min_dwell_seconds` are dropped.
+    Each sample stands for the time it covers: from its own time to where the
+    next one starts (or to a break: a damaged stretch, or a gap longer than
+    `max_weight` where the time is unknown), at most `max_weight`. Person-seconds
+    add count x that time, so sparse or variable frames weigh what they cover.
+    A region is occupied from the first sample with a count until `close_after`
+    samples in a row see nobody; fewer (a detection missed) do not split an
+    interval. Only samples that saw nobody count: stretches without frames (a
+    recorder that writes fewer frames when nothing moves) never close one,
+    whatever the sample rate. Counting samples, not differences of times, keeps
+    frame-quantised times (0.48 s and 0.52 s apart at 25 fps) from closing an
+    interval early. A break closes every interval: who was there across lost or
+    unknown time is not known. An interval ends where its last sample with a
+    count stops standing for time, so never past the video's end. Intervals
+    shorter than the region's `min_dwell_seconds` are dropped.
+
+    A sample's weight is known once the next one arrives, so each update
+    settles the sample before it; `finish` settles the last.
     """
 
-    def __init__(self, regions: Sequence[Region], *, sample_seconds: float, close_after: int) -> None:
+    def __init__(self, regions: Sequence[Region], *, close_after: int, max_weight: float) -> None:
         self.regions = tuple(regions)
-        self.sample_seconds = sample_seconds
         self.close_after = max(1, close_after)
+        self.max_weight = max_weight
         self._open: list[_Open | None] = [None] * len(self.regions)
+        self._last: tuple[float, list[int]] | None = None
         self.intervals: list[Interval] = []
         self.person_seconds = [0.0] * len(self.regions)
         self.peak = [0] * len(self.regions)
+        self.observed_seconds = 0.0
 
     @staticmethod
     def samples_for(debounce_seconds: float, sample_fps: float) -> int:
         """Empty samples in a row that close an interval: the debounce time at the sample rate, rounded."""
         return max(1, round(debounce_seconds * sample_fps))
 
-    def update(self, slot: int, t: float, counts: Sequence[int]) -> None:
+    def update(self, t: float, counts: Sequence[int], *, prev_end: float | None = None,
+               break_before: bool = False) -> None:
+        """A new sample at `t`. `prev_end`: where the previous sample stops standing for time (default `t`);
+        `break_before`: lost or unknown time lies between the two."""
+        if self._last is not None:
+            self._settle(*self._last, end=t if prev_end is None else prev_end)
+            if break_before:
+                self._close_all()
+        self._last = (t, list(counts))
+
+    def finish(self, end: float) -> list[Interval]:
+        """The last sample stands for time up to `end` (the video's end as read)."""
+        if self._last is not None:
+            self._settle(*self._last, end=end)
+            self._last = None
+        self._close_all()
+        self.intervals.sort(key=lambda iv: (iv.start, iv.region))
+        return self.intervals
+
+    def _settle(self, t: float, counts: list[int], *, end: float) -> None:
+        weight = min(max(0.0, end - t), self.max_weight)
+        self.observed_seconds += weight
         for i, n in enumerate(counts):
-            self.person_seconds[i] += n * self.sample_seconds
+            self.person_seconds[i] += n * weight
             self.peak[i] = max(self.peak[i], n)
             cur = self._open[i]
-            if cur is None:
-                if n > 0:
-                    self._open[i] = _Open(start=t, last_seen=t, last_slot=slot, counts=[n])
-                continue
-            missed = slot - cur.last_slot - 1 if n > 0 else slot - cur.last_slot
-            if missed >= self.close_after:
+            if n > 0:
+                if cur is None:
+                    self._open[i] = _Open(start=t, end=t + weight, weighted=n * weight, seconds=weight, peak=n)
+                    continue
+                # Bridged samples count as zero for the mean.
+                cur.weighted += cur.empty_weighted + n * weight
+                cur.seconds += cur.empty_seconds + weight
+                cur.empty_samples, cur.empty_weighted, cur.empty_seconds = 0, 0.0, 0.0
+                cur.end, cur.peak = t + weight, max(cur.peak, n)
+            elif cur is not None:
+                cur.empty_samples += 1
+                cur.empty_seconds += weight
+                if cur.empty_samples >= self.close_after:
+                    self._close(i, cur)
+
+    def _close_all(self) -> None:
+        for i, cur in enumerate(self._open):
+            if cur is not None:
                 self._close(i, cur)
-                if n > 0:
-                    self._open[i] = _Open(start=t, last_seen=t, last_slot=slot, counts=[n])
-            elif n > 0:
-                cur.counts.extend([0] * missed)  # bridged samples count as zero for the mean
-                cur.counts.append(n)
-                cur.last_seen, cur.last_slot = t, slot
 
     def _close(self, i: int, cur: _Open) -> None:
         self._open[i] = None
         region = self.regions[i]
-        end = cur.last_seen + self.sample_seconds
-        if end - cur.start + 1e-9 < region.min_dwell_seconds:
+        if cur.end - cur.start + 1e-9 < region.min_dwell_seconds:
             return
-        self.intervals.append(Interval(region.name, cur.start, end, max(cur.counts),
-                                       sum(cur.counts) / len(cur.counts)))
-
-    def finish(self) -> list[Interval]:
-        for i, cur in enumerate(self._open):
-            if cur is not None:
-                self._close(i, cur)
-        self.intervals.sort(key=lambda iv: (iv.start, iv.region))
-        return self.intervals
+        self.intervals.append(Interval(region.name, cur.start, cur.end, cur.peak,
+                                       cur.weighted / cur.seconds if cur.seconds > 0 else float(cur.peak)))
 
     def totals(self) -> dict[str, dict[str, float]]:
         occupied: dict[str, float] = {r.name: 0.0 for r in self.regions}

@@ -1,14 +1,27 @@
 """Frames with their presentation timestamps, decoded through damage (PyAV, which bundles FFmpeg).
 
-The clock is the file's own: every time is a frame's PTS relative to the stream's
-start, never a frame index times an average rate, so variable-frame-rate files and
-files with lost frames keep true times. Samples are taken by time: the first frame
-of each 1/sample_fps-second slot. Frames between samples are decoded (later frames
-need them) but never converted to pixels.
+One clock per recording, from the file's own timestamps: every time is a
+frame's PTS relative to the stream's start, never a frame index times an average
+rate, so variable-frame-rate files and files with lost frames keep true times.
+The clock never goes back and never jumps over nothing: where the timestamps
+restart (concatenated TS segments, a PTS wrap) or leap forward with no data
+missing, video time goes on from the last frame plus one frame interval and the
+join is recorded as a `Discontinuity`, not as damage.
 
-Damage is reported, never hidden: packets that do not decode are skipped and the
-stretch of time they covered becomes a `DamagedSpan`; a file whose frames end well
-before its container says it should is damaged at the end.
+Damage is data lost, reported, never hidden: packets that do not decode, frames
+the decoder had to conceal, and stretches the demuxer skipped because their bytes
+were unreadable (the packets' byte positions jump over bytes no packet came from,
+or a TS continuity error marks a packet) become a `DamagedSpan`. A stretch where
+the recorder simply wrote fewer frames (motion-triggered recorders do, when
+nothing moves) is not damage: its frames keep their true times, and a frame
+stands for the time to the next one, up to `max_gap` seconds; beyond that the
+time is unknown (an unobserved `Gap`), neither empty nor occupied.
+
+Samples are taken by time: the first frame of each 1/sample_fps-second slot.
+Frames between samples are decoded (later frames need them) but never converted
+to pixels. Every stream's packets are read, so the file's end is known: a file is
+cut short when no stream's data reaches the container's duration, not when the
+video ends before a longer audio track.
 """
 
 from __future__ import annotations
@@ -29,16 +42,31 @@ import numpy as np
 from supervisor.protocol import EX_DATAERR
 from workers.errors import WorkerError
 
-# A read counts as cut short when it ends this far before the container's duration (the smaller of the two).
+# A read counts as cut short when it ends this far before the expected end (the smaller of the two).
 SHORT_SECONDS = 2.0
 SHORT_FRACTION = 0.02
-# A jump in timestamps without a decoding error is damage too (a TS or MKV demuxer drops damaged data
-# silently) when it is longer than this many typical frame intervals, and longer than GAP_MIN_SECONDS.
-# Variable-frame-rate recorders thin out frames, but not to this extent.
-GAP_FACTOR = 4.0
-GAP_MIN_SECONDS = 1.0
+# A forward jump in timestamps over no lost data longer than this is a discontinuity, not sparse frames
+# (FFmpeg's own command-line tool draws the same line for TS at 10 s: -dts_delta_threshold).
+DISCONTINUITY_SECONDS = 10.0
+# A frame this long after the one before is a gap: some frames are not there (at least one interval).
+GAP_FRAMES = 1.5
+# A step back by more than this many frame intervals (and at least BACK_MIN_SECONDS) is a restart of
+# the timestamps; a smaller one is a repeated or out-of-order frame from a damaged stretch.
+BACK_FRAMES = 4.0
+BACK_MIN_SECONDS = 0.5
+# Bytes between one packet's end and the next packet's start that are still the container's own framing
+# (TS headers and tables, MKV cluster headers, fMP4 fragment headers), plus a share of the packet's size
+# (a TS packet carries 184 bytes of payload in every 188).
+FRAMING_BYTES = 8192
+FRAMING_SHARE = 0.08
+# How far after a gap (in frame intervals, at least REORDER_MIN_SECONDS) the first packet read after lost
+# bytes may be stamped: decoding order differs from display order by a few frames.
+REORDER_FRAMES = 8
+REORDER_MIN_SECONDS = 0.5
 # Demuxing errors in a row before the rest of the file is given up as unreadable.
 MAX_DEMUX_RETRIES = 50
+# Containers that hold pictures, not recordings.
+IMAGE_FORMATS = frozenset({"image2", "image2pipe", "apng", "gif", "webp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +78,8 @@ class VideoInfo:
     codec: str
     container: str
     fps: float  # the container's average rate: for information and for estimating frames lost
-    duration: float | None  # seconds, as the container states it
-    rotation: int  # degrees the stored frames are turned to display them upright
+    duration: float | None  # seconds, as the stream (else the container) states it
+    rotation: int  # degrees counterclockwise the stored frames are turned to display them upright
 
     @property
     def frame_seconds(self) -> float:
@@ -60,7 +88,7 @@ class VideoInfo:
 
 @dataclass(slots=True)
 class DamagedSpan:
-    """A stretch of the recording that could not be decoded."""
+    """A stretch of the recording whose data was lost: it could not be read or decoded."""
 
     start: float
     end: float
@@ -76,11 +104,40 @@ class DamagedSpan:
                 "frames_lost": self.frames_lost, "reason": self.reason}
 
 
+@dataclass(frozen=True, slots=True)
+class Discontinuity:
+    """Where the file's timestamps restarted or leapt with no data missing; video time runs on across it."""
+
+    at: float  # video time of the first frame after it
+    stamp_before: float  # the file's own time (seconds from the stream's start) of the frame before
+    stamp_after: float  # and of the frame after
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": round(self.at, 3), "stamp_before": round(self.stamp_before, 3),
+                "stamp_after": round(self.stamp_after, 3),
+                "kind": "restart" if self.stamp_after < self.stamp_before else "jump"}
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Time no frame stands for: the recorder wrote nothing for longer than a frame may cover."""
+
+    start: float
+    end: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "seconds": round(self.end - self.start, 3)}
+
+
 @dataclass(slots=True)
 class Sample:
-    t: float  # seconds from the stream's start, from the frame's PTS
+    t: float  # video time: seconds from the stream's start on the recording's one clock
     slot: int  # which 1/sample_fps-second slot it stands for
     image: np.ndarray  # BGR, upright
+    # Where the sample before this one stops standing for time: this one's time, or where lost or unknown
+    # time began between them (then `break_before`).
+    prev_end: float = 0.0
+    break_before: bool = False
 
 
 @dataclass(slots=True)
@@ -91,21 +148,31 @@ class DecodeReport:
     decode_errors: int = 0
     first_t: float | None = None
     last_t: float | None = None
+    frame_interval: float = 0.04  # the recorder's typical interval between frames, as last seen
+    cover_end: float = 0.0  # up to where the frames read stand for time
     limited: bool = False  # stopped at the requested duration, not at the end of the file
     spans: list[DamagedSpan] = field(default_factory=list)
+    discontinuities: list[Discontinuity] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    bytes_lost: int = 0
     decode_seconds: float = 0.0
 
-    def end_time(self, info: VideoInfo) -> float:
+    def end_time(self) -> float:
         """Up to where the file was read: the last frame's time plus its duration."""
-        return 0.0 if self.last_t is None else self.last_t + info.frame_seconds
+        return 0.0 if self.last_t is None else self.last_t + self.frame_interval
 
     @property
     def damaged_seconds(self) -> float:
         return sum(s.seconds for s in self.spans)
 
+    @property
+    def unobserved_seconds(self) -> float:
+        return sum(g.end - g.start for g in self.gaps)
+
 
 def _first_rotation(path: Path) -> int:
-    """The display matrix's rotation as the first decodable frame carries it (0 when none)."""
+    """The display matrix's rotation as the first decodable frame carries it, in degrees counterclockwise
+    (FFmpeg's convention, which its own autorotation follows); 0 when none."""
     import av
 
     try:
@@ -130,9 +197,55 @@ def to_bgr(frame: Any) -> np.ndarray:
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
-    """Turn a stored frame as its display matrix says; `rotation` in PyAV's degrees (counterclockwise)."""
-    turns = round(-rotation / 90) % 4
+    """Turn a stored frame as its display matrix says: `rotation` degrees counterclockwise, as numpy's
+    rot90 turns (the same picture FFmpeg's autorotation shows)."""
+    turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+class _ByteWatch:
+    """Notices data the demuxer skipped: a video packet that starts past every byte any packet read so far
+    reached (beyond the container's framing), or one the demuxer marked corrupt (a TS continuity error).
+    Each puts a mark at the packet's time, where the video resumes, for the clock to tell a gap over
+    lost data from a gap over nothing."""
+
+    def __init__(self, video_index: int, origin_seconds: float) -> None:
+        self._video = video_index
+        self._origin = origin_seconds
+        self._high: int | None = None  # the furthest byte any packet so far reached
+        self._share = 0
+        self.marks: deque[float] = deque(maxlen=256)
+        self.bytes_lost = 0
+        self.data_end: float | None = None  # the latest time any stream's data reaches
+
+    def see(self, packet: Any) -> None:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        when: float | None = None
+        if stamp is not None and packet.stream.time_base:
+            when = float(stamp * packet.stream.time_base) - self._origin
+            end = when + float((packet.duration or 0) * packet.stream.time_base)
+            self.data_end = end if self.data_end is None else max(self.data_end, end)
+        pos, size = packet.pos, packet.size
+        video = packet.stream_index == self._video
+        lost = False
+        if pos is not None and pos >= 0:
+            # Judged at video packets only: a demuxer that splits one audio PES into frames reports their
+            # positions loosely, but every stream's packets move the mark of what was read.
+            if video and self._high is not None and pos > self._high + FRAMING_BYTES + self._share:
+                self.bytes_lost += pos - self._high
+                lost = True
+            if self._high is None or pos + size > self._high:
+                self._high = pos + size
+                self._share = int(size * FRAMING_SHARE)
+        if video and (lost or packet.is_corrupt) and when is not None:
+            self.marks.append(when)
+
+    def lost_between(self, after: float, upto: float) -> bool:
+        return any(after < m <= upto for m in self.marks)
+
+    def forget_upto(self, stamp: float) -> None:
+        while self.marks and self.marks[0] <= stamp:
+            self.marks.popleft()
 
 
 class VideoSource:
@@ -160,6 +273,9 @@ class VideoSource:
         try:
             if not self._container.streams.video:
                 raise WorkerError(EX_DATAERR, "the file has no video stream")
+            formats = set(self._container.format.name.split(","))
+            if formats & IMAGE_FORMATS or any(name.endswith("_pipe") for name in formats):
+                raise WorkerError(EX_DATAERR, f"a single image, not a recording ({self._container.format.name})")
             self._stream = stream = self._container.streams.video[0]
             stream.thread_type = "AUTO"
             # FFmpeg's own choice (0) counts cores the process may not use; one thread per usable core.
@@ -170,11 +286,10 @@ class VideoSource:
             self._time_base: Fraction = stream.time_base or Fraction(1, 90000)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
-            duration: float | None = None
-            if stream.duration:
-                duration = float(stream.duration * self._time_base)
-            elif self._container.duration:
-                duration = self._container.duration / 1_000_000
+            self._stream_duration = float(stream.duration * self._time_base) if stream.duration else None
+            self._container_duration = (self._container.duration / 1_000_000 if self._container.duration
+                                        else None)
+            duration = self._stream_duration if self._stream_duration is not None else self._container_duration
             self._origin = stream.start_time
             rotation = _first_rotation(path)
             width, height = (ctx.height, ctx.width) if rotation % 180 == 90 else (ctx.width, ctx.height)
@@ -183,22 +298,30 @@ class VideoSource:
         except BaseException:
             self._container.close()
             raise
-        self.report = DecodeReport()
+        self.report = DecodeReport(frame_interval=self.info.frame_seconds)
+        self._bytes: _ByteWatch | None = None
 
     def close(self) -> None:
         self._container.close()
 
     def _frames(self) -> Iterator[tuple[Any, int]]:
-        """Decoded frames, each with the number of decoding errors met since the one before."""
+        """Decoded frames, each with the number of decoding errors met since the one before. Every
+        stream's packets are demuxed (only the video's decoded), for their byte positions and ends."""
         import av
 
         errors = 0
         retries = 0
         stream = self._stream
+        index = stream.index
+        assert self._bytes is not None
+        watch = self._bytes
         while True:
             try:
-                for packet in self._container.demux(stream):
+                for packet in self._container.demux():
                     retries = 0
+                    watch.see(packet)
+                    if packet.stream_index != index:
+                        continue
                     try:
                         frames = packet.decode()
                     except av.FFmpegError:
@@ -219,17 +342,22 @@ class VideoSource:
         self.report.decode_errors += errors
         self._trailing_errors = errors
 
-    def samples(self, sample_fps: float, max_seconds: float = 0.0) -> Iterator[Sample]:
-        """The first frame of each 1/sample_fps-second slot of PTS time, up to `max_seconds` (0: all)."""
+    def samples(self, sample_fps: float, max_seconds: float = 0.0, max_gap: float = 2.0) -> Iterator[Sample]:
+        """The first frame of each 1/sample_fps-second slot of video time, up to `max_seconds` (0: all).
+        A frame stands for the time to the next one, at most `max_gap` seconds."""
         report = self.report
         info = self.info
         tb = float(self._time_base)
-        frame_seconds = info.frame_seconds
+        origin_pts = self._origin
+        origin_seconds = float(origin_pts * self._time_base) if origin_pts is not None else 0.0
+        self._bytes = watch = _ByteWatch(self._stream.index, origin_seconds)
         last_slot = -1
-        prev_t: float | None = None
-        rotation = info.rotation
+        prev_t: float | None = None  # video time of the last good frame
+        prev_stamp = 0.0  # its own time in the file
+        offset = 0.0  # video time minus the file's time: moved at each discontinuity
         lost_since: float | None = None  # the time after the last good frame, when frames are being lost
         corrupt = 0
+        broke_at: float | None = None  # where lost or unknown time began since the last sample
         intervals: deque[float] = deque(maxlen=64)
         self._trailing_errors = 0
         started = time.perf_counter()
@@ -237,61 +365,113 @@ class VideoSource:
             report.decode_errors += errors
             if frame.pts is None:
                 continue
-            if self._origin is None:
-                self._origin = frame.pts
-            t = float((frame.pts - self._origin) * tb)
-            if prev_t is not None and t <= prev_t - 1e-9:
-                continue  # a repeated or out-of-order timestamp from a damaged stretch: not a new moment
+            if origin_pts is None:
+                origin_pts = self._origin = frame.pts
+            stamp = float((frame.pts - origin_pts) * tb)
+            typical = statistics.median(intervals) if intervals else info.frame_seconds
+            t = stamp + offset
+            if prev_t is not None:
+                step = stamp - prev_stamp
+                back = step < -max(BACK_MIN_SECONDS, BACK_FRAMES * typical)
+                if (back or step > DISCONTINUITY_SECONDS) and not (
+                        errors or lost_since is not None
+                        or watch.lost_between(prev_stamp, stamp + _reorder(typical))):
+                    # The timestamps restarted or leapt over nothing: time runs on one frame later.
+                    offset = prev_t + typical - stamp
+                    t = prev_t + typical
+                    report.discontinuities.append(Discontinuity(t, prev_stamp, stamp))
+                    watch.marks.clear()
+                elif t <= prev_t + 1e-9:
+                    continue  # a repeated or out-of-order timestamp from a damaged stretch: not a new moment
             if max_seconds > 0 and t >= max_seconds - 1e-9:
                 report.limited = True
                 break
-            if frame.is_corrupt or (errors and prev_t is None and t > frame_seconds * 1.5):
+            if frame.is_corrupt or (errors and prev_t is None and t > info.frame_seconds * 1.5):
                 # Concealed errors: the picture is partly invented. Count it lost, show it to nobody.
                 corrupt += 1
                 if lost_since is None:
-                    lost_since = (prev_t + frame_seconds) if prev_t is not None else 0.0
+                    lost_since = (prev_t + typical) if prev_t is not None else 0.0
                 report.decode_errors += 0 if errors else 1
                 continue
             if errors or lost_since is not None:
-                gap_start = lost_since if lost_since is not None else (
-                    prev_t + frame_seconds if prev_t is not None else 0.0)
+                gap_start = lost_since if lost_since is not None else (prev_t + typical if prev_t is not None else 0.0)
                 self._add_span(gap_start, t, corrupt, "undecodable data")
+                broke_at = gap_start if broke_at is None else broke_at
                 lost_since = None
                 corrupt = 0
             elif prev_t is not None:
                 gap = t - prev_t
-                typical = statistics.median(intervals) if intervals else frame_seconds
-                if gap > max(GAP_MIN_SECONDS, GAP_FACTOR * typical):
-                    self._add_span(prev_t + typical, t, 0, "frames missing: the container skipped damaged data")
+                if gap > GAP_FRAMES * typical and watch.lost_between(prev_stamp, stamp + _reorder(typical)):
+                    self._add_span(prev_t + typical, t, 0, "frames missing: the container skipped unreadable bytes")
+                    broke_at = prev_t + typical if broke_at is None else broke_at
                 else:
+                    if gap > max_gap:
+                        report.gaps.append(Gap(prev_t + max_gap, t))
+                        broke_at = prev_t + max_gap if broke_at is None else broke_at
                     intervals.append(gap)
+            watch.forget_upto(stamp)
             report.frames_decoded += 1
             if report.first_t is None:
                 report.first_t = t
             report.last_t = prev_t = t
+            prev_stamp = stamp
+            report.frame_interval = statistics.median(intervals) if intervals else info.frame_seconds
             slot = math.floor(t * sample_fps + 1e-6)
             if slot <= last_slot:
                 continue
             last_slot = slot
-            image = upright(to_bgr(frame), rotation)
+            image = upright(to_bgr(frame), info.rotation)
             report.decode_seconds += time.perf_counter() - started
-            yield Sample(t, slot, image)
+            yield Sample(t, slot, image, prev_end=t if broke_at is None else broke_at,
+                         break_before=broke_at is not None)
+            broke_at = None
             started = time.perf_counter()
         report.decode_seconds += time.perf_counter() - started
+        report.bytes_lost = watch.bytes_lost
+        end = report.end_time()
+        report.cover_end = min(end, max_seconds) if report.limited else end
+        if broke_at is not None:
+            report.cover_end = min(report.cover_end, broke_at)
         if report.limited:
             return
-        end = report.end_time(info)
         if lost_since is not None or self._trailing_errors:
-            tail_end = max(end, info.duration or end)
+            expected = self._expected_end()
+            tail_end = end + max(0.0, expected - (prev_stamp + report.frame_interval)) if expected else end
             self._add_span(lost_since if lost_since is not None else end, tail_end, corrupt, "undecodable data")
-        elif info.duration is not None and report.last_t is not None:
-            short = info.duration - end
-            if short > min(SHORT_SECONDS, SHORT_FRACTION * info.duration) and short > 2 * frame_seconds:
-                self._add_span(end, info.duration, 0, "the frames end before the container's duration")
+            report.cover_end = min(report.cover_end, lost_since if lost_since is not None else end)
+        elif report.last_t is not None:
+            self._check_cut_short(end, prev_stamp + report.frame_interval, watch.data_end)
+
+    def _expected_end(self) -> float | None:
+        return self._stream_duration if self._stream_duration is not None else self._container_duration
+
+    def _check_cut_short(self, end: float, stamp_end: float, data_end: float | None) -> None:
+        """A file whose video ends well before its own stated duration, or whose streams all end well
+        before the container's, was cut short (copied off a card too soon, a recorder killed)."""
+        expected = self._stream_duration
+        stated = self._container_duration
+        # Without the stream's own duration, a longer audio track is no sign of loss: only data that stops
+        # everywhere before the container's stated end is.
+        if expected is None and stated is not None and (
+                data_end is None or stated - data_end > self._short_margin(stated)):
+            expected = stated
+        if expected is None:
+            return
+        short = expected - stamp_end
+        if short > self._short_margin(expected) and short > 2 * self.report.frame_interval:
+            self._add_span(end, end + short, 0, "the frames end before the container's duration")
+
+    @staticmethod
+    def _short_margin(duration: float) -> float:
+        return min(SHORT_SECONDS, SHORT_FRACTION * duration)
 
     def _add_span(self, start: float, end: float, corrupt: int, reason: str) -> None:
-        frames_lost = max(corrupt, round((end - start) / self.info.frame_seconds))
+        frames_lost = max(corrupt, round((end - start) / self.report.frame_interval))
         self.report.spans.append(DamagedSpan(start, max(start, end), frames_lost, reason))
+
+
+def _reorder(typical: float) -> float:
+    return max(REORDER_MIN_SECONDS, REORDER_FRAMES * typical)
 
 
 def _reason(exc: BaseException) -> str:

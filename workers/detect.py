@@ -2,7 +2,8 @@
 
     python -m workers.detect --video=V --camera=C --out=DIR [--rois=FILE] [--duration=N]
                              [--model=PATH] [--engine=auto] [--sample-fps=2] [--batch=auto] [--device=auto]
-                             [--imgsz=640] [--conf=0.25] [--recorded-at=ISO]
+                             [--imgsz=640] [--conf=0.25] [--max-frame-gap=2]
+                             [--recorded-at=ISO or START/END]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
 not at all. Every time in them comes from the frames' presentation timestamps.
@@ -25,19 +26,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from supervisor.protocol import ENGINES, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM, results
 from supervisor.protocol.lifeline import die_with_parent
-from supervisor.protocol.names import PathParser
+from supervisor.protocol.names import parse_recorded
 from supervisor.protocol.rois import RoiError, check_frame_size, load_rois
 from workers import engines
 from workers.counting import OccupancyTracker, RegionCounter, wanted_class_ids
 from workers.decode import DecodeReport, Sample, VideoInfo, VideoSource
 from workers.errors import WorkerError
 from workers.outputs import AtomicOutputs, UnsafeOutput
+from workers.recording_time import RecordingTime
 
 PROGRESS_INTERVAL = 0.5
 
@@ -67,20 +68,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--conf", type=float, default=0.25)
     p.add_argument("--debounce", type=float, default=1.0,
                    help="seconds with nobody (counted as samples in a row) that end an occupancy interval")
-    p.add_argument("--recorded-at", default="", help="recording start (ISO); default: from the file name")
+    p.add_argument("--max-frame-gap", type=float, default=2.0,
+                   help="seconds one frame may stand for when frames are sparse; beyond, the time is unknown")
+    p.add_argument("--recorded-at", default="",
+                   help="recording start, or start/end (ISO 8601); default: from the file name, else the "
+                        "file's mtime minus its duration (marked estimated)")
     args = p.parse_args(argv)
-    if args.sample_fps <= 0 or args.imgsz < 32 or not 0 < args.conf < 1 or args.duration < 0:
-        p.error("--sample-fps > 0, --imgsz >= 32, 0 < --conf < 1 and --duration >= 0 are required")
+    if args.sample_fps <= 0 or args.imgsz < 32 or not 0 < args.conf < 1 or args.duration < 0 \
+            or args.max_frame_gap <= 0:
+        p.error("--sample-fps > 0, --imgsz >= 32, 0 < --conf < 1, --duration >= 0 and --max-frame-gap > 0 "
+                "are required")
+    try:
+        parse_recorded(args.recorded_at)
+    except ValueError as exc:
+        p.error(f"--recorded-at: {exc}")
     return args
-
-
-def recording_start(args: argparse.Namespace) -> datetime | None:
-    if args.recorded_at:
-        try:
-            return datetime.fromisoformat(args.recorded_at)
-        except ValueError:
-            return None
-    return PathParser().parse(Path(args.camera) / args.video.name)[1]
 
 
 class Timings:
@@ -239,9 +241,10 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     counter = RegionCounter(regions)
     # Never ask for more samples than the file has frames: empty slots would count as missed samples.
     sample_fps = min(args.sample_fps, info.fps) if info.fps > 0 else args.sample_fps
-    tracker = OccupancyTracker(regions, sample_seconds=1.0 / sample_fps,
-                               close_after=OccupancyTracker.samples_for(args.debounce, sample_fps))
-    start = recording_start(args)
+    # Decoding already ends a sample's time at any gap longer than --max-frame-gap; the cap is a backstop.
+    tracker = OccupancyTracker(regions, close_after=OccupancyTracker.samples_for(args.debounce, sample_fps),
+                               max_weight=max(args.max_frame_gap, 2.0 / sample_fps))
+    when = RecordingTime.resolve(args.recorded_at, args.video, args.camera)
     expected_end = min(args.duration, info.duration or args.duration) if args.duration else (info.duration or 0.0)
     try:
         outputs = AtomicOutputs(args.out)
@@ -254,9 +257,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     last_progress = 0.0
     report = source.report
     try:
-        counts_file = outputs.open("counts.csv")
-        writer = csv.writer(counts_file)
-        writer.writerow(["video_time_s", "recorded_time", *counter.names])
+        # Written at the end, when an estimated start is known: two short rows a second.
+        rows: list[tuple[float, list[int]]] = []
         pending: list[Sample] = []
 
         def flush() -> None:
@@ -266,14 +268,13 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             timings.inference += time.perf_counter() - t0
             for sample, det in zip(pending, found, strict=True):
                 counts = counter.count(det)
-                tracker.update(sample.slot, sample.t, counts)
+                tracker.update(sample.t, counts, prev_end=sample.prev_end, break_before=sample.break_before)
                 detections_total += len(det)
-                wall = (start + timedelta(seconds=sample.t)).isoformat(timespec="milliseconds") if start else ""
-                writer.writerow([f"{sample.t:.3f}", wall, *counts])
+                rows.append((sample.t, counts))
             sampled += len(pending)
             pending.clear()
 
-        reader = FrameReader(source.samples(sample_fps, args.duration), depth=2 * batch)
+        reader = FrameReader(source.samples(sample_fps, args.duration, args.max_frame_gap), depth=2 * batch)
         readers.append(reader)
         for sample in reader:
             pending.append(sample)
@@ -288,34 +289,43 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
                       "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1)})
         if pending:
             flush()
-        if sampled == 0:
-            raise WorkerError(EX_DATAERR, "no frame could be decoded" + (
-                f" ({report.decode_errors} decoding errors)" if report.decode_errors else ""))
-        covered = args.duration if report.limited else report.end_time(info)
-        intervals = tracker.finish()
+        refuse_if_not_a_recording(report)
+        covered = args.duration if report.limited else report.end_time()
+        intervals = tracker.finish(report.cover_end)
+        when.settle(covered)
+        if when.warning:
+            print(f"{args.video}: warning: {when.warning}", file=sys.stderr)
+        writer = csv.writer(outputs.open("counts.csv"))
+        writer.writerow(["video_time_s", "recorded_time_estimated" if when.estimated else "recorded_time",
+                         *counter.names])
+        writer.writerows([f"{t:.3f}", when.at(t), *counts] for t, counts in rows)
         events_file = outputs.open("events.jsonl")
         for iv in intervals:
             row = iv.as_dict()
-            if start:
-                row["start_time"] = (start + timedelta(seconds=iv.start)).isoformat(timespec="milliseconds")
-                row["end_time"] = (start + timedelta(seconds=iv.end)).isoformat(timespec="milliseconds")
+            if when.start:
+                row["start_time"], row["end_time"] = when.at(iv.start), when.at(iv.end)
             events_file.write(json.dumps(row) + "\n")
         totals = tracker.totals()
         damage = {"damaged": bool(report.spans), "seconds": round(report.damaged_seconds, 3),
                   "decode_errors": report.decode_errors, "spans": [span.as_dict() for span in report.spans]}
         summary = {
             "video": identity, "camera": args.camera,
-            "recorded_at": start.isoformat() if start else None,
+            "recorded_at": when.start.isoformat() if when.start else None, "recording_time": when.as_dict(),
             "video_info": video_info_dict(info),
             "processed_seconds": round(covered, 3), "duration_limited": report.limited,
             "frames_decoded": report.frames_decoded, "frames_sampled": sampled,
             "first_sample_time": round(report.first_t or 0.0, 3), "last_sample_time": round(report.last_t or 0.0, 3),
             "damage": damage,
+            "clock": {"frame_interval": round(report.frame_interval, 4),
+                      "discontinuities": [d.as_dict() for d in report.discontinuities],
+                      "unobserved_seconds": round(report.unobserved_seconds, 3),
+                      "unobserved": [g.as_dict() for g in report.gaps],
+                      "observed_seconds": round(tracker.observed_seconds, 3)},
             "model": {"path": str(model_path), "classes": sorted(set(names.values())), "class_map": class_map},
             "device": device, "half": half, "engine": engines.describe(model, choice, timings.load),
             "settings": {"sample_fps": sample_fps, "imgsz": args.imgsz, "conf": args.conf, "batch": batch,
                          "duration": args.duration, "debounce_seconds": args.debounce,
-                         "debounce_samples": tracker.close_after},
+                         "debounce_samples": tracker.close_after, "max_frame_gap": args.max_frame_gap},
             "regions": {r.name: {**totals[r.name], "classes": list(r.classes),
                                  "polygon": None if r.whole_frame else [list(p) for p in r.points]}
                         for r in regions},
@@ -337,11 +347,24 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             reader.close()  # before the container is closed under it
     emit({"event": "done", "output": str(args.out / "summary.json"), "video_seconds": round(covered, 3),
           "duration_limited": report.limited, "damaged_seconds": damage["seconds"],
-          "damaged_spans": len(report.spans), "frames_sampled": sampled, "detections": detections_total,
+          "damaged_spans": len(report.spans), "discontinuities": len(report.discontinuities),
+          "frames_sampled": sampled, "detections": detections_total,
           "model_load_seconds": round(timings.load, 3), "engine": model.name,
           "engine_fallback": choice.reason if choice.fallback else None,
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})
     return EX_OK
+
+
+def refuse_if_not_a_recording(report: DecodeReport) -> None:
+    """Nothing decodable, a single picture, or frames that all share one time: no recording to count."""
+    errors = f" ({report.decode_errors} decoding errors)" if report.decode_errors else ""
+    if report.frames_decoded == 0:
+        raise WorkerError(EX_DATAERR, "no frame could be decoded" + errors)
+    if report.frames_decoded == 1:
+        raise WorkerError(EX_DATAERR, ("only one frame could be decoded" + errors) if report.spans or errors
+                          else "a single image, not a recording (one frame)")
+    if report.last_t == report.first_t:
+        raise WorkerError(EX_DATAERR, f"no duration: all {report.frames_decoded} frames carry the same time")
 
 
 def gpu_memory(device: str) -> dict[str, Any]:

@@ -121,13 +121,15 @@ ENCODINGS: dict[str, tuple[str, tuple[str, ...]]] = {
 def encode_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: float = 10,
                  size: tuple[int, int] = FRAME, encoding: str = "h264_mp4", rotate: int = 0,
                  thin: tuple[float, float, int] | None = None, sprites: dict[str, np.ndarray] | None = None,
-                 ffmpeg: str = "ffmpeg") -> Path:
+                 ffmpeg: str = "ffmpeg", extra: Sequence[str] = ()) -> Path:
     """A recording as a camera's recorder makes one, encoded by the ffmpeg tool from rendered frames.
 
-    `rotate` (90, 180, 270) stores the frames turned and tags the stream with the display matrix that
-    turns them upright again, as phones and some cameras do. `thin = (start, end, k)` keeps only every
+    `rotate` (90, 180, 270, -90: degrees counterclockwise, FFmpeg's display-matrix convention) stores the
+    frames turned the other way and tags the stream with the display matrix that turns them upright
+    again, as phones and some cameras do. `thin = (start, end, k)` keeps only every
     k-th frame between start and end seconds, with their true timestamps: a variable-frame-rate file.
-    A key frame every two seconds, as NVRs write them.
+    `extra`: more output options (e.g. `-output_ts_offset`). A key frame every two seconds, as NVRs
+    write them.
     """
     import subprocess
 
@@ -135,7 +137,9 @@ def encode_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: fl
     suffix, codec_args = ENCODINGS[encoding]
     if path.suffix != suffix:
         raise ValueError(f"{path}: {encoding} recordings end in {suffix}")
-    turns = {0: 0, 90: 1, 180: 2, 270: 3}[rotate]
+    if rotate % 90:
+        raise ValueError(f"rotate={rotate}: a multiple of 90 degrees")
+    turns = (rotate // 90) % 4
     stored = size if turns % 2 == 0 else (size[1], size[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -144,14 +148,14 @@ def encode_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: fl
     if thin is not None:
         start, end, k = thin
         cmd += ["-vf", f"select='not(between(t,{start},{end}))+not(mod(n,{k}))'", "-fps_mode", "vfr"]
-    cmd.append(str(tmp))
+    cmd += [*extra, str(tmp)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
     try:
         for i in range(round(seconds * fps)):
             # Stored turned the other way, so that the display matrix's turn shows it upright.
             frame = render(actors, sprites, i / fps, size)
-            proc.stdin.write(np.ascontiguousarray(np.rot90(frame, turns)).tobytes())
+            proc.stdin.write(np.ascontiguousarray(np.rot90(frame, -turns)).tobytes())
     finally:
         proc.stdin.close()
         err = ""
