@@ -417,7 +417,36 @@ def test_recording_times_from_start_end_names_and_from_mtime_reach_every_result(
     assert (dahua["start"], dahua["named_end"]) == ("2025-11-14T14:27:00", "2025-11-14T14:27:04")
     wrong, _ = result("wrong_end")
     assert wrong["start"] == "2025-11-14T14:30:00" and "900 s" in wrong["warning"]
+    journal = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    [warned] = [e for e in journal if e["event"] == "worker_warning"]
+    assert warned["level"] == "warning" and warned["message"] == wrong["warning"]
+    assert warned["video"] == str(made["wrong_end"])
     clip, counts = result("clip")
     assert (clip["start"], clip["estimated"]) == ("2025-11-14T14:25:00", True)
     assert counts[0].startswith("video_time_s,recorded_time_estimated,")
     assert counts[1].split(",")[1] == "2025-11-14T14:25:00.000"
+
+
+def test_a_restart_right_after_a_segment_cut_short_still_reads_the_next_segment(tmp_path: Path) -> None:
+    """A recorder killed mid-segment, then a new segment appended: the join is damaged and restarts."""
+    from workers.decode import VideoSource
+
+    _need_tools()
+    segment = tmp_path / "segment.ts"
+    subprocess.run([*FF, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", "5", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "50", "-f", "mpegts", str(segment)],
+                   check=True, capture_output=True)
+    data = segment.read_bytes()
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(data[: int(len(data) * 0.8) // 188 * 188 + 100] + data)  # cut inside a TS packet
+    source = VideoSource(joined)
+    try:
+        times = [s.t for s in source.samples(2.0)]
+    finally:
+        source.close()
+    report = source.report
+    [join] = report.discontinuities
+    assert join.stamp_after < join.stamp_before and 3.0 < join.at < 5.0
+    # The whole second segment, on one clock that never goes back.
+    assert times == sorted(times) and report.end_time() == pytest.approx(join.at + 5.0 - join.stamp_after, abs=0.1)
+    assert report.frames_decoded >= 125 + 0.7 * 125

@@ -358,6 +358,7 @@ class VideoSource:
         lost_since: float | None = None  # the time after the last good frame, when frames are being lost
         corrupt = 0
         broke_at: float | None = None  # where lost or unknown time began since the last sample
+        behind = 0  # frames in a row stamped well before the last good one
         intervals: deque[float] = deque(maxlen=64)
         self._trailing_errors = 0
         started = time.perf_counter()
@@ -368,19 +369,22 @@ class VideoSource:
             if origin_pts is None:
                 origin_pts = self._origin = frame.pts
             stamp = float((frame.pts - origin_pts) * tb)
-            typical = statistics.median(intervals) if intervals else info.frame_seconds
+            typical = report.frame_interval  # the median of the recent intervals between good frames
             t = stamp + offset
             if prev_t is not None:
                 step = stamp - prev_stamp
                 back = step < -max(BACK_MIN_SECONDS, BACK_FRAMES * typical)
-                if (back or step > DISCONTINUITY_SECONDS) and not (
-                        errors or lost_since is not None
-                        or watch.lost_between(prev_stamp, stamp + _reorder(typical))):
+                damaged = bool(errors) or lost_since is not None
+                # Behind in a damaged stretch: a stray frame, unless frame after frame stays behind.
+                behind = behind + 1 if back else 0
+                if (back and (not damaged or behind > BACK_FRAMES)) or (step > DISCONTINUITY_SECONDS and not (
+                        damaged or watch.lost_between(prev_stamp, stamp + _reorder(typical)))):
                     # The timestamps restarted or leapt over nothing: time runs on one frame later.
                     offset = prev_t + typical - stamp
                     t = prev_t + typical
                     report.discontinuities.append(Discontinuity(t, prev_stamp, stamp))
                     watch.marks.clear()
+                    behind = 0
                 elif t <= prev_t + 1e-9:
                     continue  # a repeated or out-of-order timestamp from a damaged stretch: not a new moment
             if max_seconds > 0 and t >= max_seconds - 1e-9:
@@ -409,13 +413,13 @@ class VideoSource:
                         report.gaps.append(Gap(prev_t + max_gap, t))
                         broke_at = prev_t + max_gap if broke_at is None else broke_at
                     intervals.append(gap)
+                    report.frame_interval = statistics.median(intervals)
             watch.forget_upto(stamp)
             report.frames_decoded += 1
             if report.first_t is None:
                 report.first_t = t
             report.last_t = prev_t = t
             prev_stamp = stamp
-            report.frame_interval = statistics.median(intervals) if intervals else info.frame_seconds
             slot = math.floor(t * sample_fps + 1e-6)
             if slot <= last_slot:
                 continue

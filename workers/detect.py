@@ -239,7 +239,7 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     # Several model classes that mean the same thing (a fall model's Normal/Fall) must not double-count.
     agnostic = len({names[i] for i in class_ids}) < len(class_ids)
     counter = RegionCounter(regions)
-    # Never ask for more samples than the file has frames: empty slots would count as missed samples.
+    # A file with fewer frames a second than samples asked for gets one sample per frame.
     sample_fps = min(args.sample_fps, info.fps) if info.fps > 0 else args.sample_fps
     # Decoding already ends a sample's time at any gap longer than --max-frame-gap; the cap is a backstop.
     tracker = OccupancyTracker(regions, close_after=OccupancyTracker.samples_for(args.debounce, sample_fps),
@@ -292,9 +292,11 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
         refuse_if_not_a_recording(report)
         covered = args.duration if report.limited else report.end_time()
         intervals = tracker.finish(report.cover_end)
-        when.settle(covered)
+        # The whole recording's length: with --duration, what the file says beyond the part read.
+        when.settle(max(covered, info.duration or 0.0) if report.limited else covered)
         if when.warning:
             print(f"{args.video}: warning: {when.warning}", file=sys.stderr)
+            emit({"event": "warning", "message": when.warning})
         writer = csv.writer(outputs.open("counts.csv"))
         writer.writerow(["video_time_s", "recorded_time_estimated" if when.estimated else "recorded_time",
                          *counter.names])

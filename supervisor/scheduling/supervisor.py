@@ -504,6 +504,8 @@ class Supervisor:
         if rj is not None and event.get("event") == "progress":
             rj.progress = {k: v for k, v in event.items() if k != "event"}
             rj.progress["at"] = self.clock.time()
+        elif event.get("event") == "warning":  # the job goes on: a doubt about its input, for the journal
+            log.warning("worker_warning", job_id=job_id, message=str(event.get("message", ""))[:500])
 
     # --- one job ------------------------------------------------------------
 
