@@ -170,6 +170,11 @@ def test_prometheus_metrics_are_served_and_valid(tmp_path):
     assert value[("video_supervisor_gpu_memory_total_bytes", (("gpu", "0"),))] == 8192 * 2**20
     assert value[("video_supervisor_gpu_health", (("gpu", "0"), ("state", "healthy")))] == 1
     assert value[("video_supervisor_rescans_total", ())] >= 1
+    # People, from each recording's hours as the store keeps them.
+    assert value[("video_supervisor_person_seconds_total", (("camera", "cam"), ("region", "frame")))] == 240
+    assert value[("video_supervisor_occupied_seconds_total", (("camera", "cam"), ("region", "frame")))] == 240
+    from supervisor import __version__
+    assert value[("video_supervisor_build_info", (("version", __version__),))] == 1
     assert value[("video_supervisor_last_successful_scan_timestamp_seconds", ())] > 1.7e9
     for name in families:
         assert name.startswith("video_supervisor_") or not name.startswith("video")

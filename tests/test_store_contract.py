@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.people import PeopleQuery
 from supervisor.jobs.postgres import PostgresEngine
 from supervisor.jobs.sqlite_engine import SqliteEngine
 from supervisor.jobs.store import READY_STATES, JobState, ResultFolderTaken
+from supervisor.protocol.hours import HourRow
 
 ENGINES = ["sqlite", "postgres"]
 
@@ -260,7 +262,8 @@ def test_store_copy_moves_every_job_from_sqlite_to_postgresql_and_refuses_to_ove
     store = JobStore.open(src)
     ids = store.sync([video("a.mp4", 1), video("b.mp4", 2), video("c.mp4", 3)]).new
     token = store.claim(ids[0], now=2.0, result_key="cam/a.mp4").claim_token
-    store.mark_done(ids[0], token=token, now=3.0, duration=1.0, output="out/a", video_seconds=60.0, damaged_seconds=1.5)
+    store.mark_done(ids[0], token=token, now=3.0, duration=1.0, output="out/a", video_seconds=60.0, damaged_seconds=1.5,
+                    hours=[HourRow("door", "2025-11-14T10:00", 60.0, 12.0, 20.5, 2, 3, 1.5)])
     store.claim(ids[1], now=2.0)  # its scheduler is stopped (the copy locks the store): it ran no more
     store.close()
     cli = [sys.executable, "-m", "supervisor", "store", "copy"]
@@ -269,7 +272,10 @@ def test_store_copy_moves_every_job_from_sqlite_to_postgresql_and_refuses_to_ove
     assert done.stdout.strip().startswith("copied 3 jobs to postgresql://")
     reader = PostgresReader(pg_url)
     copied = {j.path.name: j for j in reader.jobs()}
+    people = reader.people(PeopleQuery())
     reader.close()
+    assert [(r["camera"], r["region"], r["hour"], r["person_seconds"], r["peak"], r["visits"]) for r in people] == [
+        ("cam", "door", "2025-11-14T10:00", 20.5, 2, 3)]
     assert copied["a.mp4"].state is JobState.DONE and copied["a.mp4"].result_key == "cam/a.mp4"
     assert copied["a.mp4"].video_seconds == 60.0 and copied["a.mp4"].damaged_seconds == 1.5
     assert copied["b.mp4"].state is JobState.QUEUED  # was running: queued again
@@ -278,6 +284,9 @@ def test_store_copy_moves_every_job_from_sqlite_to_postgresql_and_refuses_to_ove
     assert again.returncode == 78 and "already holds jobs" in again.stderr
     back = subprocess.run([*cli, pg_url, str(tmp_path / "back.db")], capture_output=True, text=True, timeout=60)
     assert back.returncode == 0 and "copied 3 jobs" in back.stdout
+    returned = JobStore.open(tmp_path / "back.db", readonly=True)
+    assert returned.people(PeopleQuery()) == people and returned.without_people() == []
+    returned.close()
 
 
 def test_a_postgresql_url_is_a_store_not_a_folder_and_list_reads_it(tmp_path, pg_url):

@@ -142,6 +142,7 @@ class OccupancyTracker:
         self.person_seconds = [0.0] * len(self.regions)
         self.peak = [0] * len(self.regions)
         self.observed_seconds = 0.0
+        self.settled: list[tuple[float, float, list[int]]] = []  # (time, the seconds it stood for, counts)
 
     @staticmethod
     def samples_for(debounce_seconds: float, sample_fps: float) -> int:
@@ -170,6 +171,7 @@ class OccupancyTracker:
     def _settle(self, t: float, counts: list[int], *, end: float) -> None:
         weight = min(max(0.0, end - t), self.max_weight)
         self.observed_seconds += weight
+        self.settled.append((t, weight, counts))
         for i, n in enumerate(counts):
             self.person_seconds[i] += n * weight
             self.peak[i] = max(self.peak[i], n)

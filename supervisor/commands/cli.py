@@ -237,8 +237,15 @@ def _inspect(command: str, argv: list[str]) -> int:
     p.add_argument("--log-dir", type=Path, help="accepted for symmetry with the main command")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     if command == "report":
+        from supervisor.observe.people import BY
+
         p.add_argument("--csv", action="store_true")
         p.add_argument("--since", help="only jobs finished since this date/time (e.g. 2025-11-14)")
+        p.add_argument("--by", choices=BY, help="people per camera, region and period of recorded time")
+        p.add_argument("--from", dest="start", metavar="DATE", help="people recorded from this date (or date-time)")
+        p.add_argument("--to", dest="end", metavar="DATE", help="people recorded up to this date, included")
+        p.add_argument("--cameras", nargs="+", default=[], metavar="CAMERA", help="only these cameras' people")
+        p.add_argument("--regions", nargs="+", default=[], metavar="REGION", help="only these regions' people")
     args = p.parse_args(argv)
     try:
         s = load_settings(args.settings)
@@ -268,22 +275,40 @@ def _inspect_store(command: str, args: argparse.Namespace, url: str, db: Path, s
             st = collect_status(store, read_snapshot(status_file))
             print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
             return 0
-        from supervisor.observe.report import build_report, render_csv, render_json, render_table
-
-        since = None
-        if args.since:
-            try:
-                since = datetime.fromisoformat(args.since).timestamp()
-            except ValueError:
-                print(f"video-supervisor report: --since {args.since!r} is not a date (e.g. 2025-11-14)",
-                      file=sys.stderr)
-                return EX_USAGE
-        report = build_report(store.finished_since(since))
-        print(render_json(report) if args.json else render_csv(report) if args.csv else render_table(report),
-              end="" if args.csv else "\n")
-        return 0
+        return _report(store, args)
     finally:
         store.close()
+
+
+def _report(store: Any, args: argparse.Namespace) -> int:
+    """Throughput and people over every recording; with --by, people per period alone."""
+    from supervisor.observe import people
+    from supervisor.observe.report import build_report, render_csv, render_json, render_table
+
+    try:
+        since = datetime.fromisoformat(args.since).timestamp() if args.since else None
+    except ValueError:
+        print(f"video-supervisor report: --since {args.since!r} is not a date (e.g. 2025-11-14)", file=sys.stderr)
+        return EX_USAGE
+    try:
+        wanted = people.query(args.start, args.end, args.cameras, args.regions)
+    except ValueError as exc:
+        print(f"video-supervisor report: {exc}", file=sys.stderr)
+        return EX_USAGE
+    hours = store.people(wanted)
+    if args.by:
+        rows = people.by_period(hours, args.by)
+        print(json.dumps({"by": args.by, "rows": rows}, indent=2) if args.json else people.render_csv(rows)
+              if args.csv else people.render_periods(rows, args.by), end="" if args.csv else "\n")
+        return 0
+    report = build_report(store.finished_since(since))
+    if args.json:
+        print(json.dumps({**json.loads(render_json(report)), "people": people.summary(hours)}, indent=2))
+    elif args.csv:
+        print(render_csv(report), end="")
+    else:
+        print(render_table(report) + "\n\n" + people.render_summary(people.summary(hours)))
+    return 0
 
 
 def check_rois(s: Settings) -> None:

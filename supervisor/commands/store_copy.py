@@ -3,7 +3,8 @@
 SRC and DST are each a SQLite file or a postgresql:// URL (typically SQLite to PostgreSQL, when a
 second GPU host joins). Every job is copied with its state, attempts, errors, times, result folder
 and figures; jobs running in SRC are copied as queued (their scheduler must be stopped first: a
-SQLite source is locked for the copy). DST must hold no jobs yet, so nothing is ever overwritten.
+SQLite source is locked for the copy), and with them the people by hour each done job added. DST must
+hold no jobs yet, so nothing is ever overwritten.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from supervisor.config import is_store_url
+from supervisor.jobs import people as people_sql
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.postgres import PostgresEngine, open_reader, redact
 from supervisor.jobs.store import Job, JobState, JobStore, SchedulerLock, StoreError, StoreInUse
@@ -33,19 +36,19 @@ def _row(job: Job) -> tuple[object, ...]:
             job.claim_token)  # the claim generation goes on from where it was: a token is never handed out twice
 
 
-def _read(src: str) -> list[Job]:
+def _read(src: str) -> tuple[list[Job], list[dict[str, Any]]]:
     url = src if is_store_url(src) else ""
     if not url and not Path(src).is_file():
         raise StoreError(f"{src}: no such job store")
     store = open_reader(url, Path(src))
     try:
         jobs: list[Job] = store.jobs()
-        return jobs
+        return jobs, store.people_rows()
     finally:
         store.close()
 
 
-def _write_sqlite(dst: Path, jobs: list[Job]) -> None:
+def _write_sqlite(dst: Path, jobs: list[Job], people: list[dict[str, Any]]) -> None:
     store = JobStore.open(dst)
     try:
         if store.jobs():
@@ -54,11 +57,13 @@ def _write_sqlite(dst: Path, jobs: list[Job]) -> None:
         with store._transaction():
             store._conn.executemany(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
                                     [_row(j) for j in jobs])
+            store._conn.executemany(people_sql.import_sql("?"), [people_sql.import_params(r) for r in people])
+            store._conn.execute(people_sql.NOTE_COPIED)
     finally:
         store.close()
 
 
-async def _write_postgres(url: str, jobs: list[Job]) -> None:
+async def _write_postgres(url: str, jobs: list[Job], people: list[dict[str, Any]]) -> None:
     engine = await PostgresEngine.open(url)
     try:
         async with engine._tx() as cur:
@@ -69,6 +74,9 @@ async def _write_postgres(url: str, jobs: list[Job]) -> None:
             marks = ",".join(["%s"] * len(_COLUMNS))
             await cur.executemany(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
                                   [_row(j) for j in jobs])
+            if people:
+                await cur.executemany(people_sql.import_sql("%s"), [people_sql.import_params(r) for r in people])
+            await cur.execute(people_sql.NOTE_COPIED)
     finally:
         await engine.close()
 
@@ -79,14 +87,14 @@ def copy(src: str, dst: str) -> int:
     if lock is not None:
         lock.acquire()  # no scheduler may change SRC while it is read
     try:
-        jobs = _read(src)
+        jobs, people = _read(src)
     finally:
         if lock is not None:
             lock.release()
     if is_store_url(dst):
-        asyncio.run(_write_postgres(dst, jobs))
+        asyncio.run(_write_postgres(dst, jobs, people))
     else:
-        _write_sqlite(Path(dst), jobs)
+        _write_sqlite(Path(dst), jobs, people)
     return len(jobs)
 
 

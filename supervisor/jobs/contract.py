@@ -7,11 +7,12 @@ store it cannot trust, and the run stops.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.store import Job, JobState, SyncResult, Takeover
+from supervisor.protocol.hours import HourRow
 
 
 class StoreUnavailable(Exception):
@@ -71,8 +72,17 @@ class JobStoreEngine(Protocol):
 
     async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
                         video_seconds: float | None, covered_seconds: float | None,
-                        damaged_seconds: float) -> bool:
-        """The attempt of claim `token` finished; False when that claim is no longer held (nothing written)."""
+                        damaged_seconds: float, hours: Sequence[HourRow] = ()) -> bool:
+        """The attempt of claim `token` finished, with its people by hour (replacing an earlier attempt's), in
+        one transaction; False when that claim is no longer held (nothing written)."""
+        ...
+
+    async def record_people(self, job_id: int, hours: Sequence[HourRow]) -> bool:
+        """A done job's people by hour, filled in from its result files; False when it is not done."""
+        ...
+
+    async def without_people(self, limit: int = 1000) -> list[Job]:
+        """Done jobs whose people by hour the store does not have yet (done before it kept them)."""
         ...
 
     async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,

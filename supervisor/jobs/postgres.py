@@ -22,12 +22,14 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from supervisor.jobs import people as people_sql
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.people import PeopleQuery
 from supervisor.jobs.store import (
     TERMINAL_STATES,
     Job,
@@ -38,8 +40,9 @@ from supervisor.jobs.store import (
     Takeover,
     covers_less,
 )
+from supervisor.protocol.hours import HourRow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEASE_SECONDS = 30.0  # a claim not renewed for this long is free again (the heartbeat renews it every 2 s)
 _READY = (str(JobState.QUEUED), str(JobState.FAILED))
 
@@ -80,6 +83,9 @@ CREATE TABLE IF NOT EXISTS daemons (
 );
 """,
     2: "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS claim_token BIGINT NOT NULL DEFAULT 0;",
+    # People by hour, and which done jobs' rows are in (the rest are filled from their result files).
+    3: "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS people_recorded INTEGER NOT NULL DEFAULT 0;"
+       + people_sql.table(real="DOUBLE PRECISION", big="BIGINT"),
 }
 # The server's clock, as every lease time is reckoned (epoch seconds).
 _NOW = "extract(epoch from clock_timestamp())::float8"
@@ -95,6 +101,14 @@ _COUNTS = "SELECT state, count(*) AS n FROM jobs GROUP BY state"
 _PENDING = "SELECT camera, sum(size) AS total FROM jobs WHERE state = ANY(%s) GROUP BY camera"
 _DONE_WORK = ("SELECT camera, sum(duration_seconds) AS secs, sum(size) AS size, sum(coalesce(video_seconds, 0)) "
               "AS video FROM jobs WHERE state = 'done' AND duration_seconds > 0 AND finished_at >= %s GROUP BY camera")
+
+
+async def _replace_people(cur: Any, job_id: int, hours: Sequence[HourRow]) -> None:
+    forget, add, noted = people_sql.replace_sql("%s")
+    await cur.execute(forget, (job_id,))
+    if hours:
+        await cur.executemany(add, [people_sql.row_params(job_id, row) for row in hours])
+    await cur.execute(noted, (job_id,))
 
 
 def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -377,16 +391,34 @@ class PostgresEngine:
         return Job.from_row(rows[0]) if rows else None
 
     async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
-                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float) -> bool:
+                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float,
+                        hours: Sequence[HourRow] = ()) -> bool:
         fence, params = self._fence(token)
-        rows = await self._fetch(
-            "UPDATE jobs SET state = 'done', finished_at = %(now)s, duration_seconds = %(duration)s, "
-            "output = %(output)s, video_seconds = %(video)s, covered_seconds = %(covered)s, "
-            "damaged_seconds = %(damaged)s, last_error = NULL, last_exit_code = 0, lease_owner = NULL, "
-            f"lease_until = NULL WHERE id = %(id)s AND {fence} RETURNING id",
-            {**params, "now": now, "duration": duration, "output": output, "video": video_seconds,
-             "covered": covered_seconds or None, "damaged": damaged_seconds or None, "id": job_id})
-        return bool(rows)
+        async with self._tx() as cur:
+            await cur.execute(
+                "UPDATE jobs SET state = 'done', finished_at = %(now)s, duration_seconds = %(duration)s, "
+                "output = %(output)s, video_seconds = %(video)s, covered_seconds = %(covered)s, "
+                "damaged_seconds = %(damaged)s, last_error = NULL, last_exit_code = 0, lease_owner = NULL, "
+                f"lease_until = NULL WHERE id = %(id)s AND {fence} RETURNING id",
+                {**params, "now": now, "duration": duration, "output": output, "video": video_seconds,
+                 "covered": covered_seconds or None, "damaged": damaged_seconds or None, "id": job_id})
+            done = await cur.fetchone() is not None
+            if done:
+                await _replace_people(cur, job_id, hours)
+        return done
+
+    async def record_people(self, job_id: int, hours: Sequence[HourRow]) -> bool:
+        async with self._tx() as cur:
+            await cur.execute("SELECT 1 FROM jobs WHERE id = %s AND state = 'done' FOR UPDATE", (job_id,))
+            done = await cur.fetchone() is not None
+            if done:
+                await _replace_people(cur, job_id, hours)
+        return done
+
+    async def without_people(self, limit: int = 1000) -> list[Job]:
+        rows = await self._fetch("SELECT * FROM jobs WHERE state = 'done' AND people_recorded = 0 ORDER BY id "
+                                 "LIMIT %s", (limit,))
+        return [Job.from_row(r) for r in rows]
 
     async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
                           retry_at: float | None) -> bool:
@@ -563,6 +595,13 @@ class PostgresReader:
         rows = self._rows("SELECT * FROM jobs WHERE state IN ('done', 'dead') AND finished_at >= %s "
                           "ORDER BY finished_at", (since or 0.0,))
         return [Job.from_row(r) for r in rows]
+
+    def people_rows(self) -> list[dict[str, Any]]:
+        return self._rows(people_sql.EXPORT)
+
+    def people(self, query: PeopleQuery) -> list[dict[str, Any]]:
+        sql, params = query.sql("%s")
+        return people_sql.as_rows(self._rows(sql, params))
 
     def daemons(self, within: float = 60.0) -> list[dict[str, Any]]:
         """Every daemon that beat within `within` seconds: host, pid, running jobs, GPU state."""

@@ -16,7 +16,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ import structlog
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.store import Job, JobState, JobStore, StoreError, SyncResult, Takeover, sync_in_thread
+from supervisor.protocol.hours import HourRow
 
 T = TypeVar("T")
 log = structlog.get_logger("supervisor")
@@ -194,10 +195,17 @@ class SqliteEngine:
         return await self._write(self._store.claim, job_id, now=now, result_key=result_key)
 
     async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
-                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float) -> bool:
+                        video_seconds: float | None, covered_seconds: float | None, damaged_seconds: float,
+                        hours: Sequence[HourRow] = ()) -> bool:
         return await self._write(self._store.mark_done, job_id, token=token, now=now, duration=duration,
                                  output=output, video_seconds=video_seconds, covered_seconds=covered_seconds,
-                                 damaged_seconds=damaged_seconds)
+                                 damaged_seconds=damaged_seconds, hours=hours)
+
+    async def record_people(self, job_id: int, hours: Sequence[HourRow]) -> bool:
+        return await self._write(self._store.record_people, job_id, hours)
+
+    async def without_people(self, limit: int = 1000) -> list[Job]:
+        return await self._call(self._store.without_people, limit)
 
     async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
                           retry_at: float | None) -> bool:

@@ -13,16 +13,19 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from supervisor.jobs import people as people_sql
 from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.people import PeopleQuery
+from supervisor.protocol.hours import HourRow
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class JobState(enum.StrEnum):
@@ -143,16 +146,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_key TEXT,
     covered_seconds REAL,
     damaged_seconds REAL,
-    claim_token INTEGER NOT NULL DEFAULT 0
+    claim_token INTEGER NOT NULL DEFAULT 0,
+    people_recorded INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, recorded_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
-"""
+""" + people_sql.table()
 
 # Each step brings a store up by one version. 1 lacked the video length; 2 named result folders by
 # camera and file stem, so two recordings could share one: 3 records each job's folder, unique. Done jobs
 # keep the folder they wrote (the first of any that shared one); the rest get theirs when they next run.
-# 3 had no claim token: 4 fences every write of an attempt with the generation of its claim.
+# 3 had no claim token: 4 fences every write of an attempt with the generation of its claim. 4 had no
+# people by hour: 5 keeps them, and marks which done jobs' rows are in (the rest are filled from their
+# result files by the scheduler).
 _MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE jobs ADD COLUMN video_seconds REAL;",
     2: """
@@ -162,6 +168,7 @@ ALTER TABLE jobs ADD COLUMN damaged_seconds REAL;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
 """,
     3: "ALTER TABLE jobs ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0;",
+    4: "ALTER TABLE jobs ADD COLUMN people_recorded INTEGER NOT NULL DEFAULT 0;" + people_sql.table(),
 }
 
 
@@ -589,9 +596,10 @@ class JobStore:
 
     def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
                   video_seconds: float | None = None, covered_seconds: float | None = None,
-                  damaged_seconds: float | None = None) -> bool:
-        """Record the attempt of claim `token` done; False (nothing written) when that claim is no longer the
-        job's. `covered_seconds`: set when only the first N seconds were processed (--duration)."""
+                  damaged_seconds: float | None = None, hours: Sequence[HourRow] = ()) -> bool:
+        """Record the attempt of claim `token` done, with its people by hour (replacing any an earlier attempt
+        left), in one transaction; False (nothing written) when that claim is no longer the job's.
+        `covered_seconds`: set when only the first N seconds were processed (--duration)."""
         fence, args = _fence(token)
         with self._transaction():
             cur = self._conn.execute(
@@ -601,7 +609,49 @@ class JobStore:
                 (JobState.DONE, now, duration, output, video_seconds, covered_seconds or None,
                  damaged_seconds or None, job_id, *args),
             )
+            if cur.rowcount > 0:
+                self._replace_people(job_id, hours)
         return cur.rowcount > 0
+
+    def _replace_people(self, job_id: int, hours: Sequence[HourRow]) -> None:
+        forget, add, noted = people_sql.replace_sql("?")
+        self._conn.execute(forget, (job_id,))
+        self._conn.executemany(add, [people_sql.row_params(job_id, row) for row in hours])
+        self._conn.execute(noted, (job_id,))
+
+    def record_people(self, job_id: int, hours: Sequence[HourRow]) -> bool:
+        """A done job's people by hour, filled in from its result files; False when it is no longer done."""
+        with self._transaction():
+            done = self._conn.execute("SELECT 1 FROM jobs WHERE id = ? AND state = ?",
+                                      (job_id, JobState.DONE)).fetchone() is not None
+            if done:
+                self._replace_people(job_id, hours)
+        return done
+
+    def without_people(self, limit: int = 1000) -> list[Job]:
+        """Done jobs whose people by hour are not in the store (done before it kept them)."""
+        rows = self._conn.execute("SELECT * FROM jobs WHERE state = ? AND people_recorded = 0 ORDER BY id LIMIT ?",
+                                  (JobState.DONE, limit))
+        return [Job.from_row(r) for r in rows]
+
+    def people_rows(self) -> list[dict[str, Any]]:
+        """Every row as kept, with its recording's path (for `store copy`)."""
+        try:
+            return [dict(r) for r in self._conn.execute(people_sql.EXPORT)]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+
+    def people(self, query: PeopleQuery) -> list[dict[str, Any]]:
+        """People per camera, region and hour, summed over every recording."""
+        sql, params = query.sql("?")
+        try:
+            return people_sql.as_rows(self._conn.execute(sql, params))
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []  # a store from before people were kept, opened read-only
+            raise
 
     def assign_result_key(self, job_id: int, key: str) -> None:
         """Record the job's result folder; raises ResultFolderTaken when another job holds it."""

@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from supervisor import __version__
 from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from supervisor.jobs.store import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
+    from supervisor.protocol.hours import HourRow
 
 log = structlog.get_logger("supervisor.observe.metrics")
 NS = "video_supervisor"
@@ -61,6 +65,12 @@ class Metrics(Observer):
         self.rescans = Counter(f"{NS}_rescans", "Scans of the videos directory", registry=r)
         self.last_scan = Gauge(f"{NS}_last_successful_scan_timestamp_seconds", "When the last scan finished",
                                registry=r)
+        self.person_seconds = Counter(f"{NS}_person_seconds", "People x seconds seen in each region",
+                                      ["camera", "region"], registry=r)
+        self.occupied_seconds = Counter(f"{NS}_occupied_seconds", "Seconds each region had somebody in it",
+                                        ["camera", "region"], registry=r)
+        self.build = Gauge(f"{NS}_build_info", "The running version (always 1)", ["version"], registry=r)
+        self.build.labels(__version__).set(1)
         self._server: Any = None
         self.port: int | None = None
 
@@ -98,6 +108,13 @@ class Metrics(Observer):
             self.damaged_seconds.labels(camera).inc(float(damaged))
         with contextlib.suppress(KeyError):
             self.fps.remove(camera)  # no worker of this camera runs now
+
+    def people_counted(self, camera: str, hours: Sequence[HourRow]) -> None:
+        for row in hours:
+            if row.person_seconds > 0:
+                self.person_seconds.labels(camera, row.region).inc(row.person_seconds)
+            if row.occupied_seconds > 0:
+                self.occupied_seconds.labels(camera, row.region).inc(row.occupied_seconds)
 
     def scan_completed(self, found: int, new: int) -> None:
         self.rescans.inc()

@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from supervisor.jobs.store import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
+    from supervisor.protocol.hours import HourRow
 
 
 class Observer:
@@ -27,6 +30,10 @@ class Observer:
         return None
 
     def job_finished(self, rj: RunningView, outcome: Outcome, state: JobState) -> None:
+        return None
+
+    def people_counted(self, camera: str, hours: Sequence[HourRow]) -> None:
+        """A recording's people by hour, recorded with its job done."""
         return None
 
     def gpu_health_changed(self, gpu: int, old: str, new: str, reason: str) -> None:

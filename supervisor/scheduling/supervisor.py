@@ -33,6 +33,7 @@ from supervisor.process.launcher import Launcher, LaunchSpec, ProcessLauncher, W
 from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
+from supervisor.protocol.hours import HourRow, hours_of
 from supervisor.protocol.paths import ResultRoot, UnsafeOutput, staging_key
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
@@ -313,6 +314,28 @@ class Supervisor:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
             self.monitor.poll_once()  # never start 4 jobs on a GPU that is already hot
+        await self._fill_people()
+
+    async def _hours(self, folder: Path) -> list[HourRow]:
+        """A published result set's people by hour, for the store; none when its files do not say (a worker
+        of the user's own that writes no counts)."""
+        try:
+            return await asyncio.to_thread(hours_of, folder)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.debug("people_unreadable", folder=str(folder), error=str(exc))
+            return []
+
+    async def _fill_people(self) -> None:
+        """Once, for a store kept before it held people by hour: each done job's rows, from its result files."""
+        filled = 0
+        while batch := await self._store_call("without_people", self.store.without_people):
+            for job in batch:
+                folder = job_output_dir(self.settings.output_dir, job.result_key) if job.result_key else None
+                hours = await self._hours(folder) if folder is not None else []
+                await self._store_call("record_people", self.store.record_people, job.id, hours)
+                filled += 1
+        if filled:
+            log.info("people_filled", jobs=filled, message="people by hour of done jobs read from their results")
 
     async def _settle_recovered(self, takeovers: list[Takeover], *, enqueue: bool) -> None:
         """Jobs whose scheduler is gone, now held by this one: done if the lost attempt had finished (its
@@ -337,11 +360,12 @@ class Supervisor:
                 continue
             duration = max(0.0, (job.finished_at or self.clock.time()) - (job.started_at or self.clock.time()))
             video_seconds = result["video_seconds"] if isinstance(result["video_seconds"], (int, float)) else None
+            hours = await self._hours(Path(str(result["output"])).parent)
             recorded = await self._store_call(
                 "mark_done", self.store.mark_done, job.id, token=job.claim_token, now=self.clock.time(),
                 duration=duration, output=result["output"], video_seconds=video_seconds,
                 covered_seconds=video_seconds if result["duration_limited"] else None,
-                damaged_seconds=float(result["damaged_seconds"] or 0.0))
+                damaged_seconds=float(result["damaged_seconds"] or 0.0), hours=hours)
             if recorded:
                 log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=result["output"],
                          message="its worker had finished when its scheduler stopped: recorded done, not run again")
@@ -565,10 +589,13 @@ class Supervisor:
                 d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
         if d.verdict is Verdict.DONE:
             output = _published(d.output, rj.staging, rj.output_dir)
+            hours = await self._hours(rj.output_dir)
             if not await self._store_call("mark_done", self.store.mark_done, job.id, token=rj.token, now=now,
                                           duration=outcome.duration, output=output, video_seconds=d.video_seconds,
-                                          covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds):
+                                          covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds,
+                                          hours=hours):
                 return self._lost(rj, "mark_done")
+            call(self.observers, "people_counted", job.camera, hours)
             self.stats.record_done(job.camera, outcome.duration)
             log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=d.video_seconds,
                      covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds)
