@@ -108,31 +108,33 @@ def test_rows_are_kept_with_the_done_record_once_replaced_by_a_redo_and_fenced(s
         rows = reader.people(PeopleQuery())
         only_bar = reader.people(PeopleQuery(cameras=("bar",)))
         from_eleven = reader.people(PeopleQuery(start="2025-11-14T11:00"))
+        days = reader.people(PeopleQuery(), "day")
+        totals = people.summary(reader, PeopleQuery())
     finally:
         reader.close()
-    assert [(r["camera"], r["hour"], r["person_seconds"], r["peak"]) for r in rows] == [
+    assert [(r["camera"], r["period"], r["person_seconds"], r["peak"]) for r in rows] == [
         ("bar", "2025-11-14T10:00", 3.0, 4), ("cam", "2025-11-14T10:00", 6.0, 1)]
     assert [r["camera"] for r in only_bar] == ["bar"] and from_eleven == []
+    assert [(r["camera"], r["period"], r["visits"], r["days"]) for r in days] == [
+        ("bar", "2025-11-14", 1, 1), ("cam", "2025-11-14", 1, 1)]
+    assert [(r["camera"], r["person_seconds"], r["busiest_hour"], r["days"]) for r in totals] == [
+        ("bar", 3.0, "10:00", 1), ("cam", 6.0, "10:00", 1)]
 
 
-def test_periods_group_hours_and_the_summary_names_the_busiest_hour() -> None:
-    hours = [
-        {"camera": "c", "region": "door", "hour": "2025-11-14T12:00", "covered_seconds": 3600.0,
-         "occupied_seconds": 1800.0, "person_seconds": 5400.0, "peak": 3, "visits": 4, "damaged_seconds": 0.0},
-        {"camera": "c", "region": "door", "hour": "2025-11-14T13:00", "covered_seconds": 3600.0,
-         "occupied_seconds": 600.0, "person_seconds": 600.0, "peak": 1, "visits": 1, "damaged_seconds": 2.0},
-        {"camera": "c", "region": "door", "hour": "2025-11-21T12:00", "covered_seconds": 1800.0,
-         "occupied_seconds": 900.0, "person_seconds": 900.0, "peak": 2, "visits": 2, "damaged_seconds": 0.0},
-    ]
-    days = people.by_period(hours, "day")
-    assert [(r["period"], r["person_seconds"], r["peak"], r["visits"]) for r in days] == [
-        ("2025-11-14", 6000.0, 3, 5), ("2025-11-21", 900.0, 2, 2)]
-    fridays = people.by_period(hours, "weekday-hour")
-    assert [(r["period"], r["person_seconds"], r["covered_seconds"]) for r in fridays] == [
-        ("Fri 12:00", 6300.0, 5400.0), ("Fri 13:00", 600.0, 3600.0)]
-    [total] = people.summary(hours)
-    assert (total["busiest_hour"], total["days"], total["visits"], total["damaged_seconds"]) == ("12:00", 2, 7, 2.0)
+def test_weekday_hours_sum_every_week_and_dates_are_read_whole_days() -> None:
+    def hour(period: str, person: float, covered: float, peak: int, visits: int) -> dict[str, Any]:
+        return {"camera": "c", "region": "door", "period": period, "covered_seconds": covered,
+                "occupied_seconds": person / 2, "person_seconds": person, "peak": peak, "visits": visits,
+                "damaged_seconds": 0.0, "days": 1}
+
+    fridays = people.weekday_hours([hour("2025-11-14T12:00", 5400.0, 3600.0, 3, 4),
+                                    hour("2025-11-14T13:00", 600.0, 3600.0, 1, 1),
+                                    hour("2025-11-21T12:00", 900.0, 1800.0, 2, 2)])
+    assert [(r["period"], r["person_seconds"], r["covered_seconds"], r["peak"], r["visits"]) for r in fridays] == [
+        ("Fri 12:00", 6300.0, 5400.0, 3, 6), ("Fri 13:00", 600.0, 3600.0, 1, 1)]
     assert people.query("2025-11-14", "2025-11-14") == PeopleQuery("2025-11-14T00:00", "2025-11-15T00:00")
+    assert people.query("2025-11-14T12:00", "2025-11-14T14:00") == PeopleQuery("2025-11-14T12:00",
+                                                                                  "2025-11-14T14:00")
     with pytest.raises(ValueError, match="not a date"):
         people.query("Friday", None)
 
@@ -194,7 +196,7 @@ def test_a_run_puts_each_recordings_hours_in_the_store_and_report_shows_them(tmp
         refilled = store.people(PeopleQuery())
     finally:
         store.close()
-    assert {(r["camera"], r["hour"]) for r in refilled} == {(r["camera"], r["period"]) for r in rows}
+    assert {(r["camera"], r["period"]) for r in refilled} == {(r["camera"], r["period"]) for r in rows}
     for s in summaries:
         mine = [r for r in refilled if r["camera"] == s["camera"]]
         assert sum(r["person_seconds"] for r in mine) == pytest.approx(

@@ -274,7 +274,7 @@ def test_store_copy_moves_every_job_from_sqlite_to_postgresql_and_refuses_to_ove
     copied = {j.path.name: j for j in reader.jobs()}
     people = reader.people(PeopleQuery())
     reader.close()
-    assert [(r["camera"], r["region"], r["hour"], r["person_seconds"], r["peak"], r["visits"]) for r in people] == [
+    assert [(r["camera"], r["region"], r["period"], r["person_seconds"], r["peak"], r["visits"]) for r in people] == [
         ("cam", "door", "2025-11-14T10:00", 20.5, 2, 3)]
     assert copied["a.mp4"].state is JobState.DONE and copied["a.mp4"].result_key == "cam/a.mp4"
     assert copied["a.mp4"].video_seconds == 60.0 and copied["a.mp4"].damaged_seconds == 1.5

@@ -246,6 +246,8 @@ def _inspect(command: str, argv: list[str]) -> int:
         p.add_argument("--to", dest="end", metavar="DATE", help="people recorded up to this date, included")
         p.add_argument("--cameras", nargs="+", default=[], metavar="CAMERA", help="only these cameras' people")
         p.add_argument("--regions", nargs="+", default=[], metavar="REGION", help="only these regions' people")
+        p.add_argument("--html", type=Path, metavar="FILE",
+                       help="write one self-contained page of charts and tables (opens with no network)")
     args = p.parse_args(argv)
     try:
         s = load_settings(args.settings)
@@ -283,7 +285,7 @@ def _inspect_store(command: str, args: argparse.Namespace, url: str, db: Path, s
 def _report(store: Any, args: argparse.Namespace) -> int:
     """Throughput and people over every recording; with --by, people per period alone."""
     from supervisor.observe import people
-    from supervisor.observe.report import build_report, render_csv, render_json, render_table
+    from supervisor.observe.report import Finished, build_report, render_csv, render_json, render_table
 
     try:
         since = datetime.fromisoformat(args.since).timestamp() if args.since else None
@@ -295,19 +297,38 @@ def _report(store: Any, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"video-supervisor report: {exc}", file=sys.stderr)
         return EX_USAGE
-    hours = store.people(wanted)
     if args.by:
-        rows = people.by_period(hours, args.by)
+        rows = people.by_period(store, wanted, args.by)
         print(json.dumps({"by": args.by, "rows": rows}, indent=2) if args.json else people.render_csv(rows)
               if args.csv else people.render_periods(rows, args.by), end="" if args.csv else "\n")
         return 0
-    report = build_report(store.finished_since(since))
-    if args.json:
-        print(json.dumps({**json.loads(render_json(report)), "people": people.summary(hours)}, indent=2))
-    elif args.csv:
+    report = build_report(Finished(*row) for row in store.finished_figures(since))
+    if args.html:
+        return _write_html(args.html, store, report, wanted)
+    if args.csv:
         print(render_csv(report), end="")
+        return 0
+    totals = people.summary(store, wanted)
+    if args.json:
+        print(json.dumps({**json.loads(render_json(report)), "people": totals}, indent=2))
     else:
-        print(render_table(report) + "\n\n" + people.render_summary(people.summary(hours)))
+        print(render_table(report) + "\n\n" + people.render_summary(totals))
+    return 0
+
+
+def _write_html(path: Path, store: Any, report: dict[str, Any], wanted: Any) -> int:
+    from supervisor.observe.html_report import render
+
+    text, cameras = render(store, wanted, report, title="People report", generated=datetime.now())
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"video-supervisor report: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"wrote {path} ({cameras} camera{'s' if cameras != 1 else ''}, {len(text) // 1024} KiB; opens with no "
+          "network)")
     return 0
 
 

@@ -15,8 +15,9 @@ from typing import Any
 from supervisor.protocol.hours import FIELDS, HourRow
 
 
-def table(real: str = "REAL", big: str = "INTEGER") -> str:
-    """The table and its index, in one engine's types."""
+def table(real: str = "REAL", big: str = "INTEGER", clustered: str = " WITHOUT ROWID") -> str:
+    """The table and its index, in one engine's types. Rows are kept in (camera, region, hour) order (SQLite:
+    without rowid), so a report reads them in one pass: a year of 20 cameras in a fraction of a second."""
     return f"""
 CREATE TABLE IF NOT EXISTS people (
     job_id {big} NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -29,9 +30,9 @@ CREATE TABLE IF NOT EXISTS people (
     peak INTEGER NOT NULL,
     visits INTEGER NOT NULL,
     damaged_seconds {real} NOT NULL,
-    PRIMARY KEY (job_id, region, hour)
-);
-CREATE INDEX IF NOT EXISTS people_by_hour ON people(hour, camera, region);
+    PRIMARY KEY (camera, region, hour, job_id)
+){clustered};
+CREATE INDEX IF NOT EXISTS people_by_job ON people(job_id);
 """
 
 
@@ -66,6 +67,11 @@ def row_params(job_id: int, row: HourRow) -> tuple[Any, ...]:
             row.visits, row.damaged_seconds, job_id)
 
 
+# How rows are grouped: by hour, by day, by hour of the day, or over the whole range (SQL both engines read).
+PERIODS = {"hour": "hour", "day": "substr(hour, 1, 10)", "hour_of_day": "substr(hour, 12, 2)",
+           "total": "substr(hour, 1, 0)"}  # an expression: PostgreSQL refuses to group by a constant
+
+
 @dataclass(frozen=True, slots=True)
 class PeopleQuery:
     """Which hours to sum: `start` and `end` as hour names (end excluded), cameras and regions (empty: all)."""
@@ -75,8 +81,9 @@ class PeopleQuery:
     cameras: Sequence[str] = ()
     regions: Sequence[str] = ()
 
-    def sql(self, mark: str) -> tuple[str, list[Any]]:
-        """Per camera, region and hour, the sums over every recording: one row each."""
+    def sql(self, mark: str, period: str = "hour") -> tuple[str, list[Any]]:
+        """Per camera, region and period, the sums over every recording (peak: the largest), and the days
+        with any hour recorded: one row each, in that order (the index's: no sort for hours)."""
         where: list[str] = []
         params: list[Any] = []
         if self.start:
@@ -89,19 +96,18 @@ class PeopleQuery:
             if wanted:
                 where.append(f"{column} IN ({', '.join([mark] * len(wanted))})")
                 params.extend(wanted)
+        group = PERIODS[period]
         sums = ", ".join(f"max({f}) AS {f}" if f == "peak" else f"sum({f}) AS {f}" for f in FIELDS)
-        text = (f"SELECT camera, region, hour, {sums} FROM people"
+        days = "1" if period in ("hour", "day") else "count(DISTINCT substr(hour, 1, 10))"
+        text = (f"SELECT camera, region, {group} AS period, {sums}, {days} AS days FROM people"
                 + (f" WHERE {' AND '.join(where)}" if where else "")
-                + " GROUP BY camera, region, hour ORDER BY hour, camera, region")
+                + f" GROUP BY camera, region, {group} ORDER BY camera, region, {group}")
         return text, params
 
 
+COLUMNS = ("camera", "region", "period", *FIELDS, "days")
+
+
 def as_rows(found: Iterable[Any]) -> list[dict[str, Any]]:
-    """Query rows (sqlite3.Row or dicts) as plain dicts with numbers of the right kind."""
-    out = []
-    for r in found:
-        row = {"camera": r["camera"], "region": r["region"], "hour": r["hour"]}
-        for f in FIELDS:
-            row[f] = int(r[f] or 0) if f in ("peak", "visits") else float(r[f] or 0.0)
-        out.append(row)
-    return out
+    """Query rows (tuples, or dicts in COLUMNS' order) as plain dicts."""
+    return [dict(zip(COLUMNS, r.values() if isinstance(r, dict) else r, strict=True)) for r in found]

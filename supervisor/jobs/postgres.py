@@ -31,6 +31,7 @@ from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.people import PeopleQuery
 from supervisor.jobs.store import (
+    FINISHED_FIGURES,
     TERMINAL_STATES,
     Job,
     JobState,
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS daemons (
     2: "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS claim_token BIGINT NOT NULL DEFAULT 0;",
     # People by hour, and which done jobs' rows are in (the rest are filled from their result files).
     3: "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS people_recorded INTEGER NOT NULL DEFAULT 0;"
-       + people_sql.table(real="DOUBLE PRECISION", big="BIGINT"),
+       + people_sql.table(real="DOUBLE PRECISION", big="BIGINT", clustered=""),
 }
 # The server's clock, as every lease time is reckoned (epoch seconds).
 _NOW = "extract(epoch from clock_timestamp())::float8"
@@ -599,9 +600,12 @@ class PostgresReader:
     def people_rows(self) -> list[dict[str, Any]]:
         return self._rows(people_sql.EXPORT)
 
-    def people(self, query: PeopleQuery) -> list[dict[str, Any]]:
-        sql, params = query.sql("%s")
+    def people(self, query: PeopleQuery, period: str = "hour") -> list[dict[str, Any]]:
+        sql, params = query.sql("%s", period)
         return people_sql.as_rows(self._rows(sql, params))
+
+    def finished_figures(self, since: float | None) -> list[tuple[Any, ...]]:
+        return [tuple(r.values()) for r in self._rows(FINISHED_FIGURES, (since or 0.0,))]
 
     def daemons(self, within: float = 60.0) -> list[dict[str, Any]]:
         """Every daemon that beat within `within` seconds: host, pid, running jobs, GPU state."""

@@ -39,62 +39,85 @@ def query(start: str | None, end: str | None, cameras: Iterable[str] = (), regio
                        tuple(cameras), tuple(regions))
 
 
-def _period(hour: str, by: str) -> tuple[tuple[Any, ...], str]:
-    """(sort key, label) of the period an hour belongs to."""
-    when = datetime.strptime(hour, "%Y-%m-%dT%H:00")
-    if by == "hour":
-        return (hour,), hour
-    if by == "day":
-        return (hour[:10],), hour[:10]
-    return (when.weekday(), when.hour), f"{WEEKDAYS[when.weekday()]} {when.hour:02d}:00"
+def _rounded(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k != "days"}
 
 
-def _add(into: dict[str, Any], row: Mapping[str, Any]) -> None:
-    for f in FIELDS:
-        into[f] = max(into[f], row[f]) if f == "peak" else into[f] + row[f]
-
-
-def _empty() -> dict[str, Any]:
-    return {f: 0 if f in ("peak", "visits") else 0.0 for f in FIELDS}
-
-
-def by_period(hours: Iterable[Mapping[str, Any]], by: str) -> list[dict[str, Any]]:
-    """One row per camera, region and period, with the sums of its hours (peak: the largest)."""
+def weekday_hours(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Hour rows (period: an hour's name) summed per camera, region, weekday and hour of the day."""
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in hours:
-        key, label = _period(row["hour"], by)
-        group = groups.setdefault((*key, row["camera"], row["region"]),
-                                  {"camera": row["camera"], "region": row["region"], "period": label, **_empty()})
-        _add(group, row)
+        when = datetime.strptime(row["period"], "%Y-%m-%dT%H:00")
+        key = (when.weekday(), when.hour, row["camera"], row["region"])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"camera": row["camera"], "region": row["region"],
+                                   "period": f"{WEEKDAYS[when.weekday()]} {when.hour:02d}:00",
+                                   **{f: 0 if f in ("peak", "visits") else 0.0 for f in FIELDS}}
+        for f in FIELDS:
+            group[f] = max(group[f], row[f]) if f == "peak" else group[f] + row[f]
     return [_rounded(groups[k]) for k in sorted(groups)]
 
 
-def summary(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per camera and region over the whole range: the sums, and the busiest hour of the day (the most
-    person-seconds per second covered)."""
-    totals: dict[tuple[str, str], dict[str, Any]] = {}
-    by_hour: dict[tuple[str, str], dict[int, list[float]]] = {}
-    days: dict[tuple[str, str], set[str]] = {}
-    for row in hours:
-        key = (row["camera"], row["region"])
-        _add(totals.setdefault(key, {"camera": key[0], "region": key[1], **_empty()}), row)
-        slot = by_hour.setdefault(key, {}).setdefault(int(row["hour"][11:13]), [0.0, 0.0])
-        slot[0] += row["person_seconds"]
-        slot[1] += row["covered_seconds"]
-        days.setdefault(key, set()).add(row["hour"][:10])
+def by_period(store: Any, wanted: PeopleQuery, by: str) -> list[dict[str, Any]]:
+    """One row per camera, region and period (`BY`), with the sums of its hours (peak: the largest)."""
+    if by == "weekday-hour":
+        return weekday_hours(store.people(wanted, "hour"))
+    return [_rounded(r) for r in store.people(wanted, by)]
+
+
+def summary(store: Any, wanted: PeopleQuery) -> list[dict[str, Any]]:
+    """Per camera and region over the whole range: the sums, the days with a recording, and the busiest
+    hour of the day (the most person-seconds per second recorded)."""
+    return summarize(store.people(wanted, "total"), store.people(wanted, "hour_of_day"))
+
+
+def summarize(totals: Iterable[Mapping[str, Any]], hours_of_day: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """summary() from rows already read: per camera and region over the range, and by hour of the day."""
+    busiest: dict[tuple[str, str], tuple[float, int]] = {}
+    for row in hours_of_day:
+        if row["covered_seconds"] > 0 and row["person_seconds"] > 0:
+            rate, hour = row["person_seconds"] / row["covered_seconds"], int(row["period"])
+            key = (row["camera"], row["region"])
+            if key not in busiest or (rate, -hour) > (busiest[key][0], -busiest[key][1]):
+                busiest[key] = (rate, hour)
     out = []
-    for key in sorted(totals):
-        row = _rounded(totals[key])
-        rates = {h: p / c for h, (p, c) in by_hour[key].items() if c > 0}
-        busiest = max(rates, key=lambda h: (rates[h], -h)) if rates and max(rates.values()) > 0 else None
-        row["busiest_hour"] = f"{busiest:02d}:00" if busiest is not None else None
-        row["days"] = len(days[key])
-        out.append(row)
-    return out
+    for row in totals:
+        found = busiest.get((row["camera"], row["region"]))
+        out.append({**_rounded({k: v for k, v in row.items() if k != "period"}),
+                    "busiest_hour": f"{found[1]:02d}:00" if found else None, "days": row["days"]})
+    return sorted(out, key=lambda r: (r["camera"], r["region"]))
 
 
-def _rounded(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+def regroup(hours: Iterable[Mapping[str, Any]], period: str) -> list[dict[str, Any]]:
+    """Hour rows summed into another of the store's periods ("day", "hour_of_day"), as the store would:
+    one read of the hours serves every view of a page."""
+    cut = slice(0, 10) if period == "day" else slice(11, 13)
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in hours:
+        key = (row["camera"], row["region"], row["period"][cut])
+        group = out.get(key)
+        if group is None:
+            out[key] = {**row, "period": key[2], "days": 1}
+            continue
+        for f in FIELDS:
+            group[f] = max(group[f], row[f]) if f == "peak" else group[f] + row[f]
+    return [out[k] for k in sorted(out)]
+
+
+def totals_of(days: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the "total" period, from day rows (each day one of `days`)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in days:
+        key = (row["camera"], row["region"])
+        total = out.get(key)
+        if total is None:
+            out[key] = {**row, "period": "", "days": 1}
+            continue
+        for f in FIELDS:
+            total[f] = max(total[f], row[f]) if f == "peak" else total[f] + row[f]
+        total["days"] += 1
+    return list(out.values())
 
 
 def render_summary(rows: list[dict[str, Any]]) -> str:

@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor.jobs.store import Job, JobState
 
@@ -45,12 +45,28 @@ class _Acc:
         }
 
 
-def build_report(jobs: Iterable[Job]) -> dict[str, Any]:
+class Finished(NamedTuple):
+    """What the report reads of one finished job (the store's `finished_figures`, in this order)."""
+
+    camera: str
+    state: str
+    duration_seconds: float | None
+    video_seconds: float | None
+    attempts: int
+    damaged_seconds: float | None
+    covered_seconds: float | None
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.covered_seconds)
+
+
+def build_report(jobs: Iterable[Job | Finished]) -> dict[str, Any]:
     per: dict[str, _Acc] = {}
     total = _Acc()
     for job in jobs:
         for acc in (per.setdefault(job.camera, _Acc()), total):
-            if job.state is JobState.DONE:
+            if job.state == JobState.DONE:
                 acc.durations.append(job.duration_seconds or 0.0)
                 acc.video_seconds += job.video_seconds or 0.0
                 acc.retries += max(0, job.attempts - 1)
@@ -58,7 +74,7 @@ def build_report(jobs: Iterable[Job]) -> dict[str, Any]:
                     acc.damaged_videos += 1
                     acc.damaged_seconds += job.damaged_seconds
                 acc.partial_videos += job.partial
-            elif job.state is JobState.DEAD:
+            elif job.state == JobState.DEAD:
                 acc.failures += 1
     return {"cameras": [per[c].row(c) for c in sorted(per)], "total": total.row("total")}
 
