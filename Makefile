@@ -33,16 +33,16 @@ lint: $(BIN)/.installed
 # libfaketime (Debian: faketime).
 sysdeps:
 	@if ! command -v systemd-nspawn >/dev/null || ! command -v systemd-analyze >/dev/null \
-	    || ! command -v ffmpeg >/dev/null || ! command -v promtool >/dev/null \
+	    || ! command -v ffmpeg >/dev/null || ! command -v promtool >/dev/null || ! command -v chromium >/dev/null \
 	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	    || ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd systemd-container \
-	      ffmpeg postgresql faketime >/dev/null; \
+	      ffmpeg postgresql faketime chromium >/dev/null; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
 	      || echo "note: promtool not installed; metrics are checked with prometheus_client's parser"; \
-	  else echo "note: install systemd, systemd-container, ffmpeg, postgresql and faketime for the systemd, \
-	    recording and shared-store tests"; fi; \
+	  else echo "note: install systemd, systemd-container, ffmpeg, postgresql, faketime and chromium for the \
+	    systemd, recording, shared-store and page tests"; fi; \
 	fi
 
 test: lint sysdeps models/person.pt $(MODEL_EXPORTS)

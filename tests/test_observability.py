@@ -175,6 +175,8 @@ def test_prometheus_metrics_are_served_and_valid(tmp_path):
     assert value[("video_supervisor_occupied_seconds_total", (("camera", "cam"), ("region", "frame")))] == 240
     from supervisor import __version__
     assert value[("video_supervisor_build_info", (("version", __version__),))] == 1
+    assert value[("video_supervisor_heartbeat_timestamp_seconds", ())] > 1.7e9
+    assert value[("video_supervisor_store_paused", ())] == 0
     assert value[("video_supervisor_last_successful_scan_timestamp_seconds", ())] > 1.7e9
     for name in families:
         assert name.startswith("video_supervisor_") or not name.startswith("video")

@@ -23,6 +23,7 @@ from supervisor.jobs.people import PeopleQuery
 from supervisor.jobs.store import READY_STATES, JobStore
 from supervisor.observe import people
 from supervisor.protocol.hours import HourBuckets, HourRow, rows_from_results
+from tests import browser
 from tests.fakes import REPO, cli, cli_env
 from tests.test_store_contract import video
 from workers.scenes import Actor, encode_scene
@@ -176,6 +177,28 @@ def test_a_run_puts_each_recordings_hours_in_the_store_and_report_shows_them(tmp
     assert table.returncode == 0 and "people" in table.stdout
     [line] = [ln for ln in table.stdout.splitlines() if ln.startswith("counter ")][-1:]
     assert "frame" in line and (" 12:00 " in line or " 13:00 " in line)  # the busiest hour of the day
+
+    # The page a manager opens, in a real browser with no network: charts drawn, no console error, and its
+    # numbers those of the store and of the recordings' own summaries.
+    page_file = tmp_path / "people.html"
+    made_page = subprocess.run(cli("report", "--html", str(page_file), *common), capture_output=True, text=True,
+                               env=cli_env(), cwd=REPO, timeout=60)
+    assert made_page.returncode == 0 and str(page_file) in made_page.stdout, made_page.stderr
+    assert "http://" not in page_file.read_text() and "https://" not in page_file.read_text()
+    page = browser.open_page(page_file.as_uri(), tmp_path / "people.png", offline=True)
+    assert page.errors == [] and browser.chart_pixels(page.screenshot) > 2000
+    found = browser.tables(page.dom)
+    for s in summaries:
+        [summary_row] = [r for r in found[("", "", "summary")] if r[0] == s["camera"]]
+        totals = s["regions"]["frame"]
+        assert float(summary_row[3]) == pytest.approx(totals["person_seconds"] / 3600, abs=1e-3)
+        assert float(summary_row[2]) == pytest.approx(totals["occupied_seconds"] / 3600, abs=1e-3)
+        assert int(summary_row[4]) == totals["peak_count"]
+        days = found[(s["camera"], "frame", "days")]
+        assert sum(float(r[1]) for r in days) == pytest.approx(totals["person_seconds"] / 3600, abs=1e-3)
+        by_hour = found[(s["camera"], "frame", "hod")]
+        assert sum(float(r[2]) for r in by_hour) == pytest.approx(totals["person_seconds"] / 3600, abs=1e-3)
+    assert [int(r[1]) for r in found[("", "", "health")] if r[0] == "done"] == [2]
 
     # A store kept before people were: the rows go, the jobs stay done; the next start fills them in again.
     with sqlite3.connect(tmp_path / "jobs.db") as conn:

@@ -69,6 +69,10 @@ class Metrics(Observer):
                                       ["camera", "region"], registry=r)
         self.occupied_seconds = Counter(f"{NS}_occupied_seconds", "Seconds each region had somebody in it",
                                         ["camera", "region"], registry=r)
+        self.store_paused = Gauge(f"{NS}_store_paused", "1 while the job store refuses writes (the run waits)",
+                                  registry=r)
+        self.heartbeat = Gauge(f"{NS}_heartbeat_timestamp_seconds", "When the scheduler last looked at itself "
+                               "(every couple of seconds while its loop runs)", registry=r)
         self.build = Gauge(f"{NS}_build_info", "The running version (always 1)", ["version"], registry=r)
         self.build.labels(__version__).set(1)
         self._server: Any = None
@@ -121,6 +125,8 @@ class Metrics(Observer):
         self.last_scan.set(time.time())
 
     def tick(self, snap: Snapshot) -> None:
+        self.heartbeat.set(snap.at)
+        self.store_paused.set(1 if snap.store_trouble else 0)
         for state, n in snap.job_counts.items():
             self.jobs.labels(state).set(n)
         q = snap.queue_status()
