@@ -30,6 +30,7 @@ from supervisor.observe.observers import Observer
 from supervisor.observe.progress import ProgressBar
 from supervisor.observe.progress import wanted as progress_wanted
 from supervisor.observe.status import StatusFile
+from supervisor.observe.web import Sources
 from supervisor.process.child import live_pids
 from supervisor.process.orphans import OrphanReaper, become_subreaper
 from supervisor.protocol import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
@@ -102,7 +103,9 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     if removed:
         structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
     notifier = Notifier()
-    observers: list[Observer] = [StatusFile(s.status_file, notifier), Metrics(s.metrics.listen), Alerts(s.alerts)]
+    observers: list[Observer] = [StatusFile(s.status_file, notifier),
+                                 Metrics(s.metrics.listen, Sources(s.status_file, s.store_url, s.state_db)),
+                                 Alerts(s.alerts)]
     if not daemon and progress_wanted():
         observers.append(ProgressBar())
 

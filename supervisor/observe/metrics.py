@@ -8,10 +8,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from supervisor import __version__
 from supervisor.observe.observers import Observer
+from supervisor.observe.web import GpuTrend, Pages, Sources, serve
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,10 +34,13 @@ def _close_server(server: Any) -> None:
 
 
 class Metrics(Observer):
-    """Owns one registry (no global state) and, when listening, the HTTP endpoint that serves it."""
+    """Owns one registry (no global state) and, when listening, the HTTP endpoint that serves it, with the
+    daemon's page and its JSON when `sources` says where to read them (observe/web.py)."""
 
-    def __init__(self, listen: str = "") -> None:
+    def __init__(self, listen: str = "", sources: Sources | None = None) -> None:
         self.listen = listen
+        self.sources = sources
+        self.trend = GpuTrend()
         r = self.registry = CollectorRegistry()
         self.jobs = Gauge(f"{NS}_jobs", "Jobs in the store, by state", ["state"], registry=r)
         self.queue_depth = Gauge(f"{NS}_queue_depth", "Jobs waiting to start, including those waiting to retry",
@@ -83,7 +87,7 @@ class Metrics(Observer):
             return
         host, _, port = self.listen.rpartition(":")
         try:
-            self._server, _ = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+            self._server = serve(host.strip("[]"), int(port), Pages(self.sources, self.registry, self.trend))
         except OSError as exc:
             log.warning("metrics_unavailable", listen=self.listen, error=exc.strerror or str(exc))
             return
@@ -126,6 +130,7 @@ class Metrics(Observer):
 
     def tick(self, snap: Snapshot) -> None:
         self.heartbeat.set(snap.at)
+        self.trend.add(snap.at, [dict(g) for g in snap.gpus])
         self.store_paused.set(1 if snap.store_trouble else 0)
         for state, n in snap.job_counts.items():
             self.jobs.labels(state).set(n)

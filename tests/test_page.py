@@ -1,0 +1,85 @@
+"""The daemon's own page and JSON on the metrics listener: what they show, in a real browser, and that a
+slow client delays nobody."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from supervisor.jobs.people import PeopleQuery
+from supervisor.jobs.store import JobStore
+from tests import browser
+from tests.daemon_harness import Daemon, daemon_settings
+from tests.fakes import make_video
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_the_daemons_page_shows_its_queue_and_people_and_a_stalled_client_delays_nobody(tmp_path: Path) -> None:
+    for i in range(3):
+        make_video(tmp_path / "videos" / f"cam{i % 2}" / f"cam{i % 2}_20251114_10{i:02d}00.mp4")
+    settings = daemon_settings(tmp_path, extra='[metrics]\nlisten = "127.0.0.1:0"\n')
+    d = Daemon(settings)
+    stalled = None
+    try:
+        port = int(d.wait_for("metrics_listening")["listen"].rsplit(":", 1)[1])
+        d.wait_for("job_succeeded", n=3, timeout=60)
+        # A client that opens a connection and never finishes its request holds one thread, nothing more.
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        deadline = time.monotonic() + 60
+        while True:  # the status file catches up within a tick or two; the answer is cached a few seconds
+            code, kind, body = get(port, "/api/status")
+            assert code == 200 and kind == "application/json"
+            status: dict[str, Any] = json.loads(body)
+            if status["daemon"]["running"] and status["jobs"].get("done") == 3 and status["running"] == []:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.5)
+        assert "webhook" not in body and "postgresql://" not in body  # nothing secret
+        code, _, body = get(port, "/api/people")
+        people = json.loads(body)
+        assert code == 200 and people["total"]["videos"] == 3
+        code, kind, metrics = get(port, "/metrics")
+        assert code == 200 and kind.startswith("text/plain") and "video_supervisor_person_seconds_total" in metrics
+        assert get(port, "/nothing")[0] == 404
+        page = browser.open_page(f"http://127.0.0.1:{port}/", tmp_path / "page.png")
+        assert page.errors == [] and browser.chart_pixels(page.screenshot) > 500
+        assert "3 done" in page.dom and "refresh" in page.dom
+        found = browser.tables(page.dom)
+        store = JobStore.open(tmp_path / "state" / "jobs.sqlite3", readonly=True)
+        try:
+            totals = {(r["camera"], r["region"]): r["person_seconds"] for r in store.people(PeopleQuery(), "total")}
+        finally:
+            store.close()
+        shown = {(r[0], r[1]): float(r[2]) * 3600 for r in found[("", "", "people")]}
+        assert shown.keys() == totals.keys() and all(abs(shown[k] - totals[k]) < 5 for k in totals)
+        assert found.get(("", "", "queue"), []) == []  # nothing waits
+        # The scheduler went on beating while the stalled client held its connection.
+        before = _metric(get(port, "/metrics")[2], "video_supervisor_heartbeat_timestamp_seconds")
+        deadline = time.monotonic() + 30
+        while _metric(get(port, "/metrics")[2], "video_supervisor_heartbeat_timestamp_seconds") <= before:
+            assert time.monotonic() < deadline, "the scheduler stopped beating"
+            time.sleep(0.2)
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+    finally:
+        if stalled is not None:
+            stalled.close()
+        d.stop()
+
+
+def _metric(text: str, name: str) -> float:
+    [line] = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+    return float(line.split()[1])
