@@ -162,10 +162,11 @@ def render_page(st: dict[str, Any], ppl: dict[str, Any]) -> str:
     queue = (f"<h2>Queue</h2><p>{len(st['running'])} running, {jobs.get('queued', 0) + jobs.get('failed', 0)} "
              f"waiting, {jobs.get('done', 0)} done, <span class={'bad' if jobs.get('dead') else 'ok'}>"
              f"{jobs.get('dead', 0)} given up on</span>" + (f" · ETA {format_duration(eta)}" if eta else "") + "</p>"
-             '<table class="numbers queue"><tr><th class=l>camera</th><th>waiting</th><th>video-s per s</th></tr>'
-             + _rows([f"<tr><td class=l>{escape(cam)}</td><td data-value=\"{n}\">{n}</td>"
-                      f"<td>{(st['speed'].get(cam) or {}).get('video_seconds_per_second') or '-'}</td></tr>"
-                      for cam, n in sorted(st["queued_by_camera"].items())]) + "</table>")
+             + ("" if not st["queued_by_camera"] else
+                '<table class="numbers queue"><tr><th class=l>camera</th><th>waiting</th><th>video-s per s</th></tr>'
+                + _rows([f"<tr><td class=l>{escape(cam)}</td><td data-value=\"{n}\">{n}</td>"
+                         f"<td>{(st['speed'].get(cam) or {}).get('video_seconds_per_second') or '-'}</td></tr>"
+                         for cam, n in sorted(st["queued_by_camera"].items())]) + "</table>"))
     running = ("<h2>Running</h2>" + ("<p class=muted>nothing running</p>" if not st["running"] else
                '<table class="numbers running"><tr><th class=l>camera</th><th class=l>video</th><th>GPU</th>'
                "<th>done</th><th>fps</th><th>ETA</th></tr>"
