@@ -8,6 +8,7 @@ tables back (each cell's `data-value`) per section, to compare with the store.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ def open_page(address: str, shot: Path, *, offline: bool = False, height: int = 
                            capture_output=True, text=True, timeout=120)
     assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
     console = [line for line in (dumped.stderr + taken.stderr).splitlines() if "CONSOLE" in line]
+    keep = os.environ.get("SCREENSHOTS_DIR")  # the README's pictures are these, kept: SCREENSHOTS_DIR=docs
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, Path(keep) / shot.name)
     image = cv2.imread(str(shot))
     assert image is not None, f"{shot}: not an image"
     return Page(dumped.stdout, console, image)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from supervisor.protocol.rois import load_rois
+from tests import browser
 from tests.fakes import REPO, cli, cli_env
 from workers.demo_tree import DEMO_CAMERAS, demo_actors
 from workers.scenes import expected_counts, expected_intervals, load_sprites
@@ -39,3 +41,12 @@ def test_the_demo_table_matches_who_stood_where(tmp_path):
             # Two recordings, each interval within one sample period (0.5 s) at either end.
             assert abs(got_occupied - occupied) <= 2 * 2 * 0.5 + 1e-6, (camera, region.name, got_occupied, occupied)
             assert abs(got_person - person) <= 2 * 2 * 0.5 + 1e-6, (camera, region.name, got_person, person)
+    # It ends by saying where its HTML report is: a page in the browser with the same people.
+    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("report:")]
+    page_file = Path(line.split()[1])
+    assert page_file == tmp_path / "report.html" and page_file.is_file()
+    page = browser.open_page(page_file.as_uri(), tmp_path / "report.png", offline=True)
+    assert page.errors == [] and browser.chart_pixels(page.screenshot) > 2000
+    shown = {(r[0], r[1]): float(r[3]) * 3600 for r in browser.tables(page.dom)[("", "", "summary")]}
+    for key, (_, _, got_person, _) in got.items():
+        assert abs(shown[key] - got_person) < 0.01, key

@@ -302,9 +302,9 @@ def _report(store: Any, args: argparse.Namespace) -> int:
         print(json.dumps({"by": args.by, "rows": rows}, indent=2) if args.json else people.render_csv(rows)
               if args.csv else people.render_periods(rows, args.by), end="" if args.csv else "\n")
         return 0
-    report = build_report(Finished(*row) for row in store.finished_figures(since))
     if args.html:
-        return _write_html(args.html, store, report, wanted)
+        return _write_html(args.html, store, wanted)
+    report = build_report(Finished(*row) for row in store.finished_figures(since))
     if args.csv:
         print(render_csv(report), end="")
         return 0
@@ -316,19 +316,16 @@ def _report(store: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_html(path: Path, store: Any, report: dict[str, Any], wanted: Any) -> int:
-    from supervisor.observe.html_report import render
+def _write_html(path: Path, store: Any, wanted: Any) -> int:
+    from supervisor.observe.html_report import write
 
-    text, cameras = render(store, wanted, report, title="People report", generated=datetime.now())
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        cameras = write(path, store, wanted)
     except OSError as exc:
         print(f"video-supervisor report: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return EX_CONFIG
-    print(f"wrote {path} ({cameras} camera{'s' if cameras != 1 else ''}, {len(text) // 1024} KiB; opens with no "
-          "network)")
+    print(f"wrote {path} ({cameras} camera{'s' if cameras != 1 else ''}, {path.stat().st_size // 1024} KiB; opens "
+          "with no network)")
     return 0
 
 

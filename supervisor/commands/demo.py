@@ -92,8 +92,26 @@ def main(argv: list[str]) -> int:
     code = run_supervisor(settings, daemon=False)
     if args.worker == "detect":
         _print_table(settings.state_db)
-    print(f"\nresults: {settings.output_dir}\nlogs:    {settings.log_dir}\nstore:   {settings.state_db}")
+    page = _write_page(settings.state_db, root / "report.html")
+    print(f"\nresults: {settings.output_dir}\nlogs:    {settings.log_dir}\nstore:   {settings.state_db}"
+          + (f"\nreport:  {page} (open it in a browser: people by region and hour, no network needed)" if page else ""))
     return code
+
+
+def _write_page(state_db: Path, path: Path) -> Path | None:
+    """The HTML report of what the demo counted, as `report --html` writes it."""
+    from supervisor.jobs.people import PeopleQuery
+    from supervisor.observe.html_report import write
+
+    store = JobStore.open(state_db, readonly=True)
+    try:
+        write(path, store, PeopleQuery(), title="People report (demo)")
+    except OSError as exc:
+        print(f"video-supervisor demo: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    finally:
+        store.close()
+    return path
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Per camera and region: how many people were there by hour of the day, a day x
 hour heatmap, and daily totals; then how much was recorded and how much was
 damaged, and how the processing went. Every chart has its numbers in a table
-under it (cells carry `data-value`, the figure unrounded to the millisecond), so
+under it (cells carry `data-value`, the figure to six decimals), so
 the page can be checked against the store, and read without script.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from supervisor.jobs.people import PeopleQuery
@@ -24,13 +25,21 @@ Rows = Sequence[Mapping[str, Any]]
 def _td(value: float | int | None, shown: str | None = None) -> str:
     if value is None:
         return '<td class="muted">-</td>'
-    raw = round(value, 3) if isinstance(value, float) else value
+    raw = round(value, 6) if isinstance(value, float) else value
     return f'<td data-value="{raw}">{escape(shown if shown is not None else str(raw))}</td>'
 
 
 def _h(seconds: float) -> str:
-    """Seconds shown as hours, the cell's value in hours."""
-    return _td(seconds / 3600, f"{seconds / 3600:.2f}")
+    """A time as a person reads it (2.4 h, 12.5 min, 7.0 s); the cell's value in hours."""
+    return _td(seconds / 3600, span(seconds))
+
+
+def span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
 
 
 def _mean(person: float, covered: float) -> float | None:
@@ -59,8 +68,10 @@ def _region_section(camera: str, region: str, hod: Rows, days: Rows, hours: Rows
                          "values": [round(m or 0.0, 3) for m in means]}
     charts[f"{key}m"] = {"kind": "heatmap", "rows": ordered,
                          "cells": [[None if v is None else round(v, 3) for v in cells[d]] for d in ordered]}
-    charts[f"{key}d"] = {"kind": "bars", "unit": "person-hours a day", "labels": [d[5:] for d in ordered],
-                         "values": [round(r["person_seconds"] / 3600, 3) for r in days]}
+    scale, unit = (3600, "person-hours") if max((r["person_seconds"] for r in days), default=0) >= 7200 else (
+        60, "person-minutes")
+    charts[f"{key}d"] = {"kind": "bars", "unit": f"{unit} a day", "labels": [d[5:] for d in ordered],
+                         "values": [round(r["person_seconds"] / scale, 3) for r in days]}
     hod_rows = "".join(
         f"<tr><td>{h:02d}:00</td>{_td(means[h], _fmt(means[h]))}{_h(by_hod.get(h, (0.0, 0.0))[0])}"
         f"{_h(by_hod.get(h, (0.0, 0.0))[1])}</tr>" for h in range(24))
@@ -75,14 +86,14 @@ def _region_section(camera: str, region: str, hod: Rows, days: Rows, hours: Rows
     return (f'<section class="region" data-camera="{escape(camera)}" data-region="{escape(region)}">'
             f"<h2>{name}</h2>"
             f"<h3>People by hour of the day</h3>{canvas(f'{key}h')}"
-            f'<table class="numbers hod"><tr><th>hour</th><th>people on average</th><th>person-hours</th>'
-            f"<th>hours recorded</th></tr>{hod_rows}</table>"
+            f'<table class="numbers hod"><tr><th>hour</th><th>people on average</th><th>person-time</th>'
+            f"<th>recorded</th></tr>{hod_rows}</table>"
             f"<h3>Day × hour (people on average; grey: not recorded)</h3>{canvas(f'{key}m', 120)}"
             f'<details><summary>the numbers</summary><table class="numbers heat"><tr><th class=l>day</th>'
             + "".join(f"<th>{h:02d}</th>" for h in range(24)) + f"</tr>{heat_rows}</table></details>"
             f"<h3>Each day</h3>{canvas(f'{key}d')}"
             f'<details><summary>the numbers</summary><table class="numbers days"><tr><th class=l>day</th>'
-            "<th>person-hours</th><th>occupied hours</th><th>visits</th><th>peak</th><th>hours recorded</th>"
+            "<th>person-time</th><th>occupied</th><th>visits</th><th>peak</th><th>recorded</th>"
             f"<th>damaged s</th></tr>{day_rows}</table></details></section>")
 
 
@@ -123,10 +134,28 @@ def render(store: Any, wanted: PeopleQuery, throughput: Mapping[str, Any], *, ti
     body = (f"<h1>{escape(title)}</h1><p class=muted>{escape(span)} · made {generated:%Y-%m-%d %H:%M}</p>"
             + ("<p>No people recorded yet: done recordings with a recording time add them.</p>" if not summary else
                '<h2>Every camera and region</h2><table class="numbers summary"><tr><th class=l>camera</th>'
-               "<th class=l>region</th><th>occupied hours</th><th>person-hours</th><th>peak</th><th>visits</th>"
-               f"<th>busiest hour</th><th>hours recorded</th><th>damaged s</th></tr>{rows}</table>")
+               "<th class=l>region</th><th>occupied</th><th>person-time</th><th>peak</th><th>visits</th>"
+               f"<th>busiest hour</th><th>recorded</th><th>damaged s</th></tr>{rows}</table>")
             + sections
             + f'<h2>Processing</h2>{damaged}<table class="numbers health"><tr><th class=l>jobs</th><th>count</th>'
             f"</tr>{health}</table><p class=muted>{total['videos']} recordings done, "
             f"{total['video_hours']:.2f} video-hours in {total['processing_hours']:.2f} hours of processing.</p>")
     return page(title, body, charts), len({camera for camera, _ in days})
+
+
+def write(path: Path, store: Any, wanted: PeopleQuery, *, title: str = "People report") -> int:
+    """Render the page from the store into `path` (complete or not at all); the number of cameras in it.
+    OSError when it cannot be written."""
+    import os
+
+    from supervisor.observe.report import Finished, build_report
+
+    throughput = build_report(Finished(*row) for row in store.finished_figures(None))
+    text, cameras = render(store, wanted, throughput, title=title, generated=datetime.now())
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return cameras
