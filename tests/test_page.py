@@ -83,3 +83,26 @@ def test_the_daemons_page_shows_its_queue_and_people_and_a_stalled_client_delays
 def _metric(text: str, name: str) -> float:
     [line] = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
     return float(line.split()[1])
+
+
+def test_the_page_charts_each_gpus_last_hours_and_escapes_what_it_shows() -> None:
+    from supervisor.observe.estimate import format_duration
+    from supervisor.observe.web import GpuTrend, render_page
+
+    trend = GpuTrend()
+    for i in range(5):  # one reading every 30 s is kept; the ticks in between are not
+        trend.add(1_000_000.0 + 10 * i, [{"gpu": 0, "temperature": 60 + i, "limit": 4, "utilization": 50,
+                                         "memory_used_mb": 1000}])
+    assert [p["temperature"] for p in trend.points()] == [60, 63]
+    status = {"daemon": {"running": True, "mode": "daemon", "pid": 1}, "jobs": {"queued": 2}, "running": [],
+              "queued_by_camera": {"<cam>": 2}, "speed": {}, "eta_seconds": 90.0, "store_trouble": None,
+              "gpus": [{"gpu": 0, "health": "healthy", "limit": 4, "temperature": 63, "utilization": 50,
+                        "memory_used_mb": 1000, "memory_total_mb": 8000}],
+              "recent_failures": [], "damaged": {"videos": 0, "seconds": 0.0}, "gpu_trend": trend.points()}
+    html = render_page(status, {"people": []})
+    data = json.loads(html.split('id="chart-data">', 1)[1].split("</script>", 1)[0])
+    assert {k: v["values"] for k, v in data.items()} == {
+        "gpu0temperature": [60, 63], "gpu0limit": [4, 4], "gpu0utilization": [50, 50],
+        "gpu0memory_used_mb": [1000, 1000]}
+    assert "&lt;cam&gt;" in html and "<cam>" not in html
+    assert f"ETA {format_duration(90.0)}" in html

@@ -181,13 +181,16 @@ def render_page(st: dict[str, Any], ppl: dict[str, Any]) -> str:
         gpus += "<p class=muted>no GPU monitoring (no NVIDIA driver, or probe = none)</p>"
     for g in st["gpus"]:
         points = [p for p in st.get("gpu_trend", []) if p["gpu"] == g["gpu"]]
-        key = f"gpu{g['gpu']}"
-        charts[key] = {"kind": "bars", "unit": "temperature (C), last hours",
-                       "labels": [time.strftime("%H:%M", time.localtime(p["at"])) for p in points],
-                       "values": [p["temperature"] or 0 for p in points]}
+        labels = [time.strftime("%H:%M", time.localtime(p["at"])) for p in points]
         gpus += (f"<h3>GPU {g['gpu']}: {escape(str(g.get('health')))}, limit {g.get('limit')}</h3>"
                  f"<p>{g.get('temperature')} C, {g.get('utilization')} % busy, {g.get('memory_used_mb')} of "
-                 f"{g.get('memory_total_mb')} MB</p>{canvas(key, 120)}")
+                 f"{g.get('memory_total_mb')} MB</p>")
+        for field, unit in (("temperature", "temperature (C)"), ("limit", "jobs allowed at once"),
+                            ("utilization", "busy (%)"), ("memory_used_mb", "memory in use (MB)")):
+            key = f"gpu{g['gpu']}{field}"
+            charts[key] = {"kind": "bars", "unit": f"{unit}, last hours", "labels": labels,
+                           "values": [p[field] or 0 for p in points]}
+            gpus += canvas(key, 90)
     failures = ("<h2>Recent failures</h2>" + ("<p class=muted>none</p>" if not st["recent_failures"] else
                 '<table class="numbers failures"><tr><th class=l>camera</th><th class=l>video</th><th>state</th>'
                 "<th>attempts</th><th class=l>why</th></tr>"
