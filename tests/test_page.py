@@ -96,6 +96,7 @@ def test_the_page_charts_each_gpus_last_hours_and_escapes_what_it_shows() -> Non
     assert [p["temperature"] for p in trend.points()] == [60, 63]
     status = {"daemon": {"running": True, "mode": "daemon", "pid": 1}, "jobs": {"queued": 2}, "running": [],
               "queued_by_camera": {"<cam>": 2}, "speed": {}, "eta_seconds": 90.0, "store_trouble": None,
+              "eta_seconds_by_camera": {"<cam>": 7200.0},
               "gpus": [{"gpu": 0, "health": "healthy", "limit": 4, "temperature": 63, "utilization": 50,
                         "memory_used_mb": 1000, "memory_total_mb": 8000}],
               "recent_failures": [], "damaged": {"videos": 0, "seconds": 0.0}, "gpu_trend": trend.points()}
@@ -105,4 +106,4 @@ def test_the_page_charts_each_gpus_last_hours_and_escapes_what_it_shows() -> Non
         "gpu0temperature": [60, 63], "gpu0limit": [4, 4], "gpu0utilization": [50, 50],
         "gpu0memory_used_mb": [1000, 1000]}
     assert "&lt;cam&gt;" in html and "<cam>" not in html
-    assert f"ETA {format_duration(90.0)}" in html
+    assert f"ETA {format_duration(90.0)}" in html and f"<td>{format_duration(7200.0)}</td>" in html

@@ -182,8 +182,11 @@ def collect_status(store: Any, snapshot: dict[str, Any] | None) -> dict[str, Any
     queued_by_camera = store.ready_count_by_camera()
     running = snapshot["running"] if snapshot else []
     limit = snapshot["limit"] if snapshot else None
-    eta = queue_eta(store.pending_bytes_by_camera(), rates, [r["eta_seconds"] for r in running], limit or 1) \
-        if snapshot else None
+    pending = store.pending_bytes_by_camera()
+    eta = queue_eta(pending, rates, [r["eta_seconds"] for r in running], limit or 1) if snapshot else None
+    # Each camera's waiting work as if it had the whole limit: how long its backlog alone would take.
+    eta_by_camera = {camera: round(secs / max(1, limit or 1), 1) for camera, size in pending.items()
+                     if (secs := rates.seconds_for(camera, size)) is not None}
     speed = {}
     for camera, (secs, _, video) in work.items():
         speed[camera] = {"processing_seconds": round(secs, 1), "video_seconds": round(video, 1),
@@ -194,6 +197,7 @@ def collect_status(store: Any, snapshot: dict[str, Any] | None) -> dict[str, Any
                    "started_at": snapshot["started_at"] if snapshot else None},
         "gpus": snapshot["gpus"] if snapshot else [],
         "limit": limit, "running": running, "jobs": counts, "queued_by_camera": queued_by_camera,
+        "eta_seconds_by_camera": eta_by_camera,
         "damaged": {"videos": damaged_videos, "seconds": round(damaged_seconds, 1)},
         "partial_videos": partial_videos,
         "recent_failures": [

@@ -144,6 +144,10 @@ class Pages:
         return render_page(st, ppl)
 
 
+def _eta(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
+
+
 def _rows(items: list[str]) -> str:
     return "".join(items)
 
@@ -163,9 +167,11 @@ def render_page(st: dict[str, Any], ppl: dict[str, Any]) -> str:
              f"waiting, {jobs.get('done', 0)} done, <span class={'bad' if jobs.get('dead') else 'ok'}>"
              f"{jobs.get('dead', 0)} given up on</span>" + (f" · ETA {format_duration(eta)}" if eta else "") + "</p>"
              + ("" if not st["queued_by_camera"] else
-                '<table class="numbers queue"><tr><th class=l>camera</th><th>waiting</th><th>video-s per s</th></tr>'
+                '<table class="numbers queue"><tr><th class=l>camera</th><th>waiting</th><th>video-s per s</th>'
+                "<th>its backlog alone</th></tr>"
                 + _rows([f"<tr><td class=l>{escape(cam)}</td><td data-value=\"{n}\">{n}</td>"
-                         f"<td>{(st['speed'].get(cam) or {}).get('video_seconds_per_second') or '-'}</td></tr>"
+                         f"<td>{(st['speed'].get(cam) or {}).get('video_seconds_per_second') or '-'}</td>"
+                         f"<td>{_eta(st.get('eta_seconds_by_camera', {}).get(cam))}</td></tr>"
                          for cam, n in sorted(st["queued_by_camera"].items())]) + "</table>"))
     running = ("<h2>Running</h2>" + ("<p class=muted>nothing running</p>" if not st["running"] else
                '<table class="numbers running"><tr><th class=l>camera</th><th class=l>video</th><th>GPU</th>'
