@@ -26,7 +26,7 @@ from supervisor.config import AlertSettings, GpuSettings, SchedulerSettings, Wor
 from supervisor.jobs.store import JobStore
 from supervisor.observe.alerts import Alerts, redact
 from supervisor.observe.metrics import Metrics
-from tests.daemon_harness import Daemon, daemon_settings
+from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
 from tests.fakes import cli, cli_env, engine, fake_worker_command, make_settings, make_video
 from tests.test_scheduling import run_sup
 
@@ -37,19 +37,23 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_status_while_the_daemon_runs_and_after(tmp_path):
     for cam in ("camera_35", "camera_22"):
-        for h in range(3):
+        for h in range(5):
             make_video(tmp_path / "videos" / cam / f"{cam}_20251114_1{h}0000.mp4", size=4096 * (h + 1))
     script = tmp_path / "gpu.jsonl"
     script.write_text(json.dumps({"t": 0, "gpu": 0, "temperature": 74, "utilization": 97,
                                   "memory_used_mb": 9000, "memory_total_mb": 12288}) + "\n")
-    settings = daemon_settings(tmp_path, job_seconds=1.5)
+    gate = tmp_path / "hold"
+    settings = set_worker_command(daemon_settings(tmp_path, job_seconds=1.0), [
+        "{python}", "-m", "workers.fake", "--video", "{video}", "--camera", "{camera}", "--out", "{out}",
+        "--seconds", "1.0", "--hold-while", str(gate)])
     text = settings.read_text().replace('probe = "none"', f'probe = "scripted:{script}"\npoll_seconds = 0.1')
     settings.write_text(text.replace("max_parallel = 2", "max_parallel = 4"))
     d = Daemon(settings)
     db = str(tmp_path / "state" / "jobs.sqlite3")
     try:
-        d.wait_for("job_succeeded", n=2, timeout=30)
-        deadline = time.monotonic() + 10
+        d.wait_for("job_succeeded", n=2, timeout=60)  # a history to estimate from
+        gate.touch()  # the jobs now running stay mid-way until the checks below are done
+        deadline = time.monotonic() + 120  # a cap for a broken build, not a measure: the state holds
         while True:
             st = json.loads(run_cli("status", "--state-db", db, "--json").stdout)
             if st["daemon"]["running"] and any(r["percent"] is not None for r in st["running"]):
@@ -67,13 +71,15 @@ def test_status_while_the_daemon_runs_and_after(tmp_path):
         human = run_cli("status", "--state-db", db).stdout
         assert f"pid {d.proc.pid}" in human and "gpu 0: 74 C, 97% busy, 8.8/12.0 GB, warm, limit 2" in human
         assert "queue ETA:" in human
+        gate.unlink()
         d.signal(signal.SIGTERM)
         assert d.wait() == 0
     finally:
+        gate.unlink(missing_ok=True)
         d.stop()
     after = json.loads(run_cli("status", "--state-db", db, "--json").stdout)
     assert after["daemon"]["running"] is False and after["running"] == []
-    assert after["jobs"]["done"] + after["jobs"]["queued"] == 6
+    assert after["jobs"]["done"] + after["jobs"]["queued"] == 10
 
 
 def test_status_lists_recent_failures_with_their_reason(tmp_path):

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grandchild", type=float, default=0.0)
     p.add_argument("--escape", action="store_true")
     p.add_argument("--grandchild-pids", default="")
+    p.add_argument("--hold-while", default="", help="after its progress, wait while this file exists (a test's "
+                                                   "gate: the job stays running, mid-way, until the test lets go)")
     args = p.parse_args(argv)
     if args.grandchild > 0:
         _leave_behind(args.grandchild, escape=args.escape, pids=args.grandchild_pids)
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(seconds / steps)
         print(json.dumps({"event": "progress", "frame": (i + 1) * 100, "frames": frames,
                           "fps": round(100 * steps / max(seconds, 1e-3), 1)}), flush=True)
+    while args.hold_while and Path(args.hold_while).exists():
+        time.sleep(0.05)
     if exit_code != 0:
         print(f"fake worker failing on purpose with exit {exit_code}", file=sys.stderr)
     elif args.out:
