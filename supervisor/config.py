@@ -357,8 +357,8 @@ def check_model(s: Settings) -> None:
     if not model.is_file():
         where = "missing" if not model.exists() else "not a file"
         raise ConfigError(s.source, "worker.model", f"{model}: {where}; put the detector weights there (the demo "
-                          "model: `make models/person.pt`), or point worker.model at them; models are never "
-                          "downloaded")
+                          "model: `make models/person.pt`), or pass --model PATH, or set worker.model; models are "
+                          "never downloaded")
     try:
         with open(model, "rb") as f:
             f.read(1)

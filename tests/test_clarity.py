@@ -120,3 +120,84 @@ def test_the_store_opens_without_writing_when_its_schema_is_current(tmp_path):
     before = db.stat().st_mtime_ns, sqlite3.connect(db).execute("PRAGMA data_version").fetchone()
     JobStore.open(db).close()
     assert db.stat().st_mtime_ns == before[0]
+
+
+def _tree(root: Path, cameras: tuple[str, ...] = ("cam1", "cam2")) -> Path:
+    for cam in cameras:
+        make_video(root / "site" / "videos" / cam / "2025-12-01" / "14-30-00.mp4")
+    return root / "site" / "videos"
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("site", "every recording is under one camera named 'videos': videos_dir is probably one level too high; "
+             "try videos_dir = {root}/site/videos"),
+    ("site/videos/cam1", "the camera ids under {root}/site/videos/cam1 look like dates (2025-12-01): videos_dir is "
+                         "probably one level too low; the camera folders are likely in {root}/site/videos"),
+])
+def test_a_videos_folder_one_level_off_is_named_with_the_likely_one(tmp_path, where, says):
+    _tree(tmp_path)
+    settings = settings_file(tmp_path)
+    listed = run_cli("--settings", str(settings), "--videos-dir", str(tmp_path / where), "--list", cwd=tmp_path)
+    assert listed.returncode == 0 and f"warning: {says.format(root=tmp_path)}" in listed.stdout.splitlines()
+    ran = run_cli("--settings", str(settings), "--videos-dir", str(tmp_path / where), cwd=tmp_path)
+    assert f"video-supervisor: warning: {says.format(root=tmp_path)}" in ran.stderr.splitlines()
+
+
+def test_a_camera_asked_for_that_is_not_there_is_a_usage_error_listing_the_ones_that_are(tmp_path):
+    videos = _tree(tmp_path)
+    proc = run_cli("--settings", str(settings_file(tmp_path)), "--videos-dir", str(videos), "--cameras", "cam3",
+                   cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"video-supervisor: command line: cameras: no camera 'cam3' under {videos}; "
+                                   "did you mean 'cam2'? cameras here: cam1, cam2")
+    assert not (tmp_path / "runs.jsonl").exists()  # nothing ran
+
+
+def test_an_roi_camera_without_recordings_is_a_warning_with_the_close_match(tmp_path):
+    videos = _tree(tmp_path, ("camera_35", "camera_22"))
+    rois = tmp_path / "rois.toml"
+    rois.write_text('[cameras.camera_53]\n[[cameras.camera_53.regions]]\nname = "door"\n'
+                    "points = [[0, 0], [1, 0], [1, 1], [0, 1]]\n")
+    proc = run_cli("--settings", str(settings_file(tmp_path)), "--videos-dir", str(videos), "--config", str(rois),
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [line] = [ln for ln in proc.stderr.splitlines() if "warning" in ln]
+    assert line == (f"video-supervisor: warning: {rois}: camera 'camera_53' has regions but no recordings under "
+                    "its name; did you mean 'camera_35'?; until it has, its regions count nothing")
+
+
+def test_status_and_report_say_when_there_is_no_store_where_they_looked(tmp_path):
+    for command in ("status", "report"):
+        proc = run_cli(command, cwd=tmp_path)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == (f"video-supervisor {command}: no job store at {tmp_path}/state/jobs.sqlite3: "
+                                       "run it where the supervisor ran (relative paths are from there), or pass "
+                                       "--settings or --state-db")
+
+
+@pytest.mark.parametrize("key", ["output_dir", "log_dir"])
+def test_an_output_or_log_folder_that_cannot_be_written_stops_the_run_before_any_job(tmp_path, key):
+    _tree(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    settings = settings_file(tmp_path, extra=f'{key} = "a-file/inside"')
+    text = settings.read_text()
+    settings.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith(f"{key} = \"")
+                                  or "a-file" in ln))
+    proc = run_cli("--settings", str(settings), "--videos-dir", str(tmp_path / "site" / "videos"), cwd=tmp_path)
+    assert proc.returncode == 78
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"video-supervisor: {settings}: {key}: {tmp_path}/a-file/inside: cannot write there as "
+                           f"uid {os.getuid()} (")
+    assert line.endswith("); make it writable by this user, or choose another") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_the_model_flag_sets_the_workers_model_and_is_blamed_when_missing(tmp_path):
+    from supervisor.commands.cli import build_parser, settings_from_args
+
+    args = build_parser().parse_args(["--model", str(tmp_path / "mine.pt")])
+    assert settings_from_args(args).worker.model == tmp_path / "mine.pt"
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    proc = run_cli("--videos-dir", "videos", "--model", "nowhere.pt", cwd=tmp_path)
+    assert proc.returncode == 78
+    assert f"{tmp_path}/nowhere.pt: missing" in proc.stderr and "pass --model PATH" in proc.stderr

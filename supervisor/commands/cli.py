@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", nargs="+", metavar="CAMERA", help="only these cameras, e.g. camera_35 camera_22")
     p.add_argument("--duration", type=float, help="process only the first N seconds of each video (0: all)")
     p.add_argument("--config", type=Path, dest="rois", metavar="ROI_FILE", help="ROI configuration file")
+    p.add_argument("--model", type=Path, help="YOLO weights the worker loads (default models/person.pt; never "
+                                             "downloaded at run time)")
     p.add_argument("--list", action="store_true", help="list discovered videos per camera and exit")
     p.add_argument("--max-parallel", type=int, help="parallel jobs on a healthy GPU (default 4)")
     p.add_argument("--gpu-temp-limit", type=float, help="temperature (C) above which 1 job runs (default 80)")
@@ -104,6 +106,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         top["gpu"] = dataclasses.replace(top.get("gpu", s.gpu), gpus=args.gpus)
     if args.log_level:
         top["logging"] = dataclasses.replace(s.logging, level=args.log_level)
+    if args.model is not None:
+        top["worker"] = dataclasses.replace(s.worker, model=args.model)
     s = dataclasses.replace(s, **top)
     # Absolute paths from here on: the store keys jobs by path, whatever the working directory.
     s = dataclasses.replace(
@@ -125,7 +129,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 # Settings keys a flag sets: an error in the value is the flag's, not the settings file's.
 _FLAG_KEYS = {"duration": "duration", "scheduler.max_parallel": "max_parallel", "gpu.temp_limit": "gpu_temp_limit",
-              "gpu.temp_warm": "gpu_temp_limit", "gpu.gpus": "gpus", "logging.level": "log_level"}
+              "gpu.temp_warm": "gpu_temp_limit", "gpu.gpus": "gpus", "logging.level": "log_level",
+              "worker.model": "model"}
 
 
 def _flag_for(key: str, args: argparse.Namespace) -> str | None:
@@ -164,28 +169,28 @@ def check_videos_dir(s: Settings) -> None:
         raise ConfigError(s.source, "videos_dir", f"{s.videos_dir}: cannot list: {exc.strerror or exc}") from None
 
 
-def check_cameras(s: Settings) -> None:
-    """A camera named in --cameras or the ROI file that never recorded here is most likely a typo."""
-    import difflib
+def check_cameras(s: Settings, *, flag: bool = False) -> list[str]:
+    """A camera asked for that never recorded here is a typo (raised); the warnings worth a line: a videos
+    folder one level off, ROI cameras with no recordings."""
+    from supervisor.commands.mistakes import camera_folders, check_asked_cameras, layout_warnings, roi_warnings
 
     if not s.videos_dir.is_dir():
-        return
-    present = {p.name for p in s.videos_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        return []
+    present = camera_folders(s.videos_dir)
     if not present:
-        return
-    for i, cam in enumerate(s.cameras):
-        if cam not in present:
-            near = difflib.get_close_matches(cam, sorted(present), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f" (cameras here: {', '.join(sorted(present)[:8])})"
-            raise ConfigError(s.source, f"cameras[{i}]", f"no camera {cam!r} under {s.videos_dir}{hint}")
+        return []
+    check_asked_cameras(s, present, flag=flag)
+    warnings = layout_warnings(s.videos_dir, present)
     if s.rois_file is not None:
         from supervisor.protocol.rois import load_rois
 
-        for cam in load_rois(s.rois_file).cameras:
-            near = difflib.get_close_matches(cam, sorted(present), n=1, cutoff=0.8)
-            if cam not in present and near:
-                raise ConfigError(str(s.rois_file), f"camera {cam!r}",
-                                  f"no such camera under {s.videos_dir}; did you mean {near[0]!r}?")
+        warnings += roi_warnings(s.rois_file, load_rois(s.rois_file).cameras, present)
+    return warnings
+
+
+def warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"video-supervisor: warning: {line}", file=sys.stderr)
 
 
 def list_videos(s: Settings, out: Any = sys.stdout) -> int:
@@ -226,6 +231,10 @@ def list_videos(s: Settings, out: Any = sys.stdout) -> int:
               v.time_from_mtime for v in result.videos) else ""), file=out)
     for path, why in result.skipped:
         print(f"skipped {printable(path)}: {why}", file=out)
+    from supervisor.commands.mistakes import layout_warnings
+
+    for line in layout_warnings(s.videos_dir, by_camera):
+        print(f"warning: {line}", file=out)
     return 0
 
 
@@ -257,6 +266,10 @@ def _inspect(command: str, argv: list[str]) -> int:
     url = args.state_db if args.state_db and is_store_url(args.state_db) else s.store_url
     db = Path(args.state_db).absolute() if args.state_db and not url else s.state_db.absolute()
     s = dataclasses.replace(s, state_db=db, store_url=url)
+    if not url and not db.exists():
+        print(f"video-supervisor {command}: no job store at {db}: run it where the supervisor ran (relative paths "
+              "are from there), or pass --settings or --state-db", file=sys.stderr)
+        return 1
     try:
         return _inspect_store(command, args, url, db, s.status_file)
     except StoreUnavailable as exc:  # a server that does not answer: not a settings mistake
@@ -352,6 +365,8 @@ def main(argv: Sequence[str] | None = None, early_signals: list[int] | None = No
 
 
 def _main(argv: list[str], early_signals: list[int]) -> int:
+    from supervisor.commands.mistakes import CamerasNotFound, check_writable
+
     if argv and argv[0] == "demo":
         from supervisor.commands.demo import main as demo_main
 
@@ -370,8 +385,12 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
             return list_videos(settings)
         check_videos_dir(settings)
         check_rois(settings)
-        check_cameras(settings)
+        warn(check_cameras(settings, flag=bool(args.cameras)))
         check_model(settings)
+        check_writable(settings)
+    except CamerasNotFound as exc:
+        print(f"video-supervisor: {exc}", file=sys.stderr)
+        return EX_USAGE
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -382,8 +401,9 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
         fresh = settings_from_args(args)
         check_videos_dir(fresh)
         check_rois(fresh)
-        check_cameras(fresh)
+        warn(check_cameras(fresh, flag=bool(args.cameras)))
         check_model(fresh)
+        check_writable(fresh)
         return fresh
 
     return run_supervisor(settings, daemon=args.daemon, loop=args.loop, reload=reload,

@@ -1,0 +1,90 @@
+"""Mistakes that would give plausible output and exit 0: caught before the run, each said in one line.
+
+A videos folder one level too high (every camera named "videos") or too low
+(cameras named like dates), a camera in the ROI file that nothing recorded
+(its regions never apply: the whole frame is counted instead), a camera asked
+for on the command line that is not there, an output or log folder this user
+cannot write: each is named with its fix. The ones that cannot be what the user
+meant stop the run; the ones that might be (a camera not installed yet) warn.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from supervisor.config import ConfigError, Settings
+
+_DATE = re.compile(r"(?:19|20)\d\d[-_.]?[01]\d[-_.]?[0-3]\d")
+# Names people give the folder that holds the camera folders.
+_VIDEOS_NAMES = frozenset({"videos", "video", "recordings", "recording", "record", "records", "media", "cameras",
+                           "nvr", "dvr", "footage"})
+
+
+class CamerasNotFound(ConfigError):
+    """`--cameras` on the command line names a camera that is not there: a usage error (exit 2)."""
+
+
+def camera_folders(videos_dir: Path) -> set[str]:
+    try:
+        return {p.name for p in videos_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    except OSError:
+        return set()
+
+
+def check_asked_cameras(s: Settings, present: set[str], *, flag: bool) -> None:
+    """Every camera asked for must have a folder here; the nearest name and the ones here, when not. `flag`:
+    they were asked for with --cameras (a usage error), not in the settings file (a configuration one)."""
+    for i, cam in enumerate(s.cameras):
+        if cam in present:
+            continue
+        near = difflib.get_close_matches(cam, sorted(present), n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        known = ", ".join(sorted(present)[:12]) + (" ..." if len(present) > 12 else "")
+        reason = f"no camera {cam!r} under {s.videos_dir}; {hint}cameras here: {known}"
+        if flag:
+            raise CamerasNotFound("command line", "cameras", reason)
+        raise ConfigError(s.source, f"cameras[{i}]", reason)
+
+
+def layout_warnings(videos_dir: Path, cameras: Iterable[str]) -> list[str]:
+    """The videos folder is probably one level off when every camera is named like a date (too low) or like
+    a folder of videos (too high)."""
+    found = sorted(set(cameras))
+    if not found:
+        return []
+    if all(_DATE.fullmatch(c) for c in found):
+        return [f"the camera ids under {videos_dir} look like dates ({', '.join(found[:3])}): videos_dir is probably "
+                f"one level too low; the camera folders are likely in {videos_dir.parent}"]
+    if len(found) == 1 and found[0].lower() in _VIDEOS_NAMES | {videos_dir.name.lower()}:
+        return [f"every recording is under one camera named {found[0]!r}: videos_dir is probably one level too "
+                f"high; try videos_dir = {videos_dir / found[0]}"]
+    return []
+
+
+def roi_warnings(rois_file: Path, roi_cameras: Iterable[str], present: set[str]) -> list[str]:
+    """Cameras of the ROI file that recorded nothing here: their regions never apply."""
+    out = []
+    for cam in sorted(set(roi_cameras) - present):
+        near = difflib.get_close_matches(cam, sorted(present), n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else " (a camera not installed yet is fine)"
+        out.append(f"{rois_file}: camera {cam!r} has regions but no recordings under its name{hint}; "
+                   "until it has, its regions count nothing")
+    return out
+
+
+def check_writable(s: Settings) -> None:
+    """The output and log folders must be writable by this user now, not found out job by job."""
+    for key, folder in (("output_dir", s.output_dir), ("log_dir", s.log_dir)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(s.source, key, f"{folder}: cannot write there as uid {os.getuid()} "
+                                             f"({exc.strerror or exc}); make it writable by this user, or choose "
+                                             "another") from None
