@@ -153,17 +153,22 @@ def test_a_camera_asked_for_that_is_not_there_is_a_usage_error_listing_the_ones_
     assert not (tmp_path / "runs.jsonl").exists()  # nothing ran
 
 
-def test_an_roi_camera_without_recordings_is_a_warning_with_the_close_match(tmp_path):
-    videos = _tree(tmp_path, ("camera_35", "camera_22"))
+@pytest.mark.parametrize(("roi_camera", "says"), [
+    ("cam29", "has regions but no recordings under its name; did you mean 'camera_29'?; until it has, its "
+              "regions count nothing"),
+    ("patio", "has regions but no recordings under its name (a camera not installed yet is fine); until it has, "
+              "its regions count nothing"),
+])
+def test_an_roi_camera_without_recordings_is_a_warning_naming_the_nearest(tmp_path, roi_camera, says):
+    videos = _tree(tmp_path, ("camera_29", "camera_22"))
     rois = tmp_path / "rois.toml"
-    rois.write_text('[cameras.camera_53]\n[[cameras.camera_53.regions]]\nname = "door"\n'
+    rois.write_text(f'[cameras.{roi_camera}]\n[[cameras.{roi_camera}.regions]]\nname = "door"\n'
                     "points = [[0, 0], [1, 0], [1, 1], [0, 1]]\n")
     proc = run_cli("--settings", str(settings_file(tmp_path)), "--videos-dir", str(videos), "--config", str(rois),
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     [line] = [ln for ln in proc.stderr.splitlines() if "warning" in ln]
-    assert line == (f"video-supervisor: warning: {rois}: camera 'camera_53' has regions but no recordings under "
-                    "its name; did you mean 'camera_35'?; until it has, its regions count nothing")
+    assert line == f"video-supervisor: warning: {rois}: camera {roi_camera!r} {says}"
 
 
 def test_status_and_report_say_when_there_is_no_store_where_they_looked(tmp_path):

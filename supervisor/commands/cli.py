@@ -172,7 +172,13 @@ def check_videos_dir(s: Settings) -> None:
 def check_cameras(s: Settings, *, flag: bool = False) -> list[str]:
     """A camera asked for that never recorded here is a typo (raised); the warnings worth a line: a videos
     folder one level off, ROI cameras with no recordings."""
-    from supervisor.commands.mistakes import camera_folders, check_asked_cameras, layout_warnings, roi_warnings
+    from supervisor.commands.mistakes import (
+        camera_folders,
+        check_asked_cameras,
+        check_roi_typos,
+        layout_warnings,
+        roi_warnings,
+    )
 
     if not s.videos_dir.is_dir():
         return []
@@ -184,7 +190,9 @@ def check_cameras(s: Settings, *, flag: bool = False) -> list[str]:
     if s.rois_file is not None:
         from supervisor.protocol.rois import load_rois
 
-        warnings += roi_warnings(s.rois_file, load_rois(s.rois_file).cameras, present)
+        roi_cameras = load_rois(s.rois_file).cameras
+        check_roi_typos(s.rois_file, roi_cameras, present)
+        warnings += roi_warnings(s.rois_file, roi_cameras, present)
     return warnings
 
 
@@ -387,7 +395,7 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
         check_rois(settings)
         warn(check_cameras(settings, flag=bool(args.cameras)))
         check_model(settings)
-        check_writable(settings)
+        warn(check_writable(settings, daemon=args.daemon))
     except CamerasNotFound as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_USAGE
@@ -403,7 +411,7 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
         check_rois(fresh)
         warn(check_cameras(fresh, flag=bool(args.cameras)))
         check_model(fresh)
-        check_writable(fresh)
+        warn(check_writable(fresh, daemon=args.daemon))
         return fresh
 
     return run_supervisor(settings, daemon=args.daemon, loop=args.loop, reload=reload,

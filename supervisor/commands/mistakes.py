@@ -77,14 +77,32 @@ def roi_warnings(rois_file: Path, roi_cameras: Iterable[str], present: set[str])
     return out
 
 
-def check_writable(s: Settings) -> None:
-    """The output and log folders must be writable by this user now, not found out job by job."""
+def check_roi_typos(rois_file: Path, roi_cameras: Iterable[str], present: set[str]) -> None:
+    """An ROI camera one letter or two from a camera that records here is a typo: its regions would never
+    apply and the camera it meant would be counted whole-frame. Stops the run (a warning says the rest)."""
+    for cam in sorted(set(roi_cameras) - present):
+        near = difflib.get_close_matches(cam, sorted(present), n=1, cutoff=0.8)
+        if near:
+            raise ConfigError(str(rois_file), f"camera {cam!r}",
+                              f"no such camera under its videos folder; did you mean {near[0]!r}?")
+
+
+def check_writable(s: Settings, *, daemon: bool) -> list[str]:
+    """The output and log folders must be writable by this user now, not found out job by job. A daemon
+    whose output folder is not writable yet (a share not mounted at boot) warns and treats each job's
+    failure to write as transient, trying again as it does for a full disk; without a log folder nothing
+    can be said later, so that one stops every run."""
+    warnings = []
     for key, folder in (("output_dir", s.output_dir), ("log_dir", s.log_dir)):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
                 pass
         except OSError as exc:
-            raise ConfigError(s.source, key, f"{folder}: cannot write there as uid {os.getuid()} "
-                                             f"({exc.strerror or exc}); make it writable by this user, or choose "
-                                             "another") from None
+            reason = (f"{folder}: cannot write there as uid {os.getuid()} ({exc.strerror or exc}); make it writable "
+                      "by this user, or choose another")
+            if daemon and key == "output_dir":
+                warnings.append(f"{key}: {reason}; jobs wait and try again until it is")
+                continue
+            raise ConfigError(s.source, key, reason) from None
+    return warnings
