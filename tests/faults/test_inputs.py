@@ -90,8 +90,11 @@ def test_an_mp4_without_its_index_is_bad_input_once_and_retried_when_the_file_ch
         assert "cannot open as a video" in dead["error"] and str(broken) in dead["error"]
         time.sleep(1.0)  # several rescans: not retried while the file stays as it is
         assert d.count("job_started") == 1
-        shutil.copyfile(good, broken)  # the file changes (recovered, re-uploaded): it gets another go
-        os.utime(broken, (old + 60, old + 60))
+        # The file changes (recovered, re-uploaded, put in place whole as an upload tool does): another go.
+        staged = broken.with_name(f".{broken.name}.upload")
+        shutil.copyfile(good, staged)
+        os.utime(staged, (old + 60, old + 60))
+        os.replace(staged, broken)
         d.wait_for("job_succeeded", timeout=90)
         d.signal(signal.SIGTERM)
         d.wait()
