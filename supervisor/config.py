@@ -22,7 +22,7 @@ from supervisor.protocol import ENGINES, EX_CONFIG
 __all__ = ["EX_CONFIG", "ConfigError", "Settings", "load_settings", "validate"]
 DEFAULT_MODEL = Path("models/person.pt")
 # Settings whose values may hold a secret (a token in a webhook URL): never echoed in an error.
-SECRET_KEYS = ("alerts.webhooks",)
+SECRET_KEYS = ("alerts.webhooks", "alerts.smtp")
 
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
     "{python}", "-m", "workers.detect",
@@ -107,6 +107,10 @@ class MetricsSettings:
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
     webhooks: tuple[str, ...] = ()
+    # Email: smtp://[user:password@]host[:587] (STARTTLS when the server offers it) or smtps://host[:465].
+    smtp: str = ""
+    email_to: tuple[str, ...] = ()
+    email_from: str = ""
     min_interval_seconds: float = 300.0
     timeout_seconds: float = 5.0
     max_retries: int = 3
@@ -336,6 +340,13 @@ def validate(s: Settings) -> None:
                f"{s.metrics.listen!r} is not HOST:PORT (or \"\" for off)")
     for i, url in enumerate(s.alerts.webhooks):
         _check(url.startswith(("http://", "https://")), s, f"alerts.webhooks[{i}]", "must be an http(s) URL")
+    _check(not s.alerts.smtp or s.alerts.smtp.startswith(("smtp://", "smtps://")), s, "alerts.smtp",
+           "must be smtp://[user:password@]host[:port] or smtps://...")
+    _check(bool(s.alerts.smtp) == bool(s.alerts.email_to), s, "alerts.email_to" if s.alerts.smtp else "alerts.smtp",
+           "email alerts need both a server (alerts.smtp) and recipients (alerts.email_to)")
+    for i, address in enumerate(s.alerts.email_to):
+        _check("@" in address and not any(c in address for c in " \r\n,<>"), s, f"alerts.email_to[{i}]",
+               f"{address!r} is not one email address")
     _check(s.alerts.min_interval_seconds >= 0, s, "alerts.min_interval_seconds", "must be >= 0")
     _check(s.alerts.timeout_seconds > 0, s, "alerts.timeout_seconds", "must be > 0")
     _check(s.alerts.max_retries >= 0, s, "alerts.max_retries", "must be >= 0")

@@ -1,11 +1,12 @@
-"""Webhook alerts: a job went dead, a GPU turned critical, the store refuses writes, the run halted.
-Never slows the scheduler, never holds up a stop.
+"""Alerts by webhook and by email: a job went dead, a GPU turned critical, the store refuses writes,
+the run halted. Never slows the scheduler, never holds up a stop.
 
-Alerts go through a bounded queue to one sender task. Each POST has one overall deadline
-(`timeout_seconds`: connecting, sending and reading the answer together), so an endpoint that
-answers a byte a second cannot stall the queue; failures are retried with backoff. One alert per
-kind per `min_interval_seconds`: the next one carries how many were held back. `user:password@`
-in a URL becomes an Authorization header. URLs are never logged whole (they often hold a secret).
+Alerts go through a bounded queue to one sender task. Each delivery (a POST, or a whole SMTP
+conversation: connect, STARTTLS, AUTH, send) has one overall deadline (`timeout_seconds`), so an
+endpoint that answers a byte a second cannot stall the queue; failures are retried with backoff.
+One alert per kind per `min_interval_seconds`: the next one carries how many were held back.
+`user:password@` in a URL becomes an Authorization header (webhooks) or SMTP AUTH (email). URLs
+are never logged whole (they often hold a secret).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import ssl
 import time
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -92,6 +94,48 @@ async def _post(url: str, body: bytes) -> int:
             await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
+def _smtp_target(url: str) -> tuple[str, int, str | None, str | None, bool]:
+    """(host, port, user, password, implicit TLS) of smtp:// (587, STARTTLS when offered) or smtps:// (465)."""
+    parts = urlsplit(url)
+    implicit = parts.scheme == "smtps"
+    port = parts.port or (465 if implicit else 587)
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password or "") if parts.username is not None else None
+    return parts.hostname or "", port, user, password, implicit
+
+
+def email_message(payload: dict[str, Any], sender: str, to: tuple[str, ...]) -> EmailMessage:
+    """One alert as a plain-text email: a subject a phone shows whole, the details as lines, then JSON."""
+    msg = EmailMessage()
+    detail = payload.get("camera") or payload.get("gpu") or payload.get("reason") or payload.get("error") or ""
+    msg["Subject"] = f"video-supervisor on {payload['host']}: {payload['kind'].replace('_', ' ')}" + (
+        f" ({str(detail)[:80]})" if detail != "" else "")
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    lines = [f"{k}: {v}" for k, v in payload.items()]
+    msg.set_content("\n".join(lines) + "\n\n" + json.dumps(payload, indent=2) + "\n")
+    return msg
+
+
+async def send_email(url: str, message: EmailMessage, timeout: float) -> None:
+    """Send through the server of `url`; the whole conversation is bounded by `timeout`. DeliveryError
+    (never holding the URL or the password) when it is not accepted."""
+    import aiosmtplib
+
+    host, port, user, password, implicit = _smtp_target(url)
+    try:
+        await asyncio.wait_for(aiosmtplib.send(message, hostname=host, port=port, username=user, password=password,
+                                               use_tls=implicit, start_tls=None if not implicit else False,
+                                               timeout=timeout), timeout)
+    except TimeoutError:
+        raise DeliveryError(f"timed out: the mail server did not take it within {timeout:g} s") from None
+    except aiosmtplib.SMTPException as exc:
+        said = str(exc).replace(password, "…") if password else str(exc)
+        raise DeliveryError(f"refused: {type(exc).__name__}: {said[:200]}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise DeliveryError(f"cannot connect: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 class Alerts(Observer):
     def __init__(self, settings: AlertSettings, clock: Any = time.monotonic) -> None:
         self.settings = settings
@@ -105,7 +149,7 @@ class Alerts(Observer):
         self.dropped = 0
 
     async def start(self, snapshot: Snapshot) -> None:
-        if self.settings.webhooks:
+        if self.settings.webhooks or self.settings.email_to:
             self._queue = asyncio.Queue(QUEUE_SIZE)
             self._task = asyncio.create_task(self._send_loop(), name="alerts")
 
@@ -165,19 +209,29 @@ class Alerts(Observer):
             try:
                 for url in self.settings.webhooks:
                     await self._deliver(url, payload)
+                if self.settings.email_to:
+                    await self._deliver(self.settings.smtp, payload)
             finally:
                 self._queue.task_done()
+
+    async def _send(self, url: str, payload: dict[str, Any]) -> None:
+        s = self.settings
+        if url.startswith(("smtp://", "smtps://")):
+            sender = s.email_from or f"video-supervisor@{socket.gethostname()}"
+            await send_email(url, email_message(payload, sender, s.email_to), s.timeout_seconds)
+            return
+        status = await post_json(url, payload, s.timeout_seconds)
+        if not 200 <= status < 300:
+            raise DeliveryError(f"HTTP {status}")
 
     async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
         s = self.settings
         for attempt in range(s.max_retries + 1):
             try:
-                status = await post_json(url, payload, s.timeout_seconds)
-                if 200 <= status < 300:
-                    self.sent += 1
-                    log.info("alert_sent", kind=payload["kind"], endpoint=redact(url))
-                    return
-                error = f"HTTP {status}"
+                await self._send(url, payload)
+                self.sent += 1
+                log.info("alert_sent", kind=payload["kind"], endpoint=redact(url))
+                return
             except DeliveryError as exc:
                 error = str(exc)
             if attempt < s.max_retries:
