@@ -383,6 +383,10 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
         from supervisor.commands.store_copy import main as store_main
 
         return store_main(argv[1:])
+    if argv and argv[0] == "retry":
+        from supervisor.commands.operate import main as retry_main
+
+        return retry_main(argv[1:])
     if argv and argv[0] in ("status", "report"):
         return _inspect(argv[0], argv[1:])
     parser = build_parser()

@@ -81,6 +81,16 @@ class JobStoreEngine(Protocol):
         """A done job's people by hour, filled in from its result files; False when it is not done."""
         ...
 
+    async def retry(self, job_ids: Iterable[int] = (), *, dead: bool = False, cameras: Iterable[str] = ()
+                    ) -> list[Job]:
+        """Queue jobs again, attempts from zero (never a running one): `job_ids`, or with `dead` every job
+        given up on (of `cameras`, when named). Flagged so a scheduler's next scan takes them up."""
+        ...
+
+    async def retry_requested(self) -> list[Job]:
+        """Jobs queued again by `retry` that no scheduler has claimed since."""
+        ...
+
     async def without_people(self, limit: int = 1000) -> list[Job]:
         """Done jobs whose people by hour the store does not have yet (done before it kept them)."""
         ...

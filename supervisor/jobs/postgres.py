@@ -40,6 +40,7 @@ from supervisor.jobs.store import (
     SyncResult,
     Takeover,
     covers_less,
+    retry_sql,
 )
 from supervisor.protocol.hours import HourRow
 
@@ -86,6 +87,7 @@ CREATE TABLE IF NOT EXISTS daemons (
     2: "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS claim_token BIGINT NOT NULL DEFAULT 0;",
     # People by hour, and which done jobs' rows are in (the rest are filled from their result files).
     3: "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS people_recorded INTEGER NOT NULL DEFAULT 0;"
+       "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS retry_requested INTEGER NOT NULL DEFAULT 0;"
        + people_sql.table(real="DOUBLE PRECISION", big="BIGINT", clustered=""),
 }
 # The server's clock, as every lease time is reckoned (epoch seconds).
@@ -368,8 +370,8 @@ class PostgresEngine:
             rows = await self._fetch(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %(now)s, "
                 "finished_at = NULL, not_before = NULL, result_key = coalesce(result_key, %(key)s), "
-                f"lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, claim_token = claim_token + 1 "
-                "WHERE id = (SELECT id FROM jobs WHERE id = %(id)s AND state = ANY(%(ready)s) "
+                f"lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, claim_token = claim_token + 1, "
+                "retry_requested = 0 WHERE id = (SELECT id FROM jobs WHERE id = %(id)s AND state = ANY(%(ready)s) "
                 "FOR UPDATE SKIP LOCKED) RETURNING *",
                 {"now": now, "key": result_key, "me": self.owner, "lease": self.lease_seconds,
                  "id": job_id, "ready": list(_READY)})
@@ -385,7 +387,7 @@ class PostgresEngine:
         rows = await self._fetch(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %(now)s, finished_at = NULL, "
             f"not_before = NULL, lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, "
-            "claim_token = claim_token + 1 "
+            "claim_token = claim_token + 1, retry_requested = 0 "
             "WHERE id = (SELECT id FROM jobs WHERE state = ANY(%(ready)s) AND coalesce(not_before, 0) <= %(now)s "
             "ORDER BY recorded_at, camera, path FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *",
             {"now": now, "me": self.owner, "lease": self.lease_seconds, "ready": list(_READY)})
@@ -415,6 +417,16 @@ class PostgresEngine:
             if done:
                 await _replace_people(cur, job_id, hours)
         return done
+
+    async def retry(self, job_ids: Iterable[int] = (), *, dead: bool = False, cameras: Iterable[str] = ()
+                    ) -> list[Job]:
+        sql, params = retry_sql("%s", list(job_ids), dead=dead, cameras=list(cameras))
+        return [Job.from_row(r) for r in await self._fetch(sql, params)]
+
+    async def retry_requested(self) -> list[Job]:
+        rows = await self._fetch("SELECT * FROM jobs WHERE retry_requested = 1 AND state = 'queued' "
+                                 "ORDER BY recorded_at")
+        return [Job.from_row(r) for r in rows]
 
     async def without_people(self, limit: int = 1000) -> list[Job]:
         rows = await self._fetch("SELECT * FROM jobs WHERE state = 'done' AND people_recorded = 0 ORDER BY id "

@@ -204,6 +204,13 @@ class SqliteEngine:
     async def record_people(self, job_id: int, hours: Sequence[HourRow]) -> bool:
         return await self._write(self._store.record_people, job_id, hours)
 
+    async def retry(self, job_ids: Iterable[int] = (), *, dead: bool = False, cameras: Iterable[str] = ()
+                    ) -> list[Job]:
+        return await self._write(self._store.retry, list(job_ids), dead=dead, cameras=list(cameras))
+
+    async def retry_requested(self) -> list[Job]:
+        return await self._call(self._store.retry_requested)
+
     async def without_people(self, limit: int = 1000) -> list[Job]:
         return await self._call(self._store.without_people, limit)
 

@@ -147,7 +147,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     covered_seconds REAL,
     damaged_seconds REAL,
     claim_token INTEGER NOT NULL DEFAULT 0,
-    people_recorded INTEGER NOT NULL DEFAULT 0
+    people_recorded INTEGER NOT NULL DEFAULT 0,
+    retry_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, recorded_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
@@ -158,10 +159,28 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
 # keep the folder they wrote (the first of any that shared one); the rest get theirs when they next run.
 # 3 had no claim token: 4 fences every write of an attempt with the generation of its claim. 4 had no
 # people by hour: 5 keeps them, and marks which done jobs' rows are in (the rest are filled from their
-# result files by the scheduler).
+# result files by the scheduler), and which jobs an operator asked to run again (`retry`).
 # report's figures of finished jobs (columns in report.Finished's order); %s: the engine's placeholder.
 FINISHED_FIGURES = ("SELECT camera, state, duration_seconds, video_seconds, attempts, damaged_seconds, "
                     "covered_seconds FROM jobs WHERE state IN ('done', 'dead') AND finished_at >= %s")
+
+def retry_sql(mark: str, job_ids: list[int], *, dead: bool, cameras: list[str]) -> tuple[str, list[Any]]:
+    """`retry`'s one statement, both engines' (placeholder `mark`): back to queued, attempts from zero, and
+    flagged for the scheduler's next scan to take up. Never a running job."""
+    which: list[str] = []
+    params: list[Any] = []
+    if job_ids:
+        which.append(f"id IN ({', '.join([mark] * len(job_ids))})")
+        params.extend(job_ids)
+    if dead:
+        limit = f" AND camera IN ({', '.join([mark] * len(cameras))})" if cameras else ""
+        which.append(f"(state = 'dead'{limit})")
+        params.extend(cameras)
+    if not which:
+        return "SELECT * FROM jobs WHERE 1 = 0", []
+    return (f"UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, retry_requested = 1 "
+            f"WHERE state <> 'running' AND ({' OR '.join(which)}) RETURNING *", params)
+
 
 _MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE jobs ADD COLUMN video_seconds REAL;",
@@ -172,7 +191,8 @@ ALTER TABLE jobs ADD COLUMN damaged_seconds REAL;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_result_key ON jobs(result_key);
 """,
     3: "ALTER TABLE jobs ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0;",
-    4: "ALTER TABLE jobs ADD COLUMN people_recorded INTEGER NOT NULL DEFAULT 0;" + people_sql.table(),
+    4: "ALTER TABLE jobs ADD COLUMN people_recorded INTEGER NOT NULL DEFAULT 0;"
+       "ALTER TABLE jobs ADD COLUMN retry_requested INTEGER NOT NULL DEFAULT 0;" + people_sql.table(),
 }
 
 
@@ -588,8 +608,8 @@ class JobStore:
             with self._transaction():
                 rows = self._conn.execute(
                     "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, finished_at = NULL, "
-                    "not_before = NULL, result_key = coalesce(result_key, ?), claim_token = claim_token + 1 "
-                    "WHERE id = ? AND state IN (?, ?) RETURNING *",
+                    "not_before = NULL, result_key = coalesce(result_key, ?), claim_token = claim_token + 1, "
+                    "retry_requested = 0 WHERE id = ? AND state IN (?, ?) RETURNING *",
                     (JobState.RUNNING, now, result_key, job_id, JobState.QUEUED, JobState.FAILED),
                 ).fetchall()  # stepped to the end before COMMIT
         except sqlite3.IntegrityError:
@@ -635,6 +655,20 @@ class JobStore:
             if done:
                 self._replace_people(job_id, hours)
         return done
+
+    def retry(self, job_ids: Iterable[int] = (), *, dead: bool = False, cameras: Iterable[str] = ()) -> list[Job]:
+        """Queue jobs again with their attempts from zero: `job_ids` whatever they came to (not running),
+        or with `dead` every job given up on (of `cameras`, when named); the jobs queued."""
+        sql, params = retry_sql("?", list(job_ids), dead=dead, cameras=list(cameras))
+        with self._transaction():
+            rows = self._conn.execute(sql, params).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def retry_requested(self) -> list[Job]:
+        """Jobs an operator queued again (`retry`) that no scheduler has taken yet."""
+        rows = self._conn.execute("SELECT * FROM jobs WHERE retry_requested = 1 AND state = ? ORDER BY recorded_at",
+                                  (JobState.QUEUED,))
+        return [Job.from_row(r) for r in rows]
 
     def without_people(self, limit: int = 1000) -> list[Job]:
         """Done jobs whose people by hour are not in the store (done before it kept them)."""

@@ -105,6 +105,8 @@ class Intake:
             ready: list[Job] = await self._store_call("jobs", self._store.jobs, READY_STATES)
         else:
             ready = await self._store_call("jobs_by_id", self._store.jobs_by_id, sync.ready)
+            # And what an operator queued again since (`video-supervisor retry`).
+            ready += await self._store_call("retry_requested", self._store.retry_requested)
         queued = sum(1 for job in ready if job.state in READY_STATES and self._enqueue(job))
         log.info(
             "scan_complete", found=len(result.videos), new=len(sync.new), changed=len(sync.changed),
