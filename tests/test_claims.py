@@ -51,7 +51,7 @@ def run_shared(settings, scenario, *, script):
         launcher = FakeLauncher(clock, script)
         eng = SharedEngine(store)
         sup = Supervisor(settings, eng, clock=clock, launcher=launcher, daemon=True)
-        clock.busy = lambda: eng.in_flight > 0 or sup.intake.scan_started is not None
+        clock.busy = sup.busy_off_loop
         task = asyncio.ensure_future(sup.run())
         try:
             await clock.settle()

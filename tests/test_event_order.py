@@ -28,7 +28,7 @@ def run_on_clock(settings, scenario=None, *, script=None, probe=None, daemon=Fal
         launcher = FakeLauncher(clock, script)
         probe_ = probe(clock) if probe is not None else None
         sup = Supervisor(settings, engine(store), clock=clock, launcher=launcher, probe=probe_, daemon=daemon)
-        clock.busy = lambda: sup.store.in_flight > 0 or sup.intake.scan_started is not None
+        clock.busy = sup.busy_off_loop
         task = asyncio.ensure_future(sup.run())
         try:
             await clock.settle()

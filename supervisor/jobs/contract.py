@@ -27,6 +27,7 @@ class JobStoreEngine(Protocol):
     an outcome over the one that took the job on, nor turn a done job back into a queued one."""
 
     shared: bool  # several schedulers use it at once (their retries are everyone's to pick up)
+    in_flight: int  # calls under way (on its thread, or at the server): what a clock moved by hand waits for
 
     @property
     def describe(self) -> str:

@@ -142,6 +142,7 @@ class Supervisor:
         self._halt: str | None = None  # a worker found the configuration unusable: exit 78
         self._supervised: dict[asyncio.Task[Any], str] = {}
         self.store_trouble: str | None = None  # the error while the store refuses writes
+        self._reading = 0  # result folders being read on threads (people by hour)
         self._store_retry = store_retry  # (first delay, longest delay) between tries of a refused store call
         self._scan_stuck_seconds = scan_stuck_seconds
         self._base_env = dict(os.environ)  # what workers inherit, copied once
@@ -318,12 +319,20 @@ class Supervisor:
 
     async def _hours(self, folder: Path) -> list[HourRow]:
         """A published result set's people by hour, for the store; none when its files do not say (a worker
-        of the user's own that writes no counts)."""
+        of the user's own that writes no counts). Read off the loop."""
+        self._reading += 1
         try:
             return await asyncio.to_thread(hours_of, folder)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("people_unreadable", folder=str(folder), error=str(exc))
             return []
+        finally:
+            self._reading -= 1
+
+    def busy_off_loop(self) -> bool:
+        """Whether work it handed to a thread (a store call, a scan, a result read) is still under way: what a
+        clock moved by hand waits for before it moves on."""
+        return self.store.in_flight > 0 or self.intake.scan_started is not None or self._reading > 0
 
     async def _fill_people(self) -> None:
         """Once, for a store kept before it held people by hour: each done job's rows, from its result files."""
