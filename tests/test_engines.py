@@ -121,10 +121,14 @@ def test_a_fallback_to_torch_is_a_warning_in_the_supervisor_log(tmp_path):
     model = tmp_path / "person.pt"
     shutil.copyfile(MODEL, model)  # no exports beside this copy
     shutil.copyfile(MODEL.with_name("person.pt.json"), tmp_path / "person.pt.json")
-    write_scene(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4", [Actor("man", 0.1, 0, 2)], seconds=1)
+    for minute in (0, 1):
+        write_scene(tmp_path / "videos" / "cam" / f"cam_20251114_10{minute:02d}00.mp4", [Actor("man", 0.1, 0, 2)],
+                    seconds=1)
     s = make_settings(tmp_path, worker=WorkerSettings(model=model, timeout_seconds=120))
     with capture_logs() as logs:
         code, _ = run_sup(s)
     assert code == 0
-    [warning] = [e for e in logs if e["event"] == "engine_fallback"]
+    [warning] = [e for e in logs if e["event"] == "engine_fallback"]  # said once, not once per job
     assert warning["engine"] == "torch" and "no exported model" in warning["reason"]
+    [repeated] = [e for e in logs if e["event"] == "engine_fallback_repeated"]
+    assert repeated["count"] == 2 and repeated["reason"] == warning["reason"]

@@ -213,7 +213,7 @@ def test_the_shipped_unit_and_settings_under_a_real_systemd_as_the_service_user(
         raise AssertionError(f"systemctl start failed: {started.stderr}\n{journal}")
     props = c.show(unit, "ActiveState", "SubState", "StatusText", "MainPID")
     assert props["ActiveState"] == "active" and props["SubState"] == "running", props
-    assert re.search(r"\d+ running, \d+ queued, \d+ failed", props["StatusText"]), props
+    assert re.search(r"\d+ running, \d+ queued, \d+ dead", props["StatusText"]), props
     first_pid = int(props["MainPID"])
     assert c.run("ps", "-o", "user=", "-p", str(first_pid)).stdout.strip() == "video-supervisor"
     try:

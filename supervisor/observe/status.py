@@ -87,9 +87,10 @@ def build_snapshot(snap: Snapshot, speed: SpeedModel) -> dict[str, Any]:
 
 
 def status_line(counts: Mapping[str, int], snapshot: dict[str, Any]) -> str:
-    """One line for `systemctl status`: "3 running, 41 queued, 2 failed · gpu0 74 C warm, limit 2 · ETA 2h10m"."""
+    """One line for `systemctl status`: "3 running, 41 queued, 2 dead · gpu0 74 C warm, limit 2 · ETA 2h10m", in
+    the words `status` uses (dead: given up on; a failed attempt waiting to retry is queued)."""
     queued = counts.get("queued", 0) + counts.get("failed", 0)
-    parts = [f"{len(snapshot['running'])} running, {queued} queued, {counts.get('dead', 0)} failed"]
+    parts = [f"{len(snapshot['running'])} running, {queued} queued, {counts.get('dead', 0)} dead"]
     gpus = []
     for g in snapshot["gpus"]:
         temp = f"{g['temperature']:.0f} C " if g["temperature"] is not None else ""

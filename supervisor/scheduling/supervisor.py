@@ -143,6 +143,7 @@ class Supervisor:
         self._supervised: dict[asyncio.Task[Any], str] = {}
         self.store_trouble: str | None = None  # the error while the store refuses writes
         self._reading = 0  # result folders being read on threads (people by hour)
+        self._said: dict[tuple[str, str], int] = {}  # causes said once per run, with how often they held
         self._store_retry = store_retry  # (first delay, longest delay) between tries of a refused store call
         self._scan_stuck_seconds = scan_stuck_seconds
         self._base_env = dict(os.environ)  # what workers inherit, copied once
@@ -328,6 +329,13 @@ class Supervisor:
             return []
         finally:
             self._reading -= 1
+
+    def _say_once(self, event: str, reason: str, **fields: Any) -> None:
+        """A cause that holds for every job alike (a model without its CPU export) is said once per run;
+        the run's summary says how many jobs it held for."""
+        n = self._said[(event, reason)] = self._said.get((event, reason), 0) + 1
+        if n == 1:
+            log.warning(event, reason=reason, **fields)
 
     def busy_off_loop(self) -> bool:
         """Whether work it handed to a thread (a store call, a scan, a result read) is still under way: what a
@@ -613,7 +621,7 @@ class Supervisor:
                             action="its result set is complete: recorded done, not retried")
             result: Mapping[str, Any] = outcome.result or {}
             if result.get("engine_fallback"):
-                log.warning("engine_fallback", engine=result.get("engine"), reason=result["engine_fallback"])
+                self._say_once("engine_fallback", str(result["engine_fallback"]), engine=result.get("engine"))
             if d.damaged_seconds > 0:
                 log.warning("video_damaged", damaged_seconds=d.damaged_seconds, spans=result.get("damaged_spans"),
                             output=output,
@@ -867,3 +875,7 @@ class Supervisor:
         except Exception as exc:  # the summary goes out whatever the store's state
             counts = f"unavailable: {exc}"
         log.info("run_summary", **self.stats.totals(), store=counts)
+        for (event, reason), n in self._said.items():
+            if n > 1:
+                log.warning(f"{event}_repeated", reason=reason, count=n,
+                            message=f"said once above; it held for {n} jobs of this run")
