@@ -642,8 +642,9 @@ class Supervisor:
             if not await self._store_call("requeue_interrupted", self.store.requeue_interrupted, job.id,
                                           token=rj.token):
                 return self._lost(rj, "requeue_interrupted")
-            log.error("job_not_run", reason="the worker found the configuration unusable (exit 78)", error=error,
-                      stderr_tail=outcome.stderr_tail)
+            # The cause is run_halted's, said once there; this line says only what became of the job.
+            log.error("job_not_run", reason="the worker found the configuration unusable (exit 78): see run_halted",
+                      action="queued again, no attempt charged")
             return JobState.QUEUED, None
         retry = d.verdict is Verdict.RETRY
         retry_at = now + d.retry_in if d.retry_in is not None else None
