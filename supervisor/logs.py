@@ -1,9 +1,11 @@
-"""structlog JSON logging to stdout (journald) and to the seed's log files.
+"""structlog logging to stdout (journald, or a person at a terminal) and to the seed's log files.
 
-- stdout: one JSON object per line. In a once run it is minimal (start,
-  parallelism changes, failures, the summary); in daemon mode it carries
-  everything at the chosen level, each line prefixed with its syslog priority
-  when journald reads it (`<3>` for errors ...).
+- stdout: one JSON object per line for machines (journald, pipes, CI); on a
+  terminal, one readable line per event instead (time, level in colour, the
+  event, its fields), or JSON when VIDEO_SUPERVISOR_LOG_FORMAT=json. In a once
+  run it is minimal (start, parallelism changes, failures, the summary); in
+  daemon mode it carries everything at the chosen level, each line prefixed with
+  its syslog priority when journald reads it (`<3>` for errors ...).
 - `log_dir/processing_YYYYMMDD_HHMMSS.log`: every event of this run.
 - `log_dir/errors_YYYYMMDD.log`: errors only, shared by all runs of the day.
 """
@@ -32,6 +34,37 @@ CONSOLE_EVENTS = frozenset({
 FILE_RETRY_SECONDS = 60.0
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 _LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_COLOUR = {"debug": "\x1b[2m", "warning": "\x1b[33m", "error": "\x1b[31m", "critical": "\x1b[1;31m"}
+FORMAT_ENV = "VIDEO_SUPERVISOR_LOG_FORMAT"  # "json" or "console"; unset: console on a terminal, else JSON
+
+
+def human_line(line: str, *, colour: bool) -> str:
+    """A JSON log line as a person reads it: `14:30:05 warning engine_fallback  reason="..." engine=torch`."""
+    try:
+        fields: dict[str, Any] = json.loads(line)
+    except ValueError:
+        return line
+    level = str(fields.pop("level", "info"))
+    event = str(fields.pop("event", ""))
+    stamp = str(fields.pop("timestamp", ""))
+    when = stamp[11:19] if len(stamp) >= 19 else time.strftime("%H:%M:%S")
+    rest = " ".join(f"{k}={_shown(v)}" for k, v in fields.items())
+    head = f"{when} {level:<7} {event}"
+    if colour:
+        head = f"{when} {_COLOUR.get(level, '')}{level:<7}\x1b[0m \x1b[1m{event}\x1b[0m"
+    return f"{head}  {rest}" if rest else head
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=_json_default, ensure_ascii=False)
+    return f'"{text}"' if isinstance(value, str) and (not text or any(c in text for c in " =\"")) else text
+
+
+def _terminal(stream: TextIO | None) -> bool:
+    try:
+        return bool((stream or sys.stdout).isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _json_default(obj: Any) -> Any:
@@ -46,9 +79,11 @@ class LogSinks:
     """The structlog "logger": writes each rendered line to the outputs that want it."""
 
     def __init__(self, console: TextIO | None, *, console_full: bool, journald: bool,
-                 log_dir: Path | None, started: datetime) -> None:
+                 log_dir: Path | None, started: datetime, human: bool = False) -> None:
         # None: whatever sys.stdout is at the time of writing (a progress display may stand in for it).
         self._console = console
+        self.human = human  # readable lines on the console (files stay JSON)
+        self._colour = human and not os.environ.get("NO_COLOR")
         self._console_closed = False
         self.console_full = console_full
         self.journald = journald
@@ -76,8 +111,9 @@ class LogSinks:
         ):
             prefix = f"<{_PRIORITY.get(level, 6)}>" if self.journald else ""
             console = self._console if self._console is not None else sys.stdout
+            shown = human_line(line, colour=self._colour) if self.human else line
             try:
-                console.write(prefix + line + "\n")
+                console.write(prefix + shown + "\n")
                 console.flush()
             except (OSError, ValueError):
                 self._console_closed = True
@@ -165,8 +201,10 @@ def configure_logging(
     configures logging once; tests that capture logs in-process need it off."""
     if journald is None:
         journald = bool(os.environ.get("JOURNAL_STREAM"))
+    wanted = os.environ.get(FORMAT_ENV, "")
+    human = wanted == "console" or (wanted != "json" and not journald and _terminal(console))
     sinks = LogSinks(console, console_full=console_full,
-                     journald=journald, log_dir=log_dir, started=datetime.now())
+                     journald=journald, log_dir=log_dir, started=datetime.now(), human=human)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

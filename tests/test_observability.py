@@ -400,6 +400,8 @@ def test_progress_bar_on_a_terminal_and_plain_json_elsewhere(tmp_path):
     text = out.decode(errors="replace")
     assert proc.returncode == 0
     assert "\x1b[" in text and "videos" in text  # a live display was drawn
+    # and the log lines are for a person: readable, not JSON
+    assert "run_summary" in text and "completed=3" in text and '"event":' not in text
     # Reprocess through a pipe: no escape codes, every line one JSON object.
     piped = subprocess.run(cli("--settings", str(settings), "--reprocess"), capture_output=True, text=True,
                            env=cli_env(TERM="xterm"), timeout=60)
@@ -418,3 +420,15 @@ def test_settings_reject_bad_metrics_and_alerts(tmp_path):
     with pytest.raises(ConfigError, match=r"alerts.webhooks\[0\]"):
         load_settings(p)
     assert replace(load_settings(None).metrics).listen == "127.0.0.1:9808"
+
+
+def test_a_terminal_gets_readable_lines_with_the_level_in_colour_and_the_files_keep_json():
+    from supervisor.logs import human_line
+
+    line = json.dumps({"reason": "no exported model beside it", "engine": "torch", "count": 2,
+                       "event": "engine_fallback", "level": "warning", "timestamp": "2025-11-14T14:30:05.123456Z"})
+    assert human_line(line, colour=False) == (
+        '14:30:05 warning engine_fallback  reason="no exported model beside it" engine=torch count=2')
+    coloured = human_line(line, colour=True)
+    assert "\x1b[33mwarning" in coloured and "\x1b[1mengine_fallback\x1b[0m" in coloured
+    assert human_line("not json", colour=True) == "not json"
