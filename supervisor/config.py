@@ -158,6 +158,14 @@ def is_store_url(text: str) -> bool:
     return text.startswith(("postgresql://", "postgres://"))
 
 
+def with_store(s: Settings, state_db: str | None) -> Settings:
+    """The settings with the job store a command's `--state-db` names (a SQLite file or a URL), else the
+    settings' own, the file's path made absolute."""
+    url = state_db if state_db and is_store_url(state_db) else s.store_url
+    db = Path(state_db).absolute() if state_db and not url else s.state_db.absolute()
+    return dataclasses.replace(s, state_db=db, store_url=url)
+
+
 _NOT_IN_FILE = frozenset({"source", "store_url"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 

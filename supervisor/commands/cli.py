@@ -21,7 +21,7 @@ from typing import Any
 
 from supervisor import __version__
 from supervisor.app import run_supervisor
-from supervisor.config import LOG_LEVELS, ConfigError, Settings, check_model, is_store_url, load_settings
+from supervisor.config import LOG_LEVELS, ConfigError, Settings, check_model, is_store_url, load_settings, with_store
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import scan
 from supervisor.jobs.postgres import open_reader
@@ -271,9 +271,8 @@ def _inspect(command: str, argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
-    url = args.state_db if args.state_db and is_store_url(args.state_db) else s.store_url
-    db = Path(args.state_db).absolute() if args.state_db and not url else s.state_db.absolute()
-    s = dataclasses.replace(s, state_db=db, store_url=url)
+    s = with_store(s, args.state_db)
+    url, db = s.store_url, s.state_db
     if not url and not db.exists():
         print(f"video-supervisor {command}: no job store at {db}: run it where the supervisor ran (relative paths "
               "are from there), or pass --settings or --state-db", file=sys.stderr)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import signal
 import sys
 from pathlib import Path
 
-from supervisor.config import ConfigError, is_store_url, load_settings
+from supervisor.config import ConfigError, load_settings, with_store
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.store import Job, JobStore, StoreError
 from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
@@ -84,9 +83,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
-    url = args.state_db if args.state_db and is_store_url(args.state_db) else s.store_url
-    db = Path(args.state_db).absolute() if args.state_db and not url else s.state_db.absolute()
-    s = dataclasses.replace(s, state_db=db, store_url=url)
+    s = with_store(s, args.state_db)
+    url, db = s.store_url, s.state_db
     try:
         queued = _retry(url, db, args.jobs, dead=args.dead, cameras=args.camera)
     except StoreUnavailable as exc:
