@@ -158,6 +158,11 @@ def is_store_url(text: str) -> bool:
     return text.startswith(("postgresql://", "postgres://"))
 
 
+def load_with_store(path: Path | None, state_db: str | None) -> Settings:
+    """A command's settings (`--settings`, else the defaults) with the store its `--state-db` names."""
+    return with_store(load_settings(path), state_db)
+
+
 def with_store(s: Settings, state_db: str | None) -> Settings:
     """The settings with the job store a command's `--state-db` names (a SQLite file or a URL), else the
     settings' own, the file's path made absolute."""

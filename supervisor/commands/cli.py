@@ -21,7 +21,15 @@ from typing import Any
 
 from supervisor import __version__
 from supervisor.app import run_supervisor
-from supervisor.config import LOG_LEVELS, ConfigError, Settings, check_model, is_store_url, load_settings, with_store
+from supervisor.config import (
+    LOG_LEVELS,
+    ConfigError,
+    Settings,
+    check_model,
+    is_store_url,
+    load_settings,
+    load_with_store,
+)
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import scan
 from supervisor.jobs.postgres import open_reader
@@ -267,11 +275,10 @@ def _inspect(command: str, argv: list[str]) -> int:
                        help="write one self-contained page of charts and tables (opens with no network)")
     args = p.parse_args(argv)
     try:
-        s = load_settings(args.settings)
+        s = load_with_store(args.settings, args.state_db)
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
-    s = with_store(s, args.state_db)
     url, db = s.store_url, s.state_db
     if not url and not db.exists():
         print(f"video-supervisor {command}: no job store at {db}: run it where the supervisor ran (relative paths "

@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from supervisor.config import ConfigError, load_settings, with_store
+from supervisor.config import ConfigError, load_with_store
 from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.store import Job, JobStore, StoreError
 from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
@@ -79,11 +79,10 @@ def main(argv: list[str]) -> int:
         print("video-supervisor retry: name job ids, or --dead (optionally with --camera)", file=sys.stderr)
         return EX_USAGE
     try:
-        s = load_settings(args.settings)
+        s = load_with_store(args.settings, args.state_db)
     except ConfigError as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
         return EX_CONFIG
-    s = with_store(s, args.state_db)
     url, db = s.store_url, s.state_db
     try:
         queued = _retry(url, db, args.jobs, dead=args.dead, cameras=args.camera)
