@@ -111,6 +111,7 @@ class AlertSettings:
     smtp: str = ""
     email_to: tuple[str, ...] = ()
     email_from: str = ""
+    smtp_ca_file: str = ""  # a CA bundle to trust the mail server's certificate by ("": the system's)
     min_interval_seconds: float = 300.0
     timeout_seconds: float = 5.0
     max_retries: int = 3

@@ -206,3 +206,28 @@ def test_the_model_flag_sets_the_workers_model_and_is_blamed_when_missing(tmp_pa
     proc = run_cli("--videos-dir", "videos", "--model", "nowhere.pt", cwd=tmp_path)
     assert proc.returncode == 78
     assert f"{tmp_path}/nowhere.pt: missing" in proc.stderr and "pass --model PATH" in proc.stderr
+
+
+@pytest.mark.parametrize(("name", "present", "meant"), [
+    ("camera_53", {"camera_35"}, "camera_35"),  # digits swapped: a typo
+    ("camera_3S", {"camera_35"}, "camera_35"),  # a letter for a digit
+    ("cam13", {"cam1"}, None),  # another camera's number: not installed yet, perhaps
+    ("entrance_2", {"entrance_1"}, None),
+    ("patio", {"camera_35"}, None),
+])
+def test_a_typo_is_told_from_another_cameras_name(name, present, meant):
+    from supervisor.commands.mistakes import typo_of
+
+    assert typo_of(name, present) == meant
+
+
+def test_a_camera_of_the_settings_file_not_recording_yet_is_a_warning_and_a_typo_stops(tmp_path):
+    videos = _tree(tmp_path, ("cam1", "cam2"))
+    for listed, code in (('cameras = ["cam13"]', 0), ('cameras = ["camm1"]', 78)):
+        settings = settings_file(tmp_path, extra=listed)
+        proc = run_cli("--settings", str(settings), "--videos-dir", str(videos), cwd=tmp_path)
+        assert proc.returncode == code, proc.stderr
+        if code == 0:
+            assert f"video-supervisor: warning: {settings}: cameras[0]: no camera 'cam13'" in proc.stderr
+        else:
+            assert "did you mean 'cam1'?" in proc.stderr

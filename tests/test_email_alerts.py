@@ -1,11 +1,14 @@
-"""Alerts by email, through a real SMTP server (aiosmtpd) started by the test, with AUTH; and one that
-accepts a connection and never answers."""
+"""Alerts by email, through a real SMTP server (aiosmtpd) started by the test, with STARTTLS (a
+certificate made by openssl in the test) and AUTH; one that offers no STARTTLS (the password is never
+sent); and one that accepts a connection and never answers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from email import message_from_bytes
 from pathlib import Path
@@ -33,7 +36,16 @@ class Inbox:
         return "250 OK"
 
 
-def smtp_server(inbox: Inbox) -> Controller:
+def certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def smtp_server(inbox: Inbox, tls: tuple[Path, Path] | None = None) -> Controller:
     def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
         ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"alerts", b"SECRET-PASS")
         if ok:
@@ -43,7 +55,12 @@ def smtp_server(inbox: Inbox) -> Controller:
     with socket.socket() as probe:  # a free port: aiosmtpd checks its server by connecting to the one given
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=check, auth_require_tls=False)
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=check, tls_context=context,
+                            require_starttls=tls is not None, auth_require_tls=tls is not None)
     controller.start()
     return controller
 
@@ -56,12 +73,14 @@ def test_a_dead_job_mails_the_recipients_once_per_interval_and_never_logs_the_pa
     for i in range(3):
         make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4")
     inbox = Inbox()
-    controller = smtp_server(inbox)
+    cert, key = certificate(tmp_path)
+    controller = smtp_server(inbox, (cert, key))
     url = f"smtp://alerts:SECRET-PASS@127.0.0.1:{port_of(controller)}"
     try:
         s = make_settings(tmp_path, worker=WorkerSettings(command=fake_worker_command("--exit", "65")))
         alerts = Alerts(AlertSettings(smtp=url, email_to=("ops@example.com", "boss@example.com"),
-                                      email_from="vs@example.com", min_interval_seconds=3600, timeout_seconds=5))
+                                      email_from="vs@example.com", min_interval_seconds=3600, timeout_seconds=5,
+                                      smtp_ca_file=str(cert)))
         with capture_logs() as logs:
             code, _ = _run_observed(s, alerts)
     finally:
@@ -83,6 +102,31 @@ def test_a_dead_job_mails_the_recipients_once_per_interval_and_never_logs_the_pa
 
 def port_of_url(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
+
+
+def test_a_password_is_never_sent_to_a_server_that_offers_no_starttls(tmp_path: Path) -> None:
+    inbox = Inbox()
+    controller = smtp_server(inbox)  # plain: no STARTTLS (as when someone between strips it)
+    url = f"smtp://alerts:SECRET-PASS@127.0.0.1:{port_of(controller)}"
+
+    async def main() -> Alerts:
+        alerts = Alerts(AlertSettings(smtp=url, email_to=("ops@example.com",), timeout_seconds=5, max_retries=0))
+        await alerts.start(None)  # type: ignore[arg-type]
+        alerts.alert("job_dead", camera="cam")
+        while not alerts.failed:
+            await asyncio.sleep(0.05)
+        await alerts.stop()
+        return alerts
+
+    try:
+        with capture_logs() as logs:
+            alerts = asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        controller.stop()
+    assert alerts.failed == 1 and inbox.logins == [] and inbox.messages == []
+    [failed] = [e for e in logs if e["event"] == "alert_failed"]
+    assert "STARTTLS" in failed["error"] or "TLS" in failed["error"], failed
+    assert "SECRET" not in json.dumps(failed)
 
 
 def test_a_mail_server_that_never_answers_costs_one_deadline_a_try_and_is_logged_without_its_password() -> None:
@@ -139,3 +183,12 @@ def test_email_settings_that_cannot_work_are_refused_in_one_line(tmp_path: Path,
     with pytest.raises(ConfigError) as caught:
         validate(load_settings(path))
     assert blamed in str(caught.value) and "SECRET" not in str(caught.value)
+
+
+def test_a_line_break_in_what_an_alert_says_never_reaches_a_mail_header() -> None:
+    from supervisor.observe.alerts import email_message
+
+    payload = {"kind": "run_halted", "host": "gpu-host-1", "reason": "worker exit 78:\r\nInjected: yes\rprogress"}
+    msg = email_message(payload, "vs@example.com", ("ops@example.com",))
+    assert msg["Subject"] == "video-supervisor on gpu-host-1: run halted (worker exit 78: Injected: yes progress)"
+    assert "Injected" not in str(msg["To"]) and msg["To"] == "ops@example.com"

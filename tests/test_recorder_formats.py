@@ -450,3 +450,41 @@ def test_a_restart_right_after_a_segment_cut_short_still_reads_the_next_segment(
     # The whole second segment, on one clock that never goes back.
     assert times == sorted(times) and report.end_time() == pytest.approx(join.at + 5.0 - join.stamp_after, abs=0.1)
     assert report.frames_decoded >= 125 + 0.7 * 125
+
+
+def _ts(path: Path, *args: str, seconds: float = 6.0) -> Path:
+    subprocess.run([*FF, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", f"{seconds:g}", *args,
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "50", "-f", "mpegts",
+                    str(path)], check=True, capture_output=True)
+    return path
+
+
+def _read(video: Path) -> Any:
+    from workers.decode import VideoSource
+
+    source = VideoSource(video)
+    try:
+        list(source.samples(2.0))
+    finally:
+        source.close()
+    return source.report
+
+
+def test_a_constant_bitrate_ts_that_drops_frames_is_not_damaged(tmp_path: Path) -> None:
+    """Null packets pad a constant-bitrate TS between frames: their bytes are no sign of data lost."""
+    _need_tools()
+    report = _read(_ts(tmp_path / "cbr.ts", "-vf", "select='not(between(t,2,2.2))'", "-fps_mode", "vfr",
+                       "-muxrate", "2000000"))
+    assert report.spans == [] and report.end_time() == pytest.approx(6.0, abs=0.05)
+
+
+def test_a_restart_to_earlier_times_than_the_first_is_not_a_file_cut_short(tmp_path: Path) -> None:
+    """A camera counting from power-on reboots mid-file: its second part is stamped before its first."""
+    _need_tools()
+    late = _ts(tmp_path / "late.ts", "-output_ts_offset", "100")
+    early = _ts(tmp_path / "early.ts", "-output_ts_offset", "50")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(late.read_bytes() + early.read_bytes())
+    report = _read(joined)
+    assert [d.stamp_after < d.stamp_before for d in report.discontinuities] == [True]
+    assert report.spans == [] and report.end_time() == pytest.approx(12.0, abs=0.1)

@@ -59,6 +59,9 @@ BACK_MIN_SECONDS = 0.5
 # (a TS packet carries 184 bytes of payload in every 188).
 FRAMING_BYTES = 8192
 FRAMING_SHARE = 0.08
+# Packets this far apart as a rule: the file is padded (constant-bitrate TS), and only the demuxer's
+# continuity errors tell lost data.
+PADDED_BYTES = 2048
 # How far after a gap (in frame intervals, at least REORDER_MIN_SECONDS) the first packet read after lost
 # bytes may be stamped: decoding order differs from display order by a few frames.
 REORDER_FRAMES = 8
@@ -211,6 +214,9 @@ class _ByteWatch:
 
     def __init__(self, video_index: int, origin_seconds: float) -> None:
         self._video = video_index
+        # The bytes between one packet and the next, lately: a constant-bitrate TS muxer pads with null
+        # packets no stream reads, and where that is the rule a jump in positions tells nothing.
+        self._spacing: deque[int] = deque(maxlen=32)
         self._origin = origin_seconds
         self._high: int | None = None  # the furthest byte any packet so far reached
         self._share = 0
@@ -231,9 +237,14 @@ class _ByteWatch:
         if pos is not None and pos >= 0:
             # Judged at video packets only: a demuxer that splits one audio PES into frames reports their
             # positions loosely, but every stream's packets move the mark of what was read.
-            if video and self._high is not None and pos > self._high + FRAMING_BYTES + self._share:
-                self.bytes_lost += pos - self._high
-                lost = True
+            if video and self._high is not None:
+                spacing = pos - self._high
+                padded = len(self._spacing) >= 8 and statistics.median(self._spacing) > PADDED_BYTES
+                if spacing > 0:
+                    self._spacing.append(spacing)
+                if spacing > FRAMING_BYTES + self._share and not padded:
+                    self.bytes_lost += spacing
+                    lost = True
             if self._high is None or pos + size > self._high:
                 self._high = pos + size
                 self._share = int(size * FRAMING_SHARE)
@@ -241,10 +252,12 @@ class _ByteWatch:
             self.marks.append(when)
 
     def lost_between(self, after: float, upto: float) -> bool:
-        return any(after < m <= upto for m in self.marks)
+        """A mark from the last good frame on (the packet a loss cut into may be that frame's own) up to
+        a few frames after the next."""
+        return any(after <= m <= upto for m in self.marks)
 
     def forget_upto(self, stamp: float) -> None:
-        while self.marks and self.marks[0] <= stamp:
+        while self.marks and self.marks[0] < stamp:
             self.marks.popleft()
 
 
@@ -439,11 +452,12 @@ class VideoSource:
         if report.limited:
             return
         if lost_since is not None or self._trailing_errors:
-            expected = self._expected_end()
+            expected = None if report.discontinuities else self._expected_end()
             tail_end = end + max(0.0, expected - (prev_stamp + report.frame_interval)) if expected else end
             self._add_span(lost_since if lost_since is not None else end, tail_end, corrupt, "undecodable data")
             report.cover_end = min(report.cover_end, lost_since if lost_since is not None else end)
-        elif report.last_t is not None:
+        elif report.last_t is not None and not report.discontinuities:
+            # (Across a restart or a leap the file's own times no longer measure how much video it holds.)
             self._check_cut_short(end, prev_stamp + report.frame_interval, watch.data_end)
 
     def _expected_end(self) -> float | None:

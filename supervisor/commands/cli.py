@@ -193,8 +193,8 @@ def check_cameras(s: Settings, *, flag: bool = False) -> list[str]:
     present = camera_folders(s.videos_dir)
     if not present:
         return []
-    check_asked_cameras(s, present, flag=flag)
-    warnings = layout_warnings(s.videos_dir, present)
+    warnings = check_asked_cameras(s, present, flag=flag)
+    warnings += layout_warnings(s.videos_dir, present)
     if s.rois_file is not None:
         from supervisor.protocol.rois import load_rois
 

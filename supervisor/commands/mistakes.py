@@ -29,6 +29,18 @@ class CamerasNotFound(ConfigError):
     """`--cameras` on the command line names a camera that is not there: a usage error (exit 2)."""
 
 
+def typo_of(name: str, present: Iterable[str]) -> str | None:
+    """The camera `name` was most likely meant to be: a close name that differs in its letters, or holds the
+    same digits in another order (camera_53 for camera_35). None when it differs only by its number
+    (cam13 beside cam1, entrance_2 beside entrance_1): that is another camera, perhaps not installed yet."""
+    for near in difflib.get_close_matches(name, sorted(present), n=3, cutoff=0.8):
+        letters = re.sub(r"\d", "", name) != re.sub(r"\d", "", near)
+        shuffled = sorted(re.findall(r"\d", name)) == sorted(re.findall(r"\d", near))
+        if letters or shuffled:
+            return near
+    return None
+
+
 def camera_folders(videos_dir: Path) -> set[str]:
     try:
         return {p.name for p in videos_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
@@ -36,19 +48,25 @@ def camera_folders(videos_dir: Path) -> set[str]:
         return set()
 
 
-def check_asked_cameras(s: Settings, present: set[str], *, flag: bool) -> None:
-    """Every camera asked for must have a folder here; the nearest name and the ones here, when not. `flag`:
-    they were asked for with --cameras (a usage error), not in the settings file (a configuration one)."""
+def check_asked_cameras(s: Settings, present: set[str], *, flag: bool) -> list[str]:
+    """Cameras asked for that have no folder here. With --cameras (`flag`) that is a usage error naming the
+    nearest and the ones here; in the settings file, a typo stops the run and another camera (not
+    recording yet) is a warning."""
+    warnings = []
     for i, cam in enumerate(s.cameras):
         if cam in present:
             continue
-        near = difflib.get_close_matches(cam, sorted(present), n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
+        typo = typo_of(cam, present)
+        near = typo or next(iter(difflib.get_close_matches(cam, sorted(present), n=1)), None)
+        hint = f"did you mean {near!r}? " if near else ""
         known = ", ".join(sorted(present)[:12]) + (" ..." if len(present) > 12 else "")
         reason = f"no camera {cam!r} under {s.videos_dir}; {hint}cameras here: {known}"
         if flag:
             raise CamerasNotFound("command line", "cameras", reason)
-        raise ConfigError(s.source, f"cameras[{i}]", reason)
+        if typo:
+            raise ConfigError(s.source, f"cameras[{i}]", reason)
+        warnings.append(f"{s.source}: cameras[{i}]: {reason} (nothing of it runs until it records)")
+    return warnings
 
 
 def layout_warnings(videos_dir: Path, cameras: Iterable[str]) -> list[str]:
@@ -81,10 +99,10 @@ def check_roi_typos(rois_file: Path, roi_cameras: Iterable[str], present: set[st
     """An ROI camera one letter or two from a camera that records here is a typo: its regions would never
     apply and the camera it meant would be counted whole-frame. Stops the run (a warning says the rest)."""
     for cam in sorted(set(roi_cameras) - present):
-        near = difflib.get_close_matches(cam, sorted(present), n=1, cutoff=0.8)
+        near = typo_of(cam, present)
         if near:
             raise ConfigError(str(rois_file), f"camera {cam!r}",
-                              f"no such camera under its videos folder; did you mean {near[0]!r}?")
+                              f"no such camera under its videos folder; did you mean {near!r}?")
 
 
 def check_writable(s: Settings, *, daemon: bool) -> list[str]:

@@ -92,8 +92,9 @@ class JobStoreEngine(Protocol):
         """Jobs queued again by `retry` that no scheduler has claimed since."""
         ...
 
-    async def without_people(self, limit: int = 1000) -> list[Job]:
-        """Done jobs whose people by hour the store does not have yet (done before it kept them)."""
+    async def without_people(self, limit: int = 1000, *, after: int = 0) -> list[Job]:
+        """Done jobs whose people by hour the store does not have yet (done before it kept them), by id from
+        `after`."""
         ...
 
     async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,

@@ -428,9 +428,9 @@ class PostgresEngine:
                                  "ORDER BY recorded_at")
         return [Job.from_row(r) for r in rows]
 
-    async def without_people(self, limit: int = 1000) -> list[Job]:
-        rows = await self._fetch("SELECT * FROM jobs WHERE state = 'done' AND people_recorded = 0 ORDER BY id "
-                                 "LIMIT %s", (limit,))
+    async def without_people(self, limit: int = 1000, *, after: int = 0) -> list[Job]:
+        rows = await self._fetch("SELECT * FROM jobs WHERE state = 'done' AND people_recorded = 0 AND id > %s "
+                                 "ORDER BY id LIMIT %s", (after, limit))
         return [Job.from_row(r) for r in rows]
 
     async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,

@@ -211,8 +211,8 @@ class SqliteEngine:
     async def retry_requested(self) -> list[Job]:
         return await self._call(self._store.retry_requested)
 
-    async def without_people(self, limit: int = 1000) -> list[Job]:
-        return await self._call(self._store.without_people, limit)
+    async def without_people(self, limit: int = 1000, *, after: int = 0) -> list[Job]:
+        return await self._call(self._store.without_people, limit, after=after)
 
     async def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
                           retry_at: float | None) -> bool:

@@ -670,10 +670,10 @@ class JobStore:
                                   (JobState.QUEUED,))
         return [Job.from_row(r) for r in rows]
 
-    def without_people(self, limit: int = 1000) -> list[Job]:
-        """Done jobs whose people by hour are not in the store (done before it kept them)."""
-        rows = self._conn.execute("SELECT * FROM jobs WHERE state = ? AND people_recorded = 0 ORDER BY id LIMIT ?",
-                                  (JobState.DONE, limit))
+    def without_people(self, limit: int = 1000, *, after: int = 0) -> list[Job]:
+        """Done jobs whose people by hour are not in the store (done before it kept them), by id from `after`."""
+        rows = self._conn.execute("SELECT * FROM jobs WHERE state = ? AND people_recorded = 0 AND id > ? ORDER BY id "
+                                  "LIMIT ?", (JobState.DONE, after, limit))
         return [Job.from_row(r) for r in rows]
 
     def people_rows(self) -> list[dict[str, Any]]:

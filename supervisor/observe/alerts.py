@@ -108,8 +108,9 @@ def email_message(payload: dict[str, Any], sender: str, to: tuple[str, ...]) -> 
     """One alert as a plain-text email: a subject a phone shows whole, the details as lines, then JSON."""
     msg = EmailMessage()
     detail = payload.get("camera") or payload.get("gpu") or payload.get("reason") or payload.get("error") or ""
+    shown = " ".join(str(detail).split())[:80]  # one line: a header cannot hold a line break
     msg["Subject"] = f"video-supervisor on {payload['host']}: {payload['kind'].replace('_', ' ')}" + (
-        f" ({str(detail)[:80]})" if detail != "" else "")
+        f" ({shown})" if shown else "")
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     lines = [f"{k}: {v}" for k, v in payload.items()]
@@ -117,16 +118,20 @@ def email_message(payload: dict[str, Any], sender: str, to: tuple[str, ...]) -> 
     return msg
 
 
-async def send_email(url: str, message: EmailMessage, timeout: float) -> None:
-    """Send through the server of `url`; the whole conversation is bounded by `timeout`. DeliveryError
-    (never holding the URL or the password) when it is not accepted."""
+async def send_email(url: str, message: EmailMessage, timeout: float, ca_file: str = "") -> None:
+    """Send through the server of `url`; the whole conversation is bounded by `timeout`. With a user in
+    the URL, TLS is required before AUTH (STARTTLS, or smtps://): a server, or someone between, that
+    offers no STARTTLS never sees the password. DeliveryError (never holding the URL or the password)
+    when it is not accepted."""
     import aiosmtplib
 
     host, port, user, password, implicit = _smtp_target(url)
+    # Without credentials STARTTLS is used when offered; with them, it is required.
+    start_tls: bool | None = False if implicit else (True if user is not None else None)
     try:
         await asyncio.wait_for(aiosmtplib.send(message, hostname=host, port=port, username=user, password=password,
-                                               use_tls=implicit, start_tls=None if not implicit else False,
-                                               timeout=timeout), timeout)
+                                               use_tls=implicit, start_tls=start_tls,
+                                               cert_bundle=ca_file or None, timeout=timeout), timeout)
     except TimeoutError:
         raise DeliveryError(f"timed out: the mail server did not take it within {timeout:g} s") from None
     except aiosmtplib.SMTPException as exc:
@@ -218,7 +223,7 @@ class Alerts(Observer):
         s = self.settings
         if url.startswith(("smtp://", "smtps://")):
             sender = s.email_from or f"video-supervisor@{socket.gethostname()}"
-            await send_email(url, email_message(payload, sender, s.email_to), s.timeout_seconds)
+            await send_email(url, email_message(payload, sender, s.email_to), s.timeout_seconds, s.smtp_ca_file)
             return
         status = await post_json(url, payload, s.timeout_seconds)
         if not 200 <= status < 300:
@@ -234,6 +239,8 @@ class Alerts(Observer):
                 return
             except DeliveryError as exc:
                 error = str(exc)
+            except Exception as exc:  # whatever one delivery meets, the sender goes on for the next alert
+                error = f"{type(exc).__name__}: {exc}"[:200]
             if attempt < s.max_retries:
                 await asyncio.sleep(s.retry_backoff_seconds * 2**attempt)
         self.failed += 1

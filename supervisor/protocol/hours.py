@@ -130,11 +130,17 @@ def rows_from_results(summary: Mapping[str, Any], counts_csv: str, intervals: It
 
 def hours_of(folder: Path) -> list[HourRow]:
     """The hour rows of a result folder: those its summary.json holds, or, for a result set written before
-    summaries held them, rebuilt from its counts and intervals. OSError or ValueError when unreadable."""
+    summaries held them, rebuilt from its counts and intervals; none for a worker that writes no counts.
+    OSError when the folder cannot be read now (a share not mounted), ValueError when it is not JSON."""
     import json
 
     summary = json.loads((folder / "summary.json").read_text())
     if "hours" in summary:
         return [HourRow.from_dict(row) for row in summary["hours"]]
-    intervals = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines() if line.strip()]
-    return rows_from_results(summary, (folder / "counts.csv").read_text(), intervals)
+    try:
+        counts = (folder / "counts.csv").read_text()
+        events = (folder / "events.jsonl").read_text()
+    except FileNotFoundError:
+        return []  # a worker that writes no counts: nothing to say by hour
+    intervals = [json.loads(line) for line in events.splitlines() if line.strip()]
+    return rows_from_results(summary, counts, intervals)

@@ -318,13 +318,17 @@ class Supervisor:
             self.monitor.poll_once()  # never start 4 jobs on a GPU that is already hot
         await self._fill_people()
 
-    async def _hours(self, folder: Path) -> list[HourRow]:
-        """A published result set's people by hour, for the store; none when its files do not say (a worker
-        of the user's own that writes no counts). Read off the loop."""
+    async def _hours(self, folder: Path) -> list[HourRow] | None:
+        """A published result set's people by hour, for the store (none when its files do not say, as a
+        worker of the user's own that writes no counts); None when the folder cannot be read now. Read off
+        the loop."""
         self._reading += 1
         try:
             return await asyncio.to_thread(hours_of, folder)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except OSError as exc:
+            log.debug("people_unreadable", folder=str(folder), error=exc.strerror or str(exc))
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
             log.debug("people_unreadable", folder=str(folder), error=str(exc))
             return []
         finally:
@@ -344,15 +348,23 @@ class Supervisor:
 
     async def _fill_people(self) -> None:
         """Once, for a store kept before it held people by hour: each done job's rows, from its result files."""
-        filled = 0
-        while batch := await self._store_call("without_people", self.store.without_people):
+        filled = later = 0
+        after = 0
+        while batch := await self._store_call("without_people", self.store.without_people, after=after):
             for job in batch:
+                after = job.id
                 folder = job_output_dir(self.settings.output_dir, job.result_key) if job.result_key else None
                 hours = await self._hours(folder) if folder is not None else []
+                if hours is None:  # not readable now (a share not mounted yet): the next start tries again
+                    later += 1
+                    continue
                 await self._store_call("record_people", self.store.record_people, job.id, hours)
                 filled += 1
         if filled:
             log.info("people_filled", jobs=filled, message="people by hour of done jobs read from their results")
+        if later:
+            log.warning("people_not_filled", jobs=later, action="their result folders cannot be read now; the "
+                        "next start tries again")
 
     async def _settle_recovered(self, takeovers: list[Takeover], *, enqueue: bool) -> None:
         """Jobs whose scheduler is gone, now held by this one: done if the lost attempt had finished (its
@@ -377,7 +389,7 @@ class Supervisor:
                 continue
             duration = max(0.0, (job.finished_at or self.clock.time()) - (job.started_at or self.clock.time()))
             video_seconds = result["video_seconds"] if isinstance(result["video_seconds"], (int, float)) else None
-            hours = await self._hours(Path(str(result["output"])).parent)
+            hours = await self._hours(Path(str(result["output"])).parent) or []
             recorded = await self._store_call(
                 "mark_done", self.store.mark_done, job.id, token=job.claim_token, now=self.clock.time(),
                 duration=duration, output=result["output"], video_seconds=video_seconds,
@@ -606,7 +618,7 @@ class Supervisor:
                 d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
         if d.verdict is Verdict.DONE:
             output = _published(d.output, rj.staging, rj.output_dir)
-            hours = await self._hours(rj.output_dir)
+            hours = await self._hours(rj.output_dir) or []
             if not await self._store_call("mark_done", self.store.mark_done, job.id, token=rj.token, now=now,
                                           duration=outcome.duration, output=output, video_seconds=d.video_seconds,
                                           covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds,
