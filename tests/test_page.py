@@ -107,3 +107,51 @@ def test_the_page_charts_each_gpus_last_hours_and_escapes_what_it_shows() -> Non
         "gpu0memory_used_mb": [1000, 1000]}
     assert "&lt;cam&gt;" in html and "<cam>" not in html
     assert f"ETA {format_duration(90.0)}" in html and f"<td>{format_duration(7200.0)}</td>" in html
+
+
+def test_more_clients_at_once_than_the_page_serves_are_told_busy_and_the_rest_are_answered() -> None:
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from supervisor.observe import web
+
+    release = threading.Event()
+
+    class SlowPages(web.Pages):
+        def status(self) -> dict[str, Any]:
+            release.wait(30)  # a store that takes its time
+            return {"ok": True}
+
+    pages = SlowPages(web.Sources(Path("/nonexistent"), "", Path("/nonexistent.db")), CollectorRegistry(),
+                      web.GpuTrend())
+    server = web.serve("127.0.0.1", 0, pages)
+    port = server.server_address[1]
+    answers: list[int] = []
+    waiting = [threading.Thread(target=lambda: answers.append(get(port, "/api/status")[0]))
+               for _ in range(web.MAX_CLIENTS)]
+    try:
+        for t in waiting:
+            t.start()
+        deadline = time.monotonic() + 30  # a cap for a broken build: the slots fill as the requests arrive
+        while server.slots._value > 0:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the slow requests never arrived"
+            time.sleep(0.02)
+        assert get(port, "/api/status")[0] == 503  # one more than it serves at once
+        assert get(port, "/metrics")[0] == 503
+    finally:
+        release.set()
+        for t in waiting:
+            t.join(30)
+        server.shutdown()
+        server.server_close()
+    assert answers == [200] * web.MAX_CLIENTS
+    assert get_after_close_is_refused(port)
+
+
+def get_after_close_is_refused(port: int) -> bool:
+    try:
+        get(port, "/metrics")
+    except OSError:
+        return True
+    return False
