@@ -60,7 +60,8 @@ def _shown(value: Any) -> str:
     return f'"{text}"' if isinstance(value, str) and (not text or any(c in text for c in " =\"")) else text
 
 
-def _terminal(stream: TextIO | None) -> bool:
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether `stream` (default: stdout as it is now) is a terminal a person reads."""
     try:
         return bool((stream or sys.stdout).isatty())
     except (AttributeError, ValueError):
@@ -202,7 +203,7 @@ def configure_logging(
     if journald is None:
         journald = bool(os.environ.get("JOURNAL_STREAM"))
     wanted = os.environ.get(FORMAT_ENV, "")
-    human = wanted == "console" or (wanted != "json" and not journald and _terminal(console))
+    human = wanted == "console" or (wanted != "json" and not journald and is_terminal(console))
     sinks = LogSinks(console, console_full=console_full,
                      journald=journald, log_dir=log_dir, started=datetime.now(), human=human)
     structlog.configure(

@@ -112,7 +112,7 @@ def render(store: Any, wanted: PeopleQuery, throughput: Mapping[str, Any], *, ti
     charts: dict[str, Any] = {}
     hourly = store.people(wanted, "hour")
     read = {"hour": hourly, "day": people.regroup(hourly, "day"), "hour_of_day": people.regroup(hourly, "hour_of_day")}
-    summary = people.summarize(people.totals_of(read["day"]), read["hour_of_day"])
+    summary = people.summarize(people.regroup(hourly, "total"), read["hour_of_day"])
     hod, days, hours = (_group(read[period]) for period in ("hour_of_day", "day", "hour"))
     counts = store.counts()
     rows = "".join(

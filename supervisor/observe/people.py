@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,20 +43,32 @@ def _rounded(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k != "days"}
 
 
-def weekday_hours(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Hour rows (period: an hour's name) summed per camera, region, weekday and hour of the day."""
+def combine(rows: Iterable[Mapping[str, Any]],
+            key_of: Callable[[Mapping[str, Any]], tuple[tuple[Any, ...], str]]) -> list[dict[str, Any]]:
+    """Rows summed per group, as the store sums them: `key_of(row)` gives the group's sort key and its
+    period's label; peak is the largest, `days` the distinct days the group's rows fall on."""
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in hours:
-        when = datetime.strptime(row["period"], "%Y-%m-%dT%H:00")
-        key = (when.weekday(), when.hour, row["camera"], row["region"])
+    days: dict[tuple[Any, ...], set[str]] = {}
+    for row in rows:
+        key, label = key_of(row)
+        days.setdefault(key, set()).add(row["period"][:10])
         group = groups.get(key)
         if group is None:
-            group = groups[key] = {"camera": row["camera"], "region": row["region"],
-                                   "period": f"{WEEKDAYS[when.weekday()]} {when.hour:02d}:00",
-                                   **{f: 0 if f in ("peak", "visits") else 0.0 for f in FIELDS}}
+            groups[key] = {**row, "period": label}
+            continue
         for f in FIELDS:
             group[f] = max(group[f], row[f]) if f == "peak" else group[f] + row[f]
-    return [_rounded(groups[k]) for k in sorted(groups)]
+    return [{**groups[k], "days": len(days[k])} for k in sorted(groups)]
+
+
+def weekday_hours(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Hour rows (period: an hour's name) summed per camera, region, weekday and hour of the day."""
+    def weekday(row: Mapping[str, Any]) -> tuple[tuple[Any, ...], str]:
+        when = datetime.strptime(row["period"], "%Y-%m-%dT%H:00")
+        return (when.weekday(), when.hour, row["camera"], row["region"]), \
+            f"{WEEKDAYS[when.weekday()]} {when.hour:02d}:00"
+
+    return [_rounded(r) for r in combine(hours, weekday)]
 
 
 def by_period(store: Any, wanted: PeopleQuery, by: str) -> list[dict[str, Any]]:
@@ -90,34 +102,10 @@ def summarize(totals: Iterable[Mapping[str, Any]], hours_of_day: Iterable[Mappin
 
 
 def regroup(hours: Iterable[Mapping[str, Any]], period: str) -> list[dict[str, Any]]:
-    """Hour rows summed into another of the store's periods ("day", "hour_of_day"), as the store would:
-    one read of the hours serves every view of a page."""
-    cut = slice(0, 10) if period == "day" else slice(11, 13)
-    out: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in hours:
-        key = (row["camera"], row["region"], row["period"][cut])
-        group = out.get(key)
-        if group is None:
-            out[key] = {**row, "period": key[2], "days": 1}
-            continue
-        for f in FIELDS:
-            group[f] = max(group[f], row[f]) if f == "peak" else group[f] + row[f]
-    return [out[k] for k in sorted(out)]
-
-
-def totals_of(days: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of the "total" period, from day rows (each day one of `days`)."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in days:
-        key = (row["camera"], row["region"])
-        total = out.get(key)
-        if total is None:
-            out[key] = {**row, "period": "", "days": 1}
-            continue
-        for f in FIELDS:
-            total[f] = max(total[f], row[f]) if f == "peak" else total[f] + row[f]
-        total["days"] += 1
-    return list(out.values())
+    """Hour rows summed into another of the store's periods ("day", "hour_of_day", "total"), as the store
+    would: one read of the hours serves every view of a page."""
+    cut = {"day": slice(0, 10), "hour_of_day": slice(11, 13), "total": slice(0, 0)}[period]
+    return combine(hours, lambda row: ((row["camera"], row["region"], row["period"][cut]), row["period"][cut]))
 
 
 def render_summary(rows: list[dict[str, Any]]) -> str:
