@@ -100,6 +100,23 @@ def test_a_dead_job_mails_the_recipients_once_per_interval_and_never_logs_the_pa
                for e in logs)
 
 
+def until_failed(settings: AlertSettings, kind: str, **fields: Any) -> tuple[Alerts, list[dict[str, Any]]]:
+    """One alert sent until its delivery is given up on (the event, not a clock; capped for a broken build),
+    and what was logged meanwhile."""
+    async def main() -> Alerts:
+        alerts = Alerts(settings)
+        await alerts.start(None)  # type: ignore[arg-type]
+        alerts.alert(kind, **fields)
+        while not alerts.failed:
+            await asyncio.sleep(0.05)
+        await alerts.stop()
+        return alerts
+
+    with capture_logs() as logs:
+        alerts = asyncio.run(asyncio.wait_for(main(), 30))
+    return alerts, logs
+
+
 def port_of_url(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
@@ -109,18 +126,9 @@ def test_a_password_is_never_sent_to_a_server_that_offers_no_starttls(tmp_path: 
     controller = smtp_server(inbox)  # plain: no STARTTLS (as when someone between strips it)
     url = f"smtp://alerts:SECRET-PASS@127.0.0.1:{port_of(controller)}"
 
-    async def main() -> Alerts:
-        alerts = Alerts(AlertSettings(smtp=url, email_to=("ops@example.com",), timeout_seconds=5, max_retries=0))
-        await alerts.start(None)  # type: ignore[arg-type]
-        alerts.alert("job_dead", camera="cam")
-        while not alerts.failed:
-            await asyncio.sleep(0.05)
-        await alerts.stop()
-        return alerts
-
     try:
-        with capture_logs() as logs:
-            alerts = asyncio.run(asyncio.wait_for(main(), 30))
+        alerts, logs = until_failed(AlertSettings(smtp=url, email_to=("ops@example.com",), timeout_seconds=5,
+                                                  max_retries=0), "job_dead", camera="cam")
     finally:
         controller.stop()
     assert alerts.failed == 1 and inbox.logins == [] and inbox.messages == []
@@ -147,19 +155,10 @@ def test_a_mail_server_that_never_answers_costs_one_deadline_a_try_and_is_logged
     threading.Thread(target=accept, daemon=True).start()
     url = f"smtp://alerts:SECRET-PASS@127.0.0.1:{silent.getsockname()[1]}"
 
-    async def main() -> Alerts:
-        alerts = Alerts(AlertSettings(smtp=url, email_to=("ops@example.com",), timeout_seconds=0.3, max_retries=1,
-                                      retry_backoff_seconds=0.05))
-        await alerts.start(None)  # type: ignore[arg-type]
-        alerts.alert("gpu_critical", gpu=0, previous="warm", reason="83 C")
-        while not alerts.failed:
-            await asyncio.sleep(0.05)
-        await alerts.stop()
-        return alerts
-
     try:
-        with capture_logs() as logs:
-            alerts = asyncio.run(asyncio.wait_for(main(), 30))
+        alerts, logs = until_failed(AlertSettings(smtp=url, email_to=("ops@example.com",), timeout_seconds=0.3,
+                                                  max_retries=1, retry_backoff_seconds=0.05),
+                                    "gpu_critical", gpu=0, previous="warm", reason="83 C")
     finally:
         stop.set()
         for conn in held:
