@@ -326,10 +326,12 @@ class Supervisor:
         try:
             return await asyncio.to_thread(hours_of, folder)
         except OSError as exc:
-            log.debug("people_unreadable", folder=str(folder), error=exc.strerror or str(exc))
+            log.warning("people_unreadable", folder=str(folder), error=exc.strerror or str(exc),
+                        action="no people by hour from it now")
             return None
         except (ValueError, KeyError, TypeError) as exc:
-            log.debug("people_unreadable", folder=str(folder), error=str(exc))
+            log.warning("people_unreadable", folder=str(folder), error=str(exc),
+                        action="its summary.json is not what the worker writes: no people by hour from it")
             return []
         finally:
             self._reading -= 1
