@@ -374,23 +374,6 @@ def uses_model(s: Settings) -> bool:
     return any("{model}" in arg for arg in s.worker.command)
 
 
-def check_model(s: Settings) -> None:
-    """The worker's model file must be there before any job runs (at start and on reload)."""
-    if not uses_model(s):
-        return
-    model = s.worker.model.absolute()
-    if not model.is_file():
-        where = "missing" if not model.exists() else "not a file"
-        raise ConfigError(s.source, "worker.model", f"{model}: {where}; put the detector weights there (the demo "
-                          "model: `make models/person.pt`), or pass --model PATH, or set worker.model; models are "
-                          "never downloaded")
-    try:
-        with open(model, "rb") as f:
-            f.read(1)
-    except OSError as exc:
-        raise ConfigError(s.source, "worker.model", f"{model}: cannot read: {exc.strerror or exc}") from exc
-
-
 def expand_command(template: tuple[str, ...], values: dict[str, str]) -> list[str]:
     """Fill `{name}` placeholders; each template item stays exactly one argument.
 

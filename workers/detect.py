@@ -38,6 +38,7 @@ from workers import engines
 from workers.counting import Interval, OccupancyTracker, RegionCounter, wanted_class_ids
 from workers.decode import DecodeReport, Sample, VideoInfo, VideoSource
 from workers.errors import WorkerError
+from workers.model_files import model_files
 from workers.outputs import AtomicOutputs, UnsafeOutput
 from workers.recording_time import RecordingTime
 
@@ -168,23 +169,6 @@ class FrameReader:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
-
-
-def model_files(path_text: str) -> tuple[Path, dict[str, str]]:
-    """The weights file and the class map of its sidecar description (a fall model's Normal/Fall -> person)."""
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise WorkerError(EX_CONFIG, f"model file {path} not found: place YOLO weights there (e.g. yolo11n.pt, or "
-                                     "run `make models/person.pt` for the demo model), or pass --model; models "
-                                     "are never downloaded at run time")
-    class_map: dict[str, str] = {}
-    sidecar = path.with_name(path.name + ".json")
-    if sidecar.is_file():
-        try:
-            class_map = dict(json.loads(sidecar.read_text()).get("class_map", {}))
-        except (ValueError, AttributeError) as exc:
-            raise WorkerError(EX_CONFIG, f"{sidecar}: not a valid model description ({exc})") from exc
-    return path, class_map
 
 
 def emit(event: dict[str, Any]) -> None:
