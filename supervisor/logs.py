@@ -228,7 +228,7 @@ def cleanup_old_logs(log_dir: Path, retention_days: int, now: float | None = Non
     removed: list[Path] = []
     if not log_dir.is_dir():
         return removed
-    for pattern in ("processing_*.log", "errors_*.log"):
+    for pattern in ("processing_*.log", "errors_*.log", "jobs/*.log"):
         for path in log_dir.glob(pattern):
             try:
                 if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:

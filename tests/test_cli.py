@@ -55,10 +55,12 @@ def test_once_run_processes_everything_writes_the_seed_logs_and_exits_0(tmp_path
     assert "job_started" not in events  # the console stays minimal in a once run
     summary = console[-1]
     assert summary["completed"] == 2 and summary["dead"] == 0
-    logs = sorted(os.listdir(tmp_path / "logs"))
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir() if p.is_file())
     assert len(logs) == 1 and logs[0].startswith("processing_") and logs[0].endswith(".log")
     full = [json.loads(line)["event"] for line in (tmp_path / "logs" / logs[0]).read_text().splitlines()]
     assert full.count("job_started") == 2 and full.count("job_succeeded") == 2
+    # Each job's worker output, for `video-supervisor log`.
+    assert sorted(os.listdir(tmp_path / "logs" / "jobs")) == ["1.log", "2.log"]
     assert (tmp_path / "results" / "camera_35" / "camera_35_20251114_100000.mp4" / "summary.json").is_file()
 
 

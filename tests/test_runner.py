@@ -76,7 +76,8 @@ def run_worker(argv, **kw):
     events: list[dict] = []
     lines: list[str] = []
     run = WorkerRun(argv, env=dict(os.environ), timeout=kw.pop("timeout", 30), stop_grace=kw.pop("grace", 1),
-                    on_event=events.append, on_line=lines.append)
+                    on_event=events.append, on_line=lambda stream, text: lines.append(text) if stream == "stdout"
+                    else None)
     outcome = asyncio.run(run.run())
     return outcome, events, lines
 

@@ -120,7 +120,7 @@ def _executable(name: str, env: Mapping[str, str]) -> str:
 
 
 EventCallback = Callable[[dict[str, Any]], None]
-LineCallback = Callable[[str], None]
+LineCallback = Callable[[str, str], None]  # (stream: "stdout" or "stderr", the line)
 
 
 class WorkerRun:
@@ -271,7 +271,7 @@ class WorkerRun:
             event = _parse_event(text)
             if event is None:
                 if text and self._on_line is not None:
-                    self._on_line(text)
+                    self._on_line("stdout", text)
                 continue
             if event.get("event") == "done":
                 self._result = event
@@ -289,7 +289,10 @@ class WorkerRun:
                 continue
             if not raw:
                 return
-            self._stderr_tail.append(raw.decode("utf-8", errors="replace").rstrip("\r\n")[:500])
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            self._stderr_tail.append(text[:500])
+            if self._on_line is not None:
+                self._on_line("stderr", text)
 
 
 def _parse_event(text: str) -> dict[str, Any] | None:

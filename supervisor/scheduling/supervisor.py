@@ -24,6 +24,7 @@ from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
 from supervisor.jobs.contract import JobStoreEngine, StoreUnavailable
 from supervisor.jobs.store import Job, JobState, ResultFolderTaken, StoreError, Takeover
+from supervisor.observe.job_logs import JobLog, job_log_path
 from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, call
 from supervisor.observe.snapshot import RunningView, Snapshot
@@ -82,6 +83,7 @@ class RunningJob:
     key: str
     staging: Path
     progress: dict[str, Any] = field(default_factory=dict)
+    output_log: JobLog | None = None  # what its worker says, for `video-supervisor log JOB`
     lease_lost: bool = False  # another scheduler took the job over: nothing of this attempt is recorded
     recording: bool = False  # its outcome is on its way to the store
 
@@ -522,9 +524,19 @@ class Supervisor:
         w = self.settings.worker
         spec = LaunchSpec(worker_argv(self.settings, job, staging), worker_env(job, gpu, self._base_env),
                           w.timeout_seconds, w.stop_grace_seconds, w.done_grace_seconds)
+        output_log = JobLog(job_log_path(self.settings.log_dir, job_id), job_id) if self.settings.log_dir else None
+        if output_log is not None:
+            output_log.open(job.attempts, spec.argv)
+
+        def on_line(stream: str, line: str) -> None:
+            log.debug("worker_output", stream=stream, line=line[:1000])
+            if output_log is not None:
+                output_log.line(stream, line)
+
         run = self.launcher.launch(spec, on_event=lambda event: self._on_worker_event(job_id, event),
-                                   on_line=lambda line: log.debug("worker_output", line=line[:1000]))
-        rj = RunningJob(job, gpu, run, job.started_at or self.clock.time(), out_dir, key, staging)
+                                   on_line=on_line)
+        rj = RunningJob(job, gpu, run, job.started_at or self.clock.time(), out_dir, key, staging,
+                        output_log=output_log)
         self.running[job_id] = rj
         call(self.observers, "job_started", rj.view())
         task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
@@ -556,6 +568,8 @@ class Supervisor:
 
     def _on_worker_event(self, job_id: int, event: dict[str, Any]) -> None:
         rj = self.running.get(job_id)
+        if rj is not None and rj.output_log is not None:
+            rj.output_log.event(event)
         if rj is not None and event.get("event") == "progress":
             rj.progress = {k: v for k, v in event.items() if k != "event"}
             rj.progress["at"] = self.clock.time()
@@ -577,6 +591,9 @@ class Supervisor:
                 self.halt(f"worker exit 78 on {job.path}: {outcome.message or outcome.kind}")
         finally:
             self.slots.release(rj.gpu)  # first: nothing below may keep a slot from the next job
+            if rj.output_log is not None:
+                rj.output_log.close("stopped by the supervisor" if outcome is None else
+                                    f"{outcome.kind} (exit {outcome.exit_code}) {outcome.message}".rstrip())
             if outcome is None:  # cancelled: the supervisor is going away; the next start recovers the row
                 del self.running[job.id]
                 with contextlib.suppress(Exception):
