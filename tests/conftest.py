@@ -30,3 +30,11 @@ def pg_server():
 def pg_url(pg_server):
     """A fresh database on the real server."""
     return pg_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory):
+    """The wheel `make wheel` builds, from this checkout (see tests/wheel.py)."""
+    from tests.wheel import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
