@@ -41,7 +41,8 @@ def test_files_from_the_wheel_are_the_packaged_ones(venv_bin, tmp_path):
     out = subprocess.run([str(venv_bin / "video-supervisor"), "files"], capture_output=True, text=True,
                          cwd=tmp_path, env=clean_env(), timeout=120)
     assert out.returncode == 0, out.stderr
-    unit = next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("systemd/video-supervisor.service"))
+    shown = dict(line.split(maxsplit=1) for line in out.stdout.splitlines())
+    unit = shown["systemd/video-supervisor.service"]
     assert "/site-packages/supervisor/host/systemd/" in unit and not unit.startswith(str(REPO))
 
 
