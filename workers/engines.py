@@ -1,7 +1,7 @@
 """Inference engines behind one small interface: frames in, `Detections` out.
 
 - torch: ultralytics' own predictor (CUDA with half precision and batching when a GPU is there).
-- openvino, onnxruntime: the same network exported offline at set-up (`python -m workers.export_model`),
+- openvino, onnxruntime: the same network exported offline at set-up (`video-supervisor model export`),
   kept beside the .pt and keyed by the hash of its source. Their pre- and post-processing is ours,
   written to match ultralytics' (letterbox to a multiple of 32, NMS at IoU 0.7): boxes agree with the
   torch engine's within a pixel or two. Neither imports torch, so a job starts in a fraction of the time.
@@ -77,13 +77,13 @@ def export_status(model: Path, engine: str, digest: str | None = None) -> str | 
     folder = exported_path(model, engine)
     meta = folder / "source.json"
     if not meta.is_file():
-        return f"no {engine} model at {folder} (made at set-up: python -m workers.export_model {model})"
+        return f"no {engine} model at {folder} (made at set-up: video-supervisor model export {model})"
     try:
         recorded = json.loads(meta.read_text()).get("sha256")
     except (OSError, ValueError) as exc:
         return f"{meta}: unreadable ({exc})"
     if recorded != (digest or source_digest(model)):
-        return f"{folder} was made from another {model.name}; remake it: python -m workers.export_model {model}"
+        return f"{folder} was made from another {model.name}; remake it: video-supervisor model export {model}"
     return None
 
 
