@@ -92,7 +92,7 @@ def test_an_explicit_engine_without_its_model_exits_78_naming_the_fix(tmp_path):
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 78
     [line] = proc.stderr.strip().splitlines()
-    assert "no onnxruntime model" in line and "python -m workers.export_model" in line
+    assert "no onnxruntime model" in line and "video-supervisor model export" in line
 
 
 def test_the_cpu_engine_runs_without_torch_and_the_summary_names_it(tmp_path):
