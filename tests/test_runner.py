@@ -87,7 +87,7 @@ def test_success_reports_progress_and_the_done_result(tmp_path):
     assert outcome.kind is OutcomeKind.SUCCEEDED and outcome.exit_code == 0
     kinds = [e["event"] for e in events]
     assert kinds.count("progress") == 3 and kinds[-1] == "done"
-    assert outcome.result is not None and outcome.result["output"].endswith("summary.json")
+    assert outcome.done is not None and (outcome.done.output or "").endswith("summary.json")
     assert (tmp_path / "out" / "summary.json").is_file()
 
 

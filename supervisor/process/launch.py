@@ -11,9 +11,16 @@ from pathlib import Path
 from supervisor.config import Settings, expand_command
 from supervisor.gpu.probe import GpuId
 from supervisor.jobs.store import Job
-from supervisor.protocol.lifeline import PARENT_ENV
+from supervisor.protocol.environment import (
+    ATTEMPT_ENV,
+    CAMERA_ENV,
+    CLAIM_ENV,
+    GPU_ENV,
+    JOB_ID_ENV,
+    PARENT_ENV,
+    VIDEO_ENV,
+)
 from supervisor.protocol.names import PathParser, format_recorded
-from supervisor.protocol.results import CLAIM_ENV, JOB_ID_ENV
 
 
 def result_key(videos_dir: Path, video: Path) -> str:
@@ -73,13 +80,13 @@ def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
 def worker_env(job: Job, gpu: GpuId, base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update({
-        JOB_ID_ENV: str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera, CLAIM_ENV: str(job.claim_token),
-        "VIDEO_SUPERVISOR_VIDEO": str(job.path), "VIDEO_SUPERVISOR_ATTEMPT": str(job.attempts),
+        JOB_ID_ENV: str(job.id), CAMERA_ENV: job.camera, CLAIM_ENV: str(job.claim_token),
+        VIDEO_ENV: str(job.path), ATTEMPT_ENV: str(job.attempts),
         "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
     })
     if gpu is not None:
         # NVML numbers GPUs by PCI bus; make CUDA use the same order so the index means the same card.
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        env["VIDEO_SUPERVISOR_GPU"] = str(gpu)
+        env[GPU_ENV] = str(gpu)
     return env

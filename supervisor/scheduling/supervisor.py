@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,12 +33,13 @@ from supervisor.process.launcher import Launcher, LaunchSpec, ProcessLauncher, W
 from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
+from supervisor.protocol.events import EVENT_PROGRESS, EVENT_WARNING, DoneEvent
 from supervisor.protocol.hours import HourRow, hours_of
 from supervisor.protocol.paths import ResultRoot, UnsafeOutput, staging_key
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
 from supervisor.scheduling.queue import JobQueue, QueueItem
-from supervisor.scheduling.recovery import finished_result
+from supervisor.scheduling.recovery import finished_result, recovered_outcome
 from supervisor.scheduling.slots import GpuId, SlotPool
 
 log = structlog.get_logger("supervisor")
@@ -389,27 +390,21 @@ class Supervisor:
                 if enqueue and requeued:
                     self._enqueue(replace(job, state=JobState.QUEUED))
                 continue
-            duration = max(0.0, (job.finished_at or self.clock.time()) - (job.started_at or self.clock.time()))
-            video_seconds = result["video_seconds"] if isinstance(result["video_seconds"], (int, float)) else None
-            hours = await self._hours(Path(str(result["output"])).parent) or []
-            recorded = await self._store_call(
-                "mark_done", self.store.mark_done, job.id, token=job.claim_token, now=self.clock.time(),
-                duration=duration, output=result["output"], video_seconds=video_seconds,
-                covered_seconds=video_seconds if result["duration_limited"] else None,
-                damaged_seconds=float(result["damaged_seconds"] or 0.0), hours=hours)
-            if recorded:
-                log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=result["output"],
+            outcome = recovered_outcome(result, job, self.clock.time())
+            d = decide(outcome, job, self.settings.worker, result.output or "")
+            hours = await self._hours(Path(d.output or "").parent) or []
+            if await self._mark_done(job.id, job.claim_token, self.clock.time(), outcome, d, d.output, hours):
+                log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=d.output,
                          message="its worker had finished when its scheduler stopped: recorded done, not run again")
 
-    def _lost_attempts_result(self, job: Job, key: str, lost: int) -> dict[str, Any] | None:
-        """The finished result of the attempt of claim `lost`, published if it was still staged; else None."""
+    def _lost_attempts_result(self, job: Job, key: str, lost: int) -> DoneEvent | None:
+        """The done event of the attempt of claim `lost`, published if it was still staged; else None."""
         try:
             final = job_output_dir(self.settings.output_dir, key)
             staged = job_output_dir(self.settings.output_dir, staging_key(key, lost))
             result = finished_result(staged, job, lost)
             if result is not None and self._results_folder().publish(key, lost):
-                result["output"] = _published(result["output"], staged, final)
-                return result
+                return replace(result, output=_published(result.output, staged, final))
             return finished_result(final, job, lost)
         except (OSError, ValueError) as exc:
             log.warning("result_not_checked", job_id=job.id, folder=key, error=str(exc))
@@ -556,10 +551,10 @@ class Supervisor:
 
     def _on_worker_event(self, job_id: int, event: dict[str, Any]) -> None:
         rj = self.running.get(job_id)
-        if rj is not None and event.get("event") == "progress":
+        if rj is not None and event["event"] == EVENT_PROGRESS:
             rj.progress = {k: v for k, v in event.items() if k != "event"}
             rj.progress["at"] = self.clock.time()
-        elif event.get("event") == "warning":  # the job goes on: a doubt about its input, for the journal
+        elif event["event"] == EVENT_WARNING:  # the job goes on: a doubt about its input, for the journal
             log.warning("worker_warning", job_id=job_id, message=str(event.get("message", ""))[:500])
 
     # --- one job ------------------------------------------------------------
@@ -621,10 +616,7 @@ class Supervisor:
         if d.verdict is Verdict.DONE:
             output = _published(d.output, rj.staging, rj.output_dir)
             hours = await self._hours(rj.output_dir) or []
-            if not await self._store_call("mark_done", self.store.mark_done, job.id, token=rj.token, now=now,
-                                          duration=outcome.duration, output=output, video_seconds=d.video_seconds,
-                                          covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds,
-                                          hours=hours):
+            if not await self._mark_done(job.id, rj.token, now, outcome, d, output, hours):
                 return self._lost(rj, "mark_done")
             call(self.observers, "people_counted", job.camera, hours)
             self.stats.record_done(job.camera, outcome.duration)
@@ -633,11 +625,11 @@ class Supervisor:
             if outcome.hung_after_done:
                 log.warning("worker_hung_after_done", message=outcome.message,
                             action="its result set is complete: recorded done, not retried")
-            result: Mapping[str, Any] = outcome.result or {}
-            if result.get("engine_fallback"):
-                self._say_once("engine_fallback", str(result["engine_fallback"]), engine=result.get("engine"))
+            said = outcome.done or DoneEvent()
+            if said.engine_fallback:
+                self._say_once("engine_fallback", said.engine_fallback, engine=said.engine)
             if d.damaged_seconds > 0:
-                log.warning("video_damaged", damaged_seconds=d.damaged_seconds, spans=result.get("damaged_spans"),
+                log.warning("video_damaged", damaged_seconds=d.damaged_seconds, spans=said.damaged_spans,
                             output=output,
                             message=f"done, {d.damaged_seconds:.1f} s damaged: see damage in summary.json")
             return JobState.DONE, None
@@ -675,6 +667,15 @@ class Supervisor:
         log.error("job_dead", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
                   attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
         return JobState.DEAD, None
+
+    async def _mark_done(self, job_id: int, token: int, now: float, outcome: Outcome, d: Decision,
+                         output: str | None, hours: list[HourRow]) -> bool:
+        """Record a done attempt, however its end became known (its done event, or its result set found after
+        a crash); False when its claim is no longer held."""
+        return await self._store_call("mark_done", self.store.mark_done, job_id, token=token, now=now,
+                                      duration=outcome.duration, output=output, video_seconds=d.video_seconds,
+                                      covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds,
+                                      hours=hours)
 
     async def _publish(self, rj: RunningJob, output: str | None) -> bool | str | None:
         """Put a done attempt's results in place, only while its claim is held (checked, and extended, just
