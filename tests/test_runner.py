@@ -8,14 +8,8 @@ import time
 
 import pytest
 
-from supervisor.process.runner import (
-    OutcomeKind,
-    WorkerRun,
-    backoff_delay,
-    classify,
-    describe_exit,
-    should_retry,
-)
+from supervisor.process.runner import OutcomeKind, WorkerRun, classify, describe_exit
+from supervisor.scheduling.outcomes import backoff_delay, should_retry
 from tests.fakes import make_video
 
 

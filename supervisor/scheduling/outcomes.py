@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from supervisor.config import WorkerSettings
 from supervisor.jobs.store import Job
-from supervisor.process.runner import Outcome, OutcomeKind, backoff_delay, should_retry
+from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol.events import DoneEvent
 
 
@@ -27,6 +27,24 @@ class Decision:
     video_seconds: float | None = None
     covered_seconds: float | None = None  # set when only the first N seconds were processed
     damaged_seconds: float = 0.0
+
+
+def should_retry(kind: OutcomeKind, attempts: int, max_attempts: int, max_transient_attempts: int) -> bool:
+    """Whether a failed attempt is followed by another (else the job is dead). Every kind has a cap."""
+    if kind in (OutcomeKind.SUCCEEDED, OutcomeKind.BAD_INPUT, OutcomeKind.BAD_CONFIG):
+        return False
+    if kind is OutcomeKind.INTERRUPTED:
+        return True  # not an attempt of the job's: it is not charged one
+    if kind is OutcomeKind.TRANSIENT:
+        return attempts < max_transient_attempts
+    return attempts < max_attempts
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff: base, 2*base, 4*base, ... never above cap."""
+    if attempts <= 0:
+        return 0.0
+    return float(min(cap, base * (2 ** min(attempts - 1, 30))))
 
 
 def decide(outcome: Outcome, job: Job, worker: WorkerSettings, default_output: str) -> Decision:

@@ -28,7 +28,7 @@ from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, call
 from supervisor.observe.snapshot import RunningView, Snapshot
 from supervisor.observe.stats import RunStats
-from supervisor.process.launch import job_output_dir, real_root, result_key, worker_argv, worker_env
+from supervisor.process.launch import worker_argv, worker_env
 from supervisor.process.launcher import Launcher, LaunchSpec, ProcessLauncher, WorkerHandle
 from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
@@ -40,6 +40,7 @@ from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
 from supervisor.scheduling.queue import JobQueue, QueueItem
 from supervisor.scheduling.recovery import finished_result, recovered_outcome
+from supervisor.scheduling.result_folders import job_output_dir, real_root, result_key
 from supervisor.scheduling.slots import GpuId, SlotPool
 
 log = structlog.get_logger("supervisor")
@@ -119,8 +120,10 @@ class Supervisor:
         gpus: list[GpuId] = list(probe.indices()) or [None]
         self.slots = SlotPool(gpus, settings.scheduler.max_parallel)
         self.monitor = GpuMonitor(
-            probe, self.slots, PolicyConfig.from_settings(settings.gpu, settings.scheduler.max_parallel),
+            probe, gpus, PolicyConfig.from_settings(settings.gpu, settings.scheduler.max_parallel),
             poll_seconds=settings.gpu.poll_seconds, snapshot_seconds=settings.gpu.snapshot_seconds,
+            slots=lambda: {g: (self.slots.limit(g), self.slots.held(g), self.slots.accepting(g))
+                           for g in self.slots.gpus},
             clock=self.clock.monotonic, sleep=self.clock.sleep,
             on_health_change=lambda *args: call(self.observers, "gpu_health_changed", *args),
         )
@@ -207,7 +210,7 @@ class Supervisor:
             if self.store.shared:
                 long_lived.append(("takeovers", self._takeovers()))
             if self.monitor.policies:
-                long_lived.append(("gpu-health", self.monitor.run()))
+                long_lived.append(("gpu-health", self.monitor.run(self.slots.apply)))
             if self.daemon:
                 long_lived.append(("rescan", self._rescan_loop()))
             for name, coro in long_lived:
@@ -316,7 +319,7 @@ class Supervisor:
         if self._probe_warning is not None:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
-            self.monitor.poll_once()  # never start 4 jobs on a GPU that is already hot
+            self.slots.apply(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
         await self._fill_people()
 
     async def _hours(self, folder: Path) -> list[HourRow] | None:
@@ -432,11 +435,9 @@ class Supervisor:
             self._check_idle()
 
     def _apply_settings(self, new: Settings) -> None:
-        self.monitor.poll_seconds = new.gpu.poll_seconds
-        self.monitor.snapshot_seconds = new.gpu.snapshot_seconds
-        self.monitor.reconfigure(PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel))
-        if self.monitor.monitored:
-            self.monitor.poll_once()
+        self.slots.apply(self.monitor.reconfigure(PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel),
+                                                  poll_seconds=new.gpu.poll_seconds,
+                                                  snapshot_seconds=new.gpu.snapshot_seconds))
 
     # --- queue and dispatch -------------------------------------------------
 
