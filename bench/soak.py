@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from supervisor.config import is_store_url  # noqa: E402
+from supervisor.jobs.model import Job, JobState  # noqa: E402
 from supervisor.jobs.postgres import open_reader  # noqa: E402
-from supervisor.jobs.store import Job, JobState  # noqa: E402
 
 
 def make_tree(root: Path, count: int) -> list[Path]:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from supervisor.jobs.discovery import VideoFile  # noqa: E402
 from supervisor.jobs.postgres import PostgresReader  # noqa: E402
 from supervisor.jobs.sqlite_engine import SqliteEngine  # noqa: E402
-from supervisor.jobs.store import JobStore  # noqa: E402
+from supervisor.jobs.sqlite_store import JobStore  # noqa: E402
 
 
 def make_tree(root: Path, count: int) -> None:

@@ -42,7 +42,7 @@ from supervisor.config import (
 )
 from supervisor.gpu.simulated import SimulatedProbe
 from supervisor.jobs.sqlite_engine import SqliteEngine
-from supervisor.jobs.store import JobStore
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.logs import configure_logging
 from supervisor.scheduling.supervisor import Supervisor
 

@@ -19,9 +19,10 @@ import structlog
 
 from supervisor.config import Settings
 from supervisor.jobs.contract import JobStoreEngine
+from supervisor.jobs.model import StoreError, StoreInUse
 from supervisor.jobs.postgres import PostgresEngine
 from supervisor.jobs.sqlite_engine import SqliteEngine
-from supervisor.jobs.store import SchedulerLock, StoreError, StoreInUse
+from supervisor.jobs.sqlite_store import SchedulerLock
 from supervisor.logs import cleanup_old_logs, configure_logging
 from supervisor.observe.alerts import Alerts
 from supervisor.observe.metrics import Metrics

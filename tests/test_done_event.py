@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import WorkerSettings
-from supervisor.jobs.store import Job, JobState
+from supervisor.jobs.model import Job, JobState
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol.events import DoneEvent, parse_line
 from supervisor.protocol.results import video_identity

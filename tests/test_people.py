@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from supervisor.jobs.model import READY_STATES
 from supervisor.jobs.people import PeopleQuery
-from supervisor.jobs.store import READY_STATES, JobStore
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.observe import people
 from supervisor.protocol.hours import HourBuckets, HourRow, rows_from_results
 from tests import browser

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import WorkerSettings
-from supervisor.jobs.store import SCHEMA_VERSION, JobState, JobStore, ResultFolderTaken
+from supervisor.jobs.model import JobState, ResultFolderTaken
+from supervisor.jobs.sqlite_store import SCHEMA_VERSION, JobStore
 from supervisor.observe.metrics import Metrics
 from supervisor.observe.report import build_report, render_table
 from supervisor.observe.status import collect_status, render_status

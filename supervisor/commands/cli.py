@@ -30,10 +30,10 @@ from supervisor.config import (
     load_settings,
     load_with_store,
 )
-from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import scan
+from supervisor.jobs.model import StoreError, StoreUnavailable
 from supervisor.jobs.postgres import open_reader
-from supervisor.jobs.store import StoreError, store_error
+from supervisor.jobs.sqlite_store import store_error
 from supervisor.protocol import EX_CONFIG, EX_USAGE
 from supervisor.protocol.names import PathParser
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from supervisor.config import is_store_url
 from supervisor.jobs import people as people_sql
-from supervisor.jobs.contract import StoreUnavailable
-from supervisor.jobs.postgres import PostgresEngine, open_reader, redact
-from supervisor.jobs.store import Job, JobState, JobStore, SchedulerLock, StoreError, StoreInUse
+from supervisor.jobs.model import Job, JobState, StoreError, StoreInUse, StoreUnavailable
+from supervisor.jobs.postgres import PostgresEngine, hide_password, open_reader
+from supervisor.jobs.sqlite_store import JobStore, SchedulerLock
 from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
 
 _COLUMNS = ("camera", "path", "recorded_at", "size", "mtime", "state", "attempts", "last_error", "last_exit_code",
@@ -70,7 +70,7 @@ async def _write_postgres(url: str, jobs: list[Job], people: list[dict[str, Any]
             await cur.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
             await cur.execute("SELECT count(*) AS n FROM jobs")
             if (await cur.fetchone())["n"]:
-                raise StoreError(f"{redact(url)}: already holds jobs; copy into an empty store")
+                raise StoreError(f"{hide_password(url)}: already holds jobs; copy into an empty store")
             marks = ",".join(["%s"] * len(_COLUMNS))
             await cur.executemany(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
                                   [_row(j) for j in jobs])
@@ -116,6 +116,6 @@ def main(argv: list[str]) -> int:
     except StoreUnavailable as exc:
         print(f"video-supervisor store copy: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
-    where = redact(args.dst) if is_store_url(args.dst) else args.dst
+    where = hide_password(args.dst) if is_store_url(args.dst) else args.dst
     print(f"copied {n} job{'s' if n != 1 else ''} to {where}")
     return EX_OK

@@ -11,12 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.store import Job, JobState, SyncResult, Takeover
+from supervisor.jobs.model import Job, JobState, SyncResult, Takeover
 from supervisor.protocol.hours import HourRow
-
-
-class StoreUnavailable(Exception):
-    """The store refused a call for now; the same call may succeed later."""
 
 
 class JobStoreEngine(Protocol):

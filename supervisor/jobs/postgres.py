@@ -27,21 +27,20 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from supervisor.jobs import people as people_sql
-from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.people import PeopleQuery
-from supervisor.jobs.store import (
-    FINISHED_FIGURES,
+from supervisor.jobs.model import (
     TERMINAL_STATES,
     Job,
     JobState,
     ResultFolderTaken,
     StoreError,
+    StoreUnavailable,
     SyncResult,
     Takeover,
     covers_less,
-    retry_sql,
 )
+from supervisor.jobs.people import PeopleQuery
+from supervisor.jobs.sqlite_store import FINISHED_FIGURES, retry_sql
 from supervisor.protocol.hours import HourRow
 
 SCHEMA_VERSION = 3
@@ -129,7 +128,7 @@ def _done_work(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float, floa
     return {r["camera"]: (float(r["secs"]), float(r["size"]), float(r["video"])) for r in rows}
 
 
-def redact(url: str) -> str:
+def hide_password(url: str) -> str:
     """The URL without its password, for logs and errors."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -139,7 +138,9 @@ def redact(url: str) -> str:
 
 
 def _alive(owner: str) -> bool:
-    """Whether the daemon named `owner` (on this host) still runs: its pid, started when it says."""
+    """Whether the daemon named `owner` (on this host) may still run: a process with its pid exists. The start
+    time in the name is not checked, so a pid reused by another process keeps its leases until they run out
+    (reclaim_expired then takes them over): slower, never wrong."""
     try:
         pid = int(owner.rsplit(":", 2)[1])
         os.kill(pid, 0)
@@ -196,7 +197,7 @@ class _Channel:
                 application_name=f"video-supervisor {self.name}", **extra)
         except psycopg.Error as exc:
             if _refused_for_good(exc):
-                raise StoreError(f"{redact(self.url)}: the server refused the connection ({_first_line(exc)}): "
+                raise StoreError(f"{hide_password(self.url)}: the server refused the connection ({_first_line(exc)}): "
                                  "check the user, the password and the database name") from None
             raise _unavailable(exc) from exc
 
@@ -224,7 +225,7 @@ class PostgresEngine:
 
     @property
     def describe(self) -> str:
-        return redact(self.url)
+        return hide_password(self.url)
 
     @classmethod
     async def open(cls, url: str, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS,
@@ -559,9 +560,9 @@ class PostgresReader:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
         except psycopg.Error as exc:
             if _refused_for_good(exc):
-                raise StoreError(f"{redact(url)}: cannot read the job store ({_first_line(exc)}): check the user, "
-                                 "the password and the database name") from None
-            raise StoreUnavailable(f"{redact(url)}: cannot reach the job store ({_first_line(exc)}): is the "
+                raise StoreError(f"{hide_password(url)}: cannot read the job store ({_first_line(exc)}): check the "
+                                 "user, the password and the database name") from None
+            raise StoreUnavailable(f"{hide_password(url)}: cannot reach the job store ({_first_line(exc)}): is the "
                                    "server running and reachable from here?") from None
 
     def _rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
@@ -633,6 +634,6 @@ def open_reader(settings_store_url: str, state_db: Any) -> Any:
     """The commands' read-only store: PostgreSQL for a URL, else the SQLite file (read-only)."""
     if settings_store_url:
         return PostgresReader(settings_store_url)
-    from supervisor.jobs.store import JobStore
+    from supervisor.jobs.sqlite_store import JobStore
 
     return JobStore.open(state_db, readonly=True)

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import structlog
 
-from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.store import Job, JobState, JobStore, StoreError, SyncResult, Takeover, sync_in_thread
+from supervisor.jobs.model import Job, JobState, StoreError, StoreUnavailable, SyncResult, Takeover
+from supervisor.jobs.sqlite_store import JobStore, sync_in_thread
 from supervisor.protocol.hours import HourRow
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from supervisor.observe.web import GpuTrend, Pages, Sources, serve
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from supervisor.jobs.store import JobState
+    from supervisor.jobs.model import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
     from supervisor.protocol.hours import HourRow

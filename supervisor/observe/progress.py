@@ -16,7 +16,7 @@ from supervisor.logs import is_terminal
 from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from supervisor.jobs.store import JobState
+    from supervisor.jobs.model import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
 

@@ -1,6 +1,6 @@
 """The environment a worker is started with: the names both sides read.
 
-Set by the supervisor for every attempt (process/launch.py); read by the worker, by result sets
+Set by the supervisor for every attempt (process/command.py); read by the worker, by result sets
 (which attempt wrote them) and by the orphan sweep (whose descendant a stray process is).
 """
 

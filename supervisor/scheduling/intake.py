@@ -14,10 +14,10 @@ import structlog
 
 from supervisor.clock import Clock, wait_event
 from supervisor.config import ConfigError, Settings, merge_reload
-from supervisor.jobs.contract import JobStoreEngine, StoreUnavailable
+from supervisor.jobs.contract import JobStoreEngine
 from supervisor.jobs.discovery import ScanResult, scan
-from supervisor.jobs.store import READY_STATES, Job, StoreError
-from supervisor.observe.observers import Observer, call
+from supervisor.jobs.model import READY_STATES, Job, StoreError, StoreUnavailable
+from supervisor.observe.observers import Observers
 from supervisor.protocol.names import PathParser
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ MIN_RESCAN_INTERVAL = 1.0
 
 class Intake:
     def __init__(self, settings: Settings, store: JobStoreEngine, queue: JobQueue, clock: Clock, *,
-                 daemon: bool, observers: list[Observer], enqueue: Callable[[Job], bool],
+                 daemon: bool, observers: Observers, enqueue: Callable[[Job], bool],
                  store_call: Callable[..., Awaitable[Any]]) -> None:
         self.settings = settings
         self._store = store
@@ -80,7 +80,7 @@ class Intake:
         except StoreUnavailable as exc:  # the store's trouble (a full disk, a server away), said as such
             log.error("scan_not_recorded", store=self._store.describe, error=str(exc), found=len(result.videos),
                       action="the next scan tries again")
-            call(self._observers, "store_unavailable", str(exc))
+            self._observers.store_unavailable(str(exc))
             return
         except StoreError as exc:  # a store that cannot be trusted any more (deleted, replaced): stop, loudly
             log.error("scan_not_recorded", store=self._store.describe, error=str(exc), found=len(result.videos),
@@ -88,7 +88,7 @@ class Intake:
             raise
         self.scans += 1
         self.last_scan_at = self._clock.time()
-        call(self._observers, "scan_completed", len(result.videos), len(sync.new))
+        self._observers.scan_completed(len(result.videos), len(sync.new))
         for path, why in result.skipped:
             log.warning("video_skipped", video=str(path), reason=why)
         for path, why in result.errors:

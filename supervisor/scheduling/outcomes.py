@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from supervisor.config import WorkerSettings
-from supervisor.jobs.store import Job
+from supervisor.jobs.model import Job
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol.events import DoneEvent
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from supervisor.jobs.store import Job
+from supervisor.jobs.model import Job
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_OK
 from supervisor.protocol.events import DoneEvent

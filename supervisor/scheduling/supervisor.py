@@ -22,13 +22,13 @@ from supervisor.config import Settings
 from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
-from supervisor.jobs.contract import JobStoreEngine, StoreUnavailable
-from supervisor.jobs.store import Job, JobState, ResultFolderTaken, StoreError, Takeover
+from supervisor.jobs.contract import JobStoreEngine
+from supervisor.jobs.model import Job, JobState, ResultFolderTaken, StoreError, StoreUnavailable, Takeover
 from supervisor.observe.notify import Notifier
-from supervisor.observe.observers import Observer, call
+from supervisor.observe.observers import Observer, Observers
 from supervisor.observe.snapshot import RunningView, Snapshot
 from supervisor.observe.stats import RunStats
-from supervisor.process.launch import worker_argv, worker_env
+from supervisor.process.command import worker_argv, worker_env
 from supervisor.process.launcher import Launcher, LaunchSpec, ProcessLauncher, WorkerHandle
 from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
@@ -111,7 +111,7 @@ class Supervisor:
         self.notifier = notifier if notifier is not None else Notifier("")
         self.orphans = orphans  # where this process is a subreaper: the orphans of finished jobs end
         self._reload = reload
-        self.observers: list[Observer] = list(observers or [])
+        self.observers = Observers(observers or [])
         self.started_at = self.clock.time()
         if probe is None:
             probe, probe_warning = open_probe(settings.gpu)
@@ -125,7 +125,7 @@ class Supervisor:
             slots=lambda: {g: (self.slots.limit(g), self.slots.held(g), self.slots.accepting(g))
                            for g in self.slots.gpus},
             clock=self.clock.monotonic, sleep=self.clock.sleep,
-            on_health_change=lambda *args: call(self.observers, "gpu_health_changed", *args),
+            on_health_change=self.observers.gpu_health_changed,
         )
         probe.watch_load(lambda: {g: n for g, n in self.slots.held_by_gpu().items() if g is not None})
         self.queue = JobQueue(self.clock)
@@ -199,9 +199,8 @@ class Supervisor:
                 await self.intake.scan_and_queue(reprocess=self.settings.reprocess)
             self._check_idle()
             snapshot = await self.snapshot()
-            for obs in self.observers:
-                await obs.start(snapshot)
-            call(self.observers, "tick", snapshot)
+            await self.observers.start(snapshot)
+            self.observers.tick(snapshot)
             self.notifier.ready(self.notifier.last_status or None)
             long_lived: list[tuple[str, Awaitable[None]]] = [
                 ("dispatch", self._dispatch()), ("queue-report", self._report_queue()),
@@ -262,7 +261,7 @@ class Supervisor:
         self._crash = f"task {name!r} crashed: {error}"
         log.critical("task_crashed", task=name, error=error, exc_info=exc,
                      action="taking no new work; draining, then exiting 70 so that systemd restarts it")
-        call(self.observers, "run_halted", self._crash)
+        self.observers.run_halted(self._crash)
         self._stop_intake()
 
     def _job_task_done(self, task: asyncio.Task[None]) -> None:
@@ -276,7 +275,7 @@ class Supervisor:
             self._halt = reason
             log.critical("run_halted", reason=reason, exit_code=EX_CONFIG,
                          action="no new jobs; running ones drain; fix the cause, then start again")
-            call(self.observers, "run_halted", reason)
+            self.observers.run_halted(reason)
         self._stop_intake()
 
     async def _store_call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -295,7 +294,7 @@ class Supervisor:
                 if self.store_trouble is None:
                     log.error("store_unavailable", operation=what, error=error, store=self.store.describe,
                               retry_in_seconds=delay, action="dispatch paused; retrying until it answers")
-                    call(self.observers, "store_unavailable", error)
+                    self.observers.store_unavailable(error)
                 else:
                     log.warning("store_still_unavailable", operation=what, error=error, retry_in_seconds=delay)
                 self.store_trouble = error
@@ -463,7 +462,7 @@ class Supervisor:
             try:
                 started = await self._start(item, gpu)
             except asyncio.CancelledError:
-                if item[2] not in self.running:
+                if item.job_id not in self.running:
                     self.queue.put_back(item)
                 raise
             finally:
@@ -471,7 +470,7 @@ class Supervisor:
                     self.slots.release(gpu)
 
     async def _start(self, item: QueueItem, gpu: GpuId) -> bool:
-        job_id, video = item[2], Path(item[3])
+        job_id, video = item.job_id, Path(item.video)
         if self._stop.is_set():
             return False  # stopped while waiting for a slot: start nothing new
         try:
@@ -522,7 +521,7 @@ class Supervisor:
                                    on_line=lambda line: log.debug("worker_output", line=line[:1000]))
         rj = RunningJob(job, gpu, run, job.started_at or self.clock.time(), out_dir, key, staging)
         self.running[job_id] = rj
-        call(self.observers, "job_started", rj.view())
+        self.observers.job_started(rj.view())
         task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
         self._job_tasks.add(task)
         task.add_done_callback(self._job_task_done)
@@ -587,7 +586,7 @@ class Supervisor:
             # It waits for its retry: the store holds the time, the queue a timer for it.
             self._enqueue(replace(job, state=JobState.FAILED, not_before=retry_at))
         self._check_idle()
-        call(self.observers, "job_finished", rj.view(), outcome, state)
+        self.observers.job_finished(rj.view(), outcome, state)
 
     async def _record(self, rj: RunningJob, outcome: Outcome) -> tuple[JobState, float | None]:
         """Store what the attempt came to (one write, fenced by its claim); the job's new state, and when it is
@@ -619,7 +618,7 @@ class Supervisor:
             hours = await self._hours(rj.output_dir) or []
             if not await self._mark_done(job.id, rj.token, now, outcome, d, output, hours):
                 return self._lost(rj, "mark_done")
-            call(self.observers, "people_counted", job.camera, hours)
+            self.observers.people_counted(job.camera, hours)
             self.stats.record_done(job.camera, outcome.duration)
             log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=d.video_seconds,
                      covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds)
@@ -744,7 +743,7 @@ class Supervisor:
         )
 
     async def tick_observers(self) -> None:
-        call(self.observers, "tick", await self.snapshot())
+        self.observers.tick(await self.snapshot())
 
     def healthy(self) -> bool:
         """Whether systemd's watchdog may be fed: no task has crashed, every supervised task still runs, and
@@ -876,11 +875,7 @@ class Supervisor:
         if self.orphans is not None:
             self.orphans.sweep(set(self.running))  # the jobs are over (but for any stuck on the store)
         await self._log_summary()
-        for obs in self.observers:
-            try:
-                await obs.stop()
-            except Exception as exc:  # the summary is out; an observer's trouble changes nothing now
-                log.error("observer_failed", observer=type(obs).__name__, hook="stop", error=str(exc))
+        await self.observers.stop()
         if stopping:
             log.info("shutdown_complete", drained=len(tasks) - len(pending), stopped=len(pending))
 

@@ -1,4 +1,4 @@
-"""The durable job table: one row per video, in a SQLite file (WAL).
+"""The SQLite engine's job table: one row per video, in a SQLite file (WAL), blocking calls.
 
 The store is the memory of the system. Only one scheduler writes to it at a
 time (an advisory lock that dies with its process); read-only commands open it
@@ -8,120 +8,32 @@ beside a running daemon.
 from __future__ import annotations
 
 import contextlib
-import enum
 import fcntl
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from supervisor.jobs import people as people_sql
 from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.model import (
+    TERMINAL_STATES,
+    Job,
+    JobState,
+    ResultFolderTaken,
+    StoreError,
+    StoreInUse,
+    SyncResult,
+    Takeover,
+    covers_less,
+)
 from supervisor.jobs.people import PeopleQuery
 from supervisor.protocol.hours import HourRow
 
 SCHEMA_VERSION = 5
-
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"  # an attempt failed; another will follow
-    DEAD = "dead"  # gave up
-
-
-TERMINAL_STATES = frozenset({JobState.DONE, JobState.DEAD})
-READY_STATES = frozenset({JobState.QUEUED, JobState.FAILED})
-
-
-class StoreError(Exception):
-    """The store cannot be used; the message names the file and what to do."""
-
-
-class StoreInUse(StoreError):
-    """Another scheduler holds the store (exit 75: try again once it is gone)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: int
-    camera: str
-    path: Path
-    recorded_at: datetime
-    size: int
-    mtime: float
-    state: JobState
-    attempts: int
-    last_error: str | None
-    last_exit_code: int | None
-    discovered_at: float
-    not_before: float | None
-    started_at: float | None
-    finished_at: float | None
-    duration_seconds: float | None
-    output: str | None
-    video_seconds: float | None
-    result_key: str | None = None  # the job's result folder, relative to output_dir; unique
-    covered_seconds: float | None = None  # done with only the first N seconds (--duration); None or 0: whole
-    damaged_seconds: float | None = None  # done, with this much of the recording undecodable
-    claim_token: int = 0  # the generation of the job's latest claim: every write of an attempt names it
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.covered_seconds)
-
-    def state_text(self) -> str:
-        """The state as a person reads it: "done (first 60 s), 3.2 s damaged"."""
-        text = str(self.state)
-        if self.state is JobState.DONE:
-            if self.partial:
-                text += f" (first {self.covered_seconds:g} s)"
-            if self.damaged_seconds:
-                text += f", {self.damaged_seconds:.1f} s damaged"
-        return text
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> Job:
-        return cls(
-            id=row["id"], camera=row["camera"], path=Path(row["path"]),
-            recorded_at=datetime.fromisoformat(row["recorded_at"]), size=row["size"], mtime=row["mtime"],
-            state=JobState(row["state"]), attempts=row["attempts"], last_error=row["last_error"],
-            last_exit_code=row["last_exit_code"], discovered_at=row["discovered_at"],
-            not_before=row["not_before"], started_at=row["started_at"], finished_at=row["finished_at"],
-            duration_seconds=row["duration_seconds"], output=row["output"], video_seconds=row["video_seconds"],
-            result_key=row["result_key"], covered_seconds=row["covered_seconds"],
-            damaged_seconds=row["damaged_seconds"],
-            # keys(): `in` on a sqlite3.Row looks among the values. A store not yet migrated has no tokens.
-            claim_token=row["claim_token"] if "claim_token" in row.keys() else 0,  # noqa: SIM118
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Takeover:
-    """A running job this scheduler now holds because the one that ran it is gone: `job` is the row as
-    held now (write with its claim_token), `lost_token` the claim of the attempt that was cut off (its
-    result set is looked for under that token before the job is run again)."""
-
-    job: Job
-    lost_token: int
-
-
-@dataclass(slots=True)
-class SyncResult:
-    new: list[int] = field(default_factory=list)
-    changed: list[int] = field(default_factory=list)
-    requeued: list[int] = field(default_factory=list)
-    new_paths: list[str] = field(default_factory=list)
-
-    @property
-    def ready(self) -> list[int]:
-        return self.new + self.changed + self.requeued
 
 
 _SCHEMA = """
@@ -210,14 +122,6 @@ def _legacy_result_keys(conn: sqlite3.Connection) -> None:
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _legacy_result_keys}
 
 
-class ResultFolderTaken(Exception):
-    """Another job's results live in that folder already."""
-
-    def __init__(self, key: str, other: Job) -> None:
-        super().__init__(f"result folder {key!r} already holds the results of job {other.id} ({other.path})")
-        self.key, self.other = key, other
-
-
 def _create_private(path: Path) -> None:
     """Create `path` readable by owner and group only, if it does not exist yet."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -297,15 +201,8 @@ def sync_in_thread(path: Path, videos: list[VideoFile], *, reprocess: bool, now:
         store.close()
 
 
-def covers_less(covered: float | None, wanted: float) -> bool:
-    """A job done for its first `covered` seconds (None/0: all of it) gives less than `wanted` (0: all)."""
-    if not covered:
-        return False
-    return wanted == 0 or covered < wanted
-
-
 class JobStore:
-    """All reads and writes of the job table, blocking. The scheduler reaches it through `ThreadedStore`,
+    """All reads and writes of the job table, blocking. The scheduler reaches it through `SqliteEngine`,
     which runs every call on one thread that owns the connection; the commands use it directly."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:

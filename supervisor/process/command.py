@@ -10,7 +10,7 @@ from pathlib import Path
 
 from supervisor.config import PLACEHOLDER_RE, Settings
 from supervisor.gpu.probe import GpuId
-from supervisor.jobs.store import Job
+from supervisor.jobs.model import Job
 from supervisor.protocol.environment import (
     ATTEMPT_ENV,
     CAMERA_ENV,
