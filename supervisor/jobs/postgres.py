@@ -29,7 +29,6 @@ from urllib.parse import urlsplit, urlunsplit
 from supervisor.jobs import people as people_sql
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.model import (
-    TERMINAL_STATES,
     Job,
     JobState,
     ResultFolderTaken,
@@ -37,10 +36,10 @@ from supervisor.jobs.model import (
     StoreUnavailable,
     SyncResult,
     Takeover,
-    covers_less,
 )
 from supervisor.jobs.people import PeopleQuery
 from supervisor.jobs.sqlite_store import FINISHED_FIGURES, retry_sql
+from supervisor.jobs.sync_plan import KNOWN_ROWS_SQL, SYNC_CHUNK, KnownRow, plan_sync
 from supervisor.protocol.hours import HourRow
 
 SCHEMA_VERSION = 3
@@ -326,43 +325,37 @@ class PostgresEngine:
         return [Job.from_row(r) for r in rows]
 
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
-        result = SyncResult()
-        async with self._tx() as cur:
-            await cur.execute("SELECT id, path, size, mtime, state, covered_seconds FROM jobs")
-            known = {r["path"]: r for r in await cur.fetchall()}
-            fresh = [v for v in videos if str(v.path) not in known]
-            for i in range(0, len(fresh), 1000):
-                part = fresh[i:i + 1000]
-                await cur.execute(
+        """Record what a scan found, by the rules of sync_plan.py, a transaction every SYNC_CHUNK rows."""
+        known = {r["path"]: KnownRow.from_row(r) for r in await self._fetch(KNOWN_ROWS_SQL)}
+        plan = plan_sync(known, videos, reprocess=reprocess, duration=duration)
+        for i in range(0, len(plan.insert), SYNC_CHUNK):
+            part = plan.insert[i:i + SYNC_CHUNK]
+            for r in await self._fetch(
                     "INSERT INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::float8[], "
-                    "%s::text[], %s::float8[]) ON CONFLICT (path) DO NOTHING RETURNING id, path",
-                    ([v.camera for v in part], [str(v.path) for v in part],
-                     [v.recorded_at.isoformat() for v in part], [v.size for v in part], [v.mtime for v in part],
-                     [str(JobState.QUEUED)] * len(part), [now] * len(part)))
-                for r in await cur.fetchall():
-                    result.new.append(int(r["id"]))
-                    result.new_paths.append(r["path"])
-            for v in videos:
-                row = known.get(str(v.path))
-                if row is None:
-                    continue
-                if row["size"] != v.size or row["mtime"] != v.mtime:
+                    "SELECT c, p, r, s, m, 'queued', %s FROM unnest(%s::text[], %s::text[], %s::text[], "
+                    "%s::bigint[], %s::float8[]) AS v(c, p, r, s, m) ON CONFLICT (path) DO NOTHING RETURNING id, path",
+                    (now, [v.camera for v in part], [str(v.path) for v in part],
+                     [v.recorded_at.isoformat() for v in part], [v.size for v in part], [v.mtime for v in part])):
+                plan.note_inserted(r["path"], int(r["id"]))
+        for i in range(0, len(plan.refresh), SYNC_CHUNK):
+            async with self._tx() as cur:
+                for job_id, v in plan.refresh[i:i + SYNC_CHUNK]:
                     await cur.execute(
                         "UPDATE jobs SET camera = %s, recorded_at = %s, size = %s, mtime = %s, state = 'queued', "
                         "attempts = 0, last_error = NULL, last_exit_code = NULL, not_before = NULL "
                         "WHERE id = %s AND state != 'running' RETURNING id",
-                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, row["id"]))
+                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, job_id))
                     if await cur.fetchone():
-                        result.changed.append(row["id"])
-                elif (row["state"] == JobState.DONE and covers_less(row["covered_seconds"], duration)) or (
-                        reprocess and row["state"] in TERMINAL_STATES):
+                        plan.note_refreshed(job_id)
+        for i in range(0, len(plan.requeue), SYNC_CHUNK):
+            async with self._tx() as cur:
+                for job_id, state in plan.requeue[i:i + SYNC_CHUNK]:
                     await cur.execute(
                         "UPDATE jobs SET state = 'queued', attempts = 0, last_error = NULL, last_exit_code = NULL, "
-                        "not_before = NULL WHERE id = %s AND state = %s RETURNING id", (row["id"], row["state"]))
+                        "not_before = NULL WHERE id = %s AND state = %s RETURNING id", (job_id, str(state)))
                     if await cur.fetchone():
-                        result.requeued.append(row["id"])
-        return result
+                        plan.note_requeued(job_id)
+        return plan.result()
 
     async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
         import psycopg

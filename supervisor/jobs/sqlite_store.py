@@ -14,13 +14,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from supervisor.jobs import people as people_sql
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.model import (
-    TERMINAL_STATES,
     Job,
     JobState,
     ResultFolderTaken,
@@ -28,9 +28,9 @@ from supervisor.jobs.model import (
     StoreInUse,
     SyncResult,
     Takeover,
-    covers_less,
 )
 from supervisor.jobs.people import PeopleQuery
+from supervisor.jobs.sync_plan import KNOWN_ROWS_SQL, SYNC_CHUNK, KnownRow, SyncPlan, plan_sync
 from supervisor.protocol.hours import HourRow
 
 SCHEMA_VERSION = 5
@@ -417,74 +417,29 @@ class JobStore:
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None,
-             chunk: int = 2000, duration: float = 0.0) -> SyncResult:
-        """Record what a scan found: new videos are queued, changed ones re-queued, and so are videos done
-        with less than this run asks for (`duration` seconds; 0: the whole recording).
-
-        Safe beside the scheduler's own connection: commits every `chunk` rows (so no writer waits
-        long), and every update re-checks the row's state in SQL, never trusting the snapshot read
-        at the start (a job that started meanwhile is left alone and seen again next scan).
-        """
+             chunk: int = SYNC_CHUNK, duration: float = 0.0) -> SyncResult:
+        """Record what a scan found, by the rules of sync_plan.py; commits every `chunk` statements, so it is
+        safe beside the scheduler's own connection (no writer waits long)."""
         now = time.time() if now is None else now
-        known = {
-            row["path"]: row
-            for row in self._conn.execute("SELECT id, path, size, mtime, state, covered_seconds FROM jobs")
-        }
-        result = SyncResult()
+        known = {row["path"]: KnownRow.from_row(row) for row in self._conn.execute(KNOWN_ROWS_SQL)}
+        plan = plan_sync(known, videos, reprocess=reprocess, duration=duration)
         pending = 0
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for v in videos:
+            for sql, params, note in _sync_steps(plan, now):
                 if pending >= chunk:
                     self._conn.execute("COMMIT")
                     self._conn.execute("BEGIN IMMEDIATE")
                     pending = 0
-                row = known.get(str(v.path))
-                if row is None:
-                    cur = self._conn.execute(
-                        "INSERT OR IGNORE INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (v.camera, str(v.path), v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, now),
-                    )
-                    if cur.rowcount:
-                        result.new.append(int(cur.lastrowid or 0))
-                        result.new_paths.append(str(v.path))
-                    pending += 1
-                    continue
-                if row["size"] != v.size or row["mtime"] != v.mtime:
-                    cur = self._conn.execute(
-                        "UPDATE jobs SET camera = ?, recorded_at = ?, size = ?, mtime = ?, state = ?, "
-                        "attempts = 0, last_error = NULL, last_exit_code = NULL, not_before = NULL "
-                        "WHERE id = ? AND state != ?",
-                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, row["id"],
-                         JobState.RUNNING),
-                    )
-                    if cur.rowcount:
-                        result.changed.append(row["id"])
-                    pending += 1
-                elif row["state"] == JobState.DONE and covers_less(row["covered_seconds"], duration):
-                    cur = self._conn.execute(
-                        "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
-                        "not_before = NULL WHERE id = ? AND state = ?",
-                        (JobState.QUEUED, row["id"], JobState.DONE),
-                    )
-                    if cur.rowcount:
-                        result.requeued.append(row["id"])
-                    pending += 1
-                elif reprocess and row["state"] in TERMINAL_STATES:
-                    cur = self._conn.execute(
-                        "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
-                        "not_before = NULL WHERE id = ? AND state IN (?, ?)",
-                        (JobState.QUEUED, row["id"], JobState.DONE, JobState.DEAD),
-                    )
-                    if cur.rowcount:
-                        result.requeued.append(row["id"])
-                    pending += 1
+                pending += 1
+                cur = self._conn.execute(sql, params)
+                if cur.rowcount:
+                    note(int(cur.lastrowid or 0))
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        return result
+        return plan.result()
 
     def jobs_by_id(self, ids: Iterable[int]) -> list[Job]:
         wanted = list(ids)
@@ -635,3 +590,23 @@ def _fence(token: int | None) -> tuple[str, tuple[Any, ...]]:
     if token is None:
         return "state IN (?, ?)", (JobState.QUEUED, JobState.FAILED)
     return "state = ? AND claim_token = ?", (JobState.RUNNING, token)
+
+_INSERT = ("INSERT OR IGNORE INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
+           "VALUES (?, ?, ?, ?, ?, 'queued', ?)")
+_REFRESH = ("UPDATE jobs SET camera = ?, recorded_at = ?, size = ?, mtime = ?, state = 'queued', attempts = 0, "
+            "last_error = NULL, last_exit_code = NULL, not_before = NULL WHERE id = ? AND state != 'running'")
+_REQUEUE = ("UPDATE jobs SET state = 'queued', attempts = 0, last_error = NULL, last_exit_code = NULL, "
+            "not_before = NULL WHERE id = ? AND state = ?")
+
+
+def _sync_steps(plan: SyncPlan, now: float) -> Iterator[tuple[str, tuple[Any, ...], Callable[[int], None]]]:
+    """A sync plan as SQLite statements, one a row: (sql, parameters, what to note when it wrote a row, given
+    the row's id)."""
+    for v in plan.insert:
+        yield (_INSERT, (v.camera, str(v.path), v.recorded_at.isoformat(), v.size, v.mtime, now),
+               partial(plan.note_inserted, str(v.path)))
+    for job_id, v in plan.refresh:
+        yield (_REFRESH, (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, job_id),
+               partial(plan.note_refreshed, job_id))
+    for job_id, state in plan.requeue:
+        yield _REQUEUE, (job_id, str(state)), partial(plan.note_requeued, job_id)
