@@ -208,7 +208,7 @@ def test_a_row_one_daemon_holds_is_skipped_by_the_others_not_waited_for(pg_url):
         b = await PostgresEngine.open(pg_url, owner="host-b:1:1")
         started = time.monotonic()
         skipped = await b.claim(ids[0], now=2.0)
-        oldest_free = await b.claim_next(now=2.0)
+        oldest_free = await b.claim(ids[1], now=2.0)  # the next row, free, taken at once
         waited = time.monotonic() - started
         await holder.rollback()
         await holder.close()

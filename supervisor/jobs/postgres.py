@@ -98,6 +98,7 @@ _CONFIG_SQLSTATE = ("28", "3D", "42")
 
 # The reads both the scheduler's engine and the commands' reader make, and how their rows are shaped.
 _ALL_JOBS = "SELECT * FROM jobs ORDER BY recorded_at, camera, path"
+_JOBS_IN = "SELECT * FROM jobs WHERE state = ANY(%s) ORDER BY recorded_at, camera, path"
 _COUNTS = "SELECT state, count(*) AS n FROM jobs GROUP BY state"
 _PENDING = "SELECT camera, sum(size) AS total FROM jobs WHERE state = ANY(%s) GROUP BY camera"
 _DONE_WORK = ("SELECT camera, sum(duration_seconds) AS secs, sum(size) AS size, sum(coalesce(video_seconds, 0)) "
@@ -316,8 +317,7 @@ class PostgresEngine:
         if states is None:
             rows = await self._fetch(_ALL_JOBS)
         else:
-            rows = await self._fetch("SELECT * FROM jobs WHERE state = ANY(%s) ORDER BY recorded_at, camera, path",
-                                     ([str(s) for s in states],))
+            rows = await self._fetch(_JOBS_IN, ([str(s) for s in states],))
         return [Job.from_row(r) for r in rows]
 
     async def jobs_by_id(self, ids: Iterable[int]) -> list[Job]:
@@ -374,17 +374,6 @@ class PostgresEngine:
             if rows:
                 raise ResultFolderTaken(result_key or "", Job.from_row(rows[0])) from None
             raise
-        return Job.from_row(rows[0]) if rows else None
-
-    async def claim_next(self, *, now: float) -> Job | None:
-        """The oldest ready job, claimed: what a daemon without a local queue would take next."""
-        rows = await self._fetch(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %(now)s, finished_at = NULL, "
-            f"not_before = NULL, lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, "
-            "claim_token = claim_token + 1, retry_requested = 0 "
-            "WHERE id = (SELECT id FROM jobs WHERE state = ANY(%(ready)s) AND coalesce(not_before, 0) <= %(now)s "
-            "ORDER BY recorded_at, camera, path FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *",
-            {"now": now, "me": self.owner, "lease": self.lease_seconds, "ready": list(_READY)})
         return Job.from_row(rows[0]) if rows else None
 
     async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
@@ -447,6 +436,21 @@ class PostgresEngine:
             f"lease_owner = NULL, lease_until = NULL WHERE id = %(id)s AND {fence} RETURNING id",
             {**params, "id": job_id})
         return bool(rows)
+
+    async def import_jobs(self, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          people: Sequence[Mapping[str, Any]]) -> None:
+        """Fill an empty store with another's jobs (`columns` of each row) and people rows, in one transaction
+        (`store copy`); StoreError when it holds jobs already: nothing is ever overwritten."""
+        async with self._tx() as cur:
+            await cur.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+            await cur.execute("SELECT count(*) AS n FROM jobs")
+            if (await cur.fetchone())["n"]:
+                raise StoreError(f"{self.describe}: already holds jobs; copy into an empty store")
+            marks = ",".join(["%s"] * len(columns))
+            await cur.executemany(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})", rows)
+            if people:
+                await cur.executemany(people_sql.import_sql("%s"), [people_sql.import_params(r) for r in people])
+            await cur.execute(people_sql.NOTE_COPIED)
 
     async def counts(self) -> dict[str, int]:
         return _counts(await self._fetch(_COUNTS))
@@ -568,8 +572,10 @@ class PostgresReader:
         except psycopg.errors.UndefinedTable:
             return []  # no scheduler has used this database yet
 
-    def jobs(self) -> list[Job]:
-        return [Job.from_row(r) for r in self._rows(_ALL_JOBS)]
+    def jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
+        if states is None:
+            return [Job.from_row(r) for r in self._rows(_ALL_JOBS)]
+        return [Job.from_row(r) for r in self._rows(_JOBS_IN, ([str(s) for s in states],))]
 
     def by_path(self) -> dict[str, Job]:
         return {str(j.path): j for j in self.jobs()}
@@ -621,12 +627,3 @@ class PostgresReader:
 
     def close(self) -> None:
         self._conn.close()
-
-
-def open_reader(settings_store_url: str, state_db: Any) -> Any:
-    """The commands' read-only store: PostgreSQL for a URL, else the SQLite file (read-only)."""
-    if settings_store_url:
-        return PostgresReader(settings_store_url)
-    from supervisor.jobs.sqlite_store import JobStore
-
-    return JobStore.open(state_db, readonly=True)

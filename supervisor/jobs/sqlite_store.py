@@ -332,6 +332,10 @@ class JobStore:
             )
         return [Job.from_row(r) for r in rows]
 
+    def daemons(self, within: float = 60.0) -> list[dict[str, Any]]:
+        """None to tell of: one scheduler uses a SQLite store, and its status file says what it runs."""
+        return []
+
     def by_path(self) -> dict[str, Job]:
         return {str(j.path): j for j in self.jobs()}
 
@@ -549,15 +553,6 @@ class JobStore:
                 return []  # a store from before people were kept, opened read-only
             raise
 
-    def assign_result_key(self, job_id: int, key: str) -> None:
-        """Record the job's result folder; raises ResultFolderTaken when another job holds it."""
-        try:
-            with self._transaction():
-                self._conn.execute("UPDATE jobs SET result_key = ? WHERE id = ?", (key, job_id))
-        except sqlite3.IntegrityError:
-            self._folder_taken(key)
-            raise
-
     def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
                     retry_at: float | None) -> bool:
         """Record a failed attempt: `retry_at` set means it will be tried again, None means dead. Fenced as
@@ -571,6 +566,18 @@ class JobStore:
                 (state, now, now, now, error, exit_code, retry_at, job_id, *args),
             )
         return cur.rowcount > 0
+
+    def import_jobs(self, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                    people: Sequence[Mapping[str, Any]]) -> None:
+        """Fill an empty store with another's jobs (`columns` of each row) and people rows, in one
+        transaction (`store copy`); StoreError when it holds jobs already: nothing is ever overwritten."""
+        with self._transaction():
+            if self._conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is not None:
+                raise StoreError(f"{self.path}: already holds jobs; copy into an empty store")
+            marks = ",".join("?" * len(columns))
+            self._conn.executemany(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})", rows)
+            self._conn.executemany(people_sql.import_sql("?"), [people_sql.import_params(r) for r in people])
+            self._conn.execute(people_sql.NOTE_COPIED)
 
     def requeue_interrupted(self, job_id: int, *, token: int) -> bool:
         """An attempt we stopped ourselves (shutdown), or one lost with its scheduler: back to queued, the
