@@ -45,13 +45,31 @@ class Intake:
         self.last_scan_at: float | None = None
         self.reloads = 0
         self.scan_started: float | None = None  # the clock's monotonic time the running scan began
-        self.stuck_logged = False
+        self._stuck_logged = False
         self.rescan_requested = asyncio.Event()
-        self.reload_requested = False
+        self._reload_requested = False
 
     def request_reload(self) -> None:
-        self.reload_requested = True
+        self._reload_requested = True
         self.rescan_requested.set()
+
+    def take_reload_request(self) -> bool:
+        """Whether a reload was asked for since the last time this was called."""
+        asked, self._reload_requested = self._reload_requested, False
+        return asked
+
+    def scan_stuck(self, now: float, limit: float) -> bool:
+        """Whether the running scan has taken longer than `limit` seconds by `now` (the clock's monotonic time):
+        a hung network share. Said once per stuck scan, loudly."""
+        began = self.scan_started
+        if began is None or now - began <= limit:
+            return False
+        if not self._stuck_logged:
+            self._stuck_logged = True
+            log.critical("scan_stuck", videos_dir=str(self.settings.videos_dir), seconds=round(now - began, 1),
+                         action="not feeding the watchdog: systemd restarts the daemon (a hung network share? "
+                                "check the mount)")
+        return True
 
     async def scan(self) -> ScanResult:
         """Walk the tree, off the loop (a hung share blocks a thread, never the scheduler)."""
@@ -71,8 +89,8 @@ class Intake:
             return
         finally:
             self.scan_started = None
-            if self.stuck_logged:
-                self.stuck_logged = False
+            if self._stuck_logged:
+                self._stuck_logged = False
                 log.info("scan_unstuck", seconds=round(self._clock.monotonic() - started, 1))
         try:
             sync = await self._store.sync(result.videos, reprocess=reprocess, now=self._clock.time(),
