@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from supervisor.jobs.people import table
-from supervisor.jobs.store import JobStore
+from supervisor.jobs.sqlite_store import JobStore
 
 REPO = Path(__file__).resolve().parent.parent
 REGIONS = ("counter", "door")

@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from supervisor.config import is_store_url  # noqa: E402
-from supervisor.jobs.postgres import open_reader  # noqa: E402
-from supervisor.jobs.store import Job, JobState  # noqa: E402
+from supervisor.jobs.connect import open_reader  # noqa: E402
+from supervisor.jobs.model import Job, JobState  # noqa: E402
 
 
 def make_tree(root: Path, count: int) -> list[Path]:
@@ -65,7 +65,7 @@ def start(cfg: Path) -> subprocess.Popen[bytes]:
 
 def jobs(store: str) -> list[Job]:
     url = store if is_store_url(store) else ""
-    reader = open_reader(url, Path(store))
+    reader = open_reader(url or Path(store))
     try:
         found: list[Job] = reader.jobs()
         return found

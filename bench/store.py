@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from supervisor.jobs.discovery import VideoFile  # noqa: E402
 from supervisor.jobs.postgres import PostgresReader  # noqa: E402
 from supervisor.jobs.sqlite_engine import SqliteEngine  # noqa: E402
-from supervisor.jobs.store import JobStore  # noqa: E402
+from supervisor.jobs.sqlite_store import JobStore  # noqa: E402
 
 
 def make_tree(root: Path, count: int) -> None:
@@ -106,7 +106,8 @@ async def _on_the_loop(db: Path, n: int) -> float:
     started = time.perf_counter()
     for jid in ids:  # the calls as they were made before: blocking, on the loop, key and claim apart
         store.get(jid)
-        store.assign_result_key(jid, f"cam/{jid}")
+        with store._conn:  # the folder recorded in a write of its own, as it was then
+            store._conn.execute("UPDATE jobs SET result_key = ? WHERE id = ?", (f"cam/{jid}", jid))
         token = store.claim(jid, now=2.0).claim_token
         store.mark_done(jid, token=token, now=3.0, duration=1.0, output="x", video_seconds=1.0)
         await asyncio.sleep(0)

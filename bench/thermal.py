@@ -42,7 +42,7 @@ from supervisor.config import (
 )
 from supervisor.gpu.simulated import SimulatedProbe
 from supervisor.jobs.sqlite_engine import SqliteEngine
-from supervisor.jobs.store import JobStore
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.logs import configure_logging
 from supervisor.scheduling.supervisor import Supervisor
 
@@ -110,7 +110,7 @@ def run_policy(tmp: Path, *, name: str, poll: float, hysteresis: float, jobs: in
     assert code == 0
     makespan = sim_clock()
     above = sum(t2 - t1 for (t1, temp), (t2, _) in itertools.pairwise(trace) if temp > 80)
-    return Result(makespan, max(t for _, t in trace), above, sup.monitor.changes)
+    return Result(makespan, max(t for _, t in trace), above, sup.slots.changes)
 
 
 def main() -> None:

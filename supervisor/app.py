@@ -18,10 +18,8 @@ from typing import Any
 import structlog
 
 from supervisor.config import Settings
-from supervisor.jobs.contract import JobStoreEngine
-from supervisor.jobs.postgres import PostgresEngine
-from supervisor.jobs.sqlite_engine import SqliteEngine
-from supervisor.jobs.store import SchedulerLock, StoreError, StoreInUse
+from supervisor.jobs.connect import open_engine
+from supervisor.jobs.model import StoreError, StoreInUse
 from supervisor.logs import cleanup_old_logs, configure_logging
 from supervisor.observe.alerts import Alerts
 from supervisor.observe.metrics import Metrics
@@ -88,18 +86,6 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
     sinks = configure_logging(level=s.logging.level, log_dir=s.log_dir,
                               console_full=daemon or s.logging.level.upper() == "DEBUG", cache=True)
     removed = cleanup_old_logs(s.log_dir, s.logging.retention_days)
-    lock = SchedulerLock(s.state_db) if not s.store_url else None  # a shared store takes several daemons
-    sqlite: SqliteEngine | None = None
-    try:
-        if lock is not None:
-            lock.acquire()
-            sqlite = SqliteEngine.open(s.state_db)
-    except StoreError as exc:
-        if lock is not None:
-            lock.release()
-        sinks.close()
-        print(f"video-supervisor: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL if isinstance(exc, StoreInUse) else EX_CONFIG
     if removed:
         structlog.get_logger("supervisor").info("old_logs_removed", count=len(removed))
     notifier = Notifier()
@@ -110,30 +96,21 @@ def run_supervisor(s: Settings, *, daemon: bool, loop: str = "auto",
         observers.append(ProgressBar())
 
     async def main() -> int:
-        store: JobStoreEngine
-        if sqlite is not None:
-            store = sqlite
-        else:
-            try:
-                store = await PostgresEngine.open(s.store_url, lease_seconds=s.scheduler.lease_seconds)
-            except StoreError as exc:  # refused for good (credentials, database): a server down is waited for
-                print(f"video-supervisor: {exc}", file=sys.stderr)
-                return EX_CONFIG
+        try:
+            store = await open_engine(s.store_url or s.state_db, lease_seconds=s.scheduler.lease_seconds)
+        except StoreError as exc:  # another scheduler holds it (try again later), or it cannot be used
+            print(f"video-supervisor: {exc}", file=sys.stderr)
+            return EX_TEMPFAIL if isinstance(exc, StoreInUse) else EX_CONFIG
         try:
             orphans = OrphanReaper(live_pids) if become_subreaper() else None
             sup = Supervisor(s, store, daemon=daemon, notifier=notifier, reload=reload, observers=observers,
                              orphans=orphans)
             return await serve(sup, early_signals or [])
         finally:
-            if sqlite is None:
-                await store.close()
+            await store.close()
 
     try:
         return run_async(main(), loop)
     finally:
         notifier.close()
-        if sqlite is not None:
-            sqlite.close_now()
-        if lock is not None:
-            lock.release()
         sinks.close()

@@ -32,7 +32,7 @@ DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
 )
 PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "model", "engine", "recorded_at",
                           "attempt", "job_id"})
-_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
 class ConfigError(Exception):
@@ -334,7 +334,7 @@ def validate(s: Settings) -> None:
     w = s.worker
     _check(bool(w.command), s, "worker.command", "must not be empty")
     for i, arg in enumerate(w.command):
-        for name in _PLACEHOLDER_RE.findall(arg):
+        for name in PLACEHOLDER_RE.findall(arg):
             _check(name in PLACEHOLDERS, s, f"worker.command[{i}]",
                    f"unknown placeholder {{{name}}} (known: {', '.join(sorted(PLACEHOLDERS))})")
     _check(w.engine in ENGINES, s, "worker.engine", f"{w.engine!r} is not one of {', '.join(ENGINES)}")
@@ -374,28 +374,6 @@ def uses_model(s: Settings) -> bool:
     return any("{model}" in arg for arg in s.worker.command)
 
 
-def expand_command(template: tuple[str, ...], values: dict[str, str]) -> list[str]:
-    """Fill `{name}` placeholders; each template item stays exactly one argument.
-
-    A long option followed by a placeholder item (`"--camera", "{camera}"`) becomes one `--camera=VALUE`
-    argument, so a value that starts with a dash (a camera folder named `-x`) is never read as an option.
-    """
-    def sub(match: re.Match[str]) -> str:
-        return values[match.group(1)]
-
-    out: list[str] = []
-    i = 0
-    while i < len(template):
-        arg = template[i]
-        nxt = template[i + 1] if i + 1 < len(template) else None
-        if (nxt is not None and arg.startswith("--") and len(arg) > 2 and "=" not in arg
-                and not _PLACEHOLDER_RE.search(arg) and _PLACEHOLDER_RE.fullmatch(nxt)):
-            out.append(f"{arg}={_PLACEHOLDER_RE.sub(sub, nxt)}")
-            i += 2
-            continue
-        out.append(_PLACEHOLDER_RE.sub(sub, arg))
-        i += 1
-    return out
 
 
 def python_executable() -> str:

@@ -287,6 +287,7 @@ class _FakeRun:
         import asyncio
 
         from supervisor.process.runner import Outcome, OutcomeKind, classify
+        from supervisor.protocol.events import DoneEvent
 
         launcher, clock = self._launcher, self._launcher.clock
         video = Path(self.env["VIDEO_SUPERVISOR_VIDEO"]).name
@@ -309,7 +310,7 @@ class _FakeRun:
         launcher.events.append((clock.now, "end", video, code))
         kind = classify(code, interrupted=interrupted)
         return Outcome(kind, code, "" if kind is OutcomeKind.SUCCEEDED else f"exit {code}",
-                       result=result if code == 0 else None, duration=clock.now - started)
+                       done=DoneEvent.from_event(result) if code == 0 else None, duration=clock.now - started)
 
     def request_stop(self) -> None:
         if self._stopped is not None and not self._stopped.done():

@@ -89,3 +89,39 @@ def test_the_tree_reads_like_the_data_flow():
     subpackages = {p.name for p in (REPO / "supervisor").iterdir() if (p / "__init__.py").is_file()}
     assert {"scheduling", "jobs", "process", "gpu", "observe", "commands", "protocol"} <= subpackages
     assert (REPO / "supervisor" / "app.py").is_file()
+
+
+def _package(module: str) -> str:
+    """The subpackage a module belongs to (`supervisor.gpu.monitor` -> `supervisor.gpu`); top-level modules
+    (`supervisor.config`) stand for themselves; the workers are one package."""
+    parts = module.split(".")
+    if parts[0] == "workers":
+        return "workers"
+    return ".".join(parts[:2]) if len(parts) > 2 or (REPO / Path(*parts)).is_dir() else module
+
+
+def test_no_package_imports_itself_through_a_circle():
+    # Module cycles are not enough: gpu.monitor -> scheduling.slots and scheduling.supervisor -> gpu.monitor
+    # make no module cycle, yet the two packages lean on each other. Packages form a strict order.
+    graph = _imports()
+    edges: dict[str, set[str]] = {}
+    for module, deps in graph.items():
+        edges.setdefault(_package(module), set()).update(_package(_owner(d, graph)) for d in deps)
+    for package in edges:
+        edges[package].discard(package)
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*trail[trail.index(nxt):], nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for package in sorted(edges):
+        if package not in state:
+            visit(package, [package])
+    assert cycles == []

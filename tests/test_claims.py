@@ -14,8 +14,9 @@ from datetime import datetime
 
 from supervisor.config import WorkerSettings
 from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.model import JobState
 from supervisor.jobs.sqlite_engine import SqliteEngine
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.protocol.paths import ResultRoot, staging_key
 from supervisor.scheduling.supervisor import Supervisor
 from tests.fakes import FakeLauncher, ManualClock, make_settings, make_video

@@ -113,7 +113,7 @@ def test_the_shipped_service_settings_name_every_path_and_the_model_explicitly()
 
 
 def test_the_store_opens_without_writing_when_its_schema_is_current(tmp_path):
-    from supervisor.jobs.store import JobStore
+    from supervisor.jobs.sqlite_store import JobStore
 
     db = tmp_path / "jobs.sqlite3"
     JobStore.open(db).close()

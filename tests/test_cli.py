@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from supervisor.jobs.store import JobStore
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.logs import cleanup_old_logs
 from tests.fakes import cli, cli_env, make_video, read_runs
 

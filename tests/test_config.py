@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.commands.cli import build_parser, settings_from_args
-from supervisor.config import DEFAULT_WORKER_COMMAND, ConfigError, Settings, expand_command, load_settings
+from supervisor.config import DEFAULT_WORKER_COMMAND, ConfigError, Settings, load_settings
+from supervisor.process.command import expand_command
 from tests.fakes import REPO, cli, cli_env
 
 

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from tests.daemon_harness import Daemon, NotifySocket, children, daemon_settings, wait_gone
 from tests.fakes import make_video, read_runs
 

@@ -12,7 +12,8 @@ import json
 
 from supervisor.config import GpuSettings, SchedulerSettings, WorkerSettings
 from supervisor.gpu.scripted import ScriptedProbe
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.scheduling.supervisor import Supervisor
 from tests.fakes import FakeLauncher, ManualClock, engine, make_settings, make_video
 from tests.test_scheduling import capture_logs, jobs

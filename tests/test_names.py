@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import ConfigError, Settings, validate
-from supervisor.jobs.store import Job, JobState
-from supervisor.process.launch import worker_argv
+from supervisor.jobs.model import Job, JobState
+from supervisor.process.command import worker_argv
 from supervisor.protocol.name_styles import STYLES, Example, NameStyle
 from supervisor.protocol.names import PathParser, format_recorded, parse_recorded, read_style
 

@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from supervisor.config import AlertSettings, GpuSettings, SchedulerSettings, WorkerSettings
-from supervisor.jobs.store import JobStore
-from supervisor.observe.alerts import Alerts, redact
+from supervisor.jobs.sqlite_store import JobStore
+from supervisor.observe.alerts import Alerts, endpoint_of
 from supervisor.observe.metrics import Metrics
 from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
 from tests.fakes import cli, cli_env, engine, fake_worker_command, make_settings, make_video
@@ -339,7 +339,7 @@ def test_an_undeliverable_alert_is_retried_then_logged_without_its_url():
 
 
 def test_redaction_keeps_only_scheme_host_and_port():
-    assert redact("https://user:pw@hooks.example.com:8443/services/T0/B0/XYZ?x=1") == "https://hooks.example.com:8443/…"
+    assert endpoint_of("https://user:pw@hooks.example.com:8443/services/T0/B0/XYZ?x=1") == "https://hooks.example.com:8443/…"
 
 
 def _run_observed(s, observer):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.jobs.people import PeopleQuery
-from supervisor.jobs.store import JobStore
+from supervisor.jobs.sqlite_store import JobStore
 from tests import browser
 from tests.daemon_harness import Daemon, daemon_settings
 from tests.fakes import make_video

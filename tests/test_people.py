@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from supervisor.jobs.model import READY_STATES
 from supervisor.jobs.people import PeopleQuery
-from supervisor.jobs.store import READY_STATES, JobStore
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.observe import people
 from supervisor.protocol.hours import HourBuckets, HourRow, rows_from_results
 from tests import browser
@@ -61,18 +62,19 @@ def _row(region: str, hour: str, person: float, peak: int = 1) -> HourRow:
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, Any]:
     """(open the scheduler's engine, open the commands' reader) on one store of each engine."""
-    from supervisor.jobs.postgres import PostgresEngine, open_reader
+    from supervisor.jobs.connect import open_reader
+    from supervisor.jobs.postgres import PostgresEngine
     from supervisor.jobs.sqlite_engine import SqliteEngine
 
     if request.param == "sqlite":
         async def open_sqlite() -> Any:
             return SqliteEngine.open(tmp_path / "jobs.db")
-        return open_sqlite, lambda: open_reader("", tmp_path / "jobs.db")
+        return open_sqlite, lambda: open_reader(tmp_path / "jobs.db")
     url = request.getfixturevalue("pg_url")
 
     async def open_pg() -> Any:
         return await PostgresEngine.open(url)
-    return open_pg, lambda: open_reader(url, tmp_path / "unused.db")
+    return open_pg, lambda: open_reader(url)
 
 
 def test_rows_are_kept_with_the_done_record_once_replaced_by_a_redo_and_fenced(store_pair: Any) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import WorkerSettings
-from supervisor.jobs.store import SCHEMA_VERSION, JobState, JobStore, ResultFolderTaken
+from supervisor.jobs.model import JobState, ResultFolderTaken
+from supervisor.jobs.sqlite_store import SCHEMA_VERSION, JobStore
 from supervisor.observe.metrics import Metrics
 from supervisor.observe.report import build_report, render_table
 from supervisor.observe.status import collect_status, render_status
@@ -58,7 +59,7 @@ def test_the_store_refuses_two_jobs_one_result_folder_and_the_log_names_both(tmp
         "INSERT INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
         "VALUES ('cam', '/x.mp4', '2025-11-14T10:00:00', 1, 1.0, 'queued', 0)").lastrowid
     with pytest.raises(ResultFolderTaken, match=str(old)):
-        store.assign_result_key(new_id, "cam/cam_20251114_100000.mp4")
+        store.claim(new_id, now=1.0, result_key="cam/cam_20251114_100000.mp4")
     store._conn.execute("DELETE FROM jobs WHERE id = ?", (new_id,))
     store.close()
     with capture_logs() as logs:

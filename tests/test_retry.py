@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.jobs.store import READY_STATES, JobState
+from supervisor.jobs.model import READY_STATES, JobState
 from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
 from tests.fakes import cli, cli_env, make_video
 from tests.test_people import store_pair  # noqa: F401  (both engines' fixture)

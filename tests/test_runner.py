@@ -8,14 +8,8 @@ import time
 
 import pytest
 
-from supervisor.process.runner import (
-    OutcomeKind,
-    WorkerRun,
-    backoff_delay,
-    classify,
-    describe_exit,
-    should_retry,
-)
+from supervisor.process.runner import OutcomeKind, WorkerRun, classify, describe_exit
+from supervisor.scheduling.outcomes import backoff_delay, should_retry
 from tests.fakes import make_video
 
 
@@ -88,7 +82,7 @@ def test_success_reports_progress_and_the_done_result(tmp_path):
     assert outcome.kind is OutcomeKind.SUCCEEDED and outcome.exit_code == 0
     kinds = [e["event"] for e in events]
     assert kinds.count("progress") == 3 and kinds[-1] == "done"
-    assert outcome.result is not None and outcome.result["output"].endswith("summary.json")
+    assert outcome.done is not None and (outcome.done.output or "").endswith("summary.json")
     assert (tmp_path / "out" / "summary.json").is_file()
 
 

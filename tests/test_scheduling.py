@@ -12,7 +12,8 @@ from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs as _capture_logs
 
 from supervisor.config import SchedulerSettings, WorkerSettings
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.scheduling.supervisor import Supervisor
 from tests.fakes import engine, fake_worker_command, make_settings, make_video, max_overlap, read_runs
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.store import SCHEMA_VERSION, JobState, JobStore, SchedulerLock, StoreError
+from supervisor.jobs.model import JobState, StoreError
+from supervisor.jobs.sqlite_store import SCHEMA_VERSION, JobStore, SchedulerLock
 
 
 def video(name: str, size: int = 100, mtime: float = 1000.0, hour: int = 10) -> VideoFile:
@@ -91,7 +92,7 @@ def test_store_and_lock_files_are_private(tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from supervisor.jobs.store import SchedulerLock
+from supervisor.jobs.sqlite_store import SchedulerLock
 SchedulerLock(Path(sys.argv[1])).acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -185,7 +186,7 @@ def test_ten_thousand_rows_sync_in_one_transaction(tmp_path):
 
 
 def test_a_scan_on_its_own_connection_never_requeues_a_job_that_started_meanwhile(tmp_path):
-    from supervisor.jobs.store import sync_in_thread
+    from supervisor.jobs.sqlite_store import sync_in_thread
 
     db = tmp_path / "jobs.db"
     scheduler = JobStore.open(db)

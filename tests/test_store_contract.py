@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.model import READY_STATES, JobState, ResultFolderTaken
 from supervisor.jobs.people import PeopleQuery
 from supervisor.jobs.postgres import PostgresEngine
 from supervisor.jobs.sqlite_engine import SqliteEngine
-from supervisor.jobs.store import READY_STATES, JobState, ResultFolderTaken
 from supervisor.protocol.hours import HourRow
 
 ENGINES = ["sqlite", "postgres"]
@@ -208,7 +208,7 @@ def test_a_row_one_daemon_holds_is_skipped_by_the_others_not_waited_for(pg_url):
         b = await PostgresEngine.open(pg_url, owner="host-b:1:1")
         started = time.monotonic()
         skipped = await b.claim(ids[0], now=2.0)
-        oldest_free = await b.claim_next(now=2.0)
+        oldest_free = await b.claim(ids[1], now=2.0)  # the next row, free, taken at once
         waited = time.monotonic() - started
         await holder.rollback()
         await holder.close()
@@ -256,7 +256,7 @@ def test_store_copy_moves_every_job_from_sqlite_to_postgresql_and_refuses_to_ove
     import sys
 
     from supervisor.jobs.postgres import PostgresReader
-    from supervisor.jobs.store import JobStore
+    from supervisor.jobs.sqlite_store import JobStore
 
     src = tmp_path / "jobs.db"
     store = JobStore.open(src)

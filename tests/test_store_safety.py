@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from supervisor.jobs.store import JobState, JobStore, SchedulerLock, StoreError
+from supervisor.jobs.model import JobState, StoreError
+from supervisor.jobs.sqlite_store import JobStore, SchedulerLock
 from supervisor.protocol.results import video_identity
 from tests.fakes import make_settings, make_video
 from tests.test_event_order import run_on_clock

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import ConfigError, WorkerSettings, load_settings
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.observe.notify import Notifier
 from supervisor.scheduling.supervisor import Supervisor
 from tests.daemon_harness import NotifySocket

@@ -29,10 +29,10 @@ from supervisor.config import (
     load_settings,
     load_with_store,
 )
-from supervisor.jobs.contract import StoreUnavailable
+from supervisor.jobs.connect import open_reader
 from supervisor.jobs.discovery import scan
-from supervisor.jobs.postgres import open_reader
-from supervisor.jobs.store import StoreError, store_error
+from supervisor.jobs.model import StoreError, StoreUnavailable
+from supervisor.jobs.sqlite_store import store_error
 from supervisor.protocol import EX_CONFIG, EX_USAGE
 from supervisor.protocol.names import PathParser
 
@@ -221,7 +221,7 @@ def list_videos(s: Settings, out: Any = sys.stdout) -> int:
     except OSError as exc:
         print(f"video-supervisor: {s.videos_dir}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EX_CONFIG
-    store = open_reader(s.store_url, s.state_db)
+    store = open_reader(s.store_url or s.state_db)
     try:
         known = store.by_path()
     finally:
@@ -300,7 +300,7 @@ def _inspect(command: str, argv: list[str]) -> int:
 
 
 def _inspect_store(command: str, args: argparse.Namespace, url: str, db: Path, status_file: Path) -> int:
-    store = open_reader(url, db)
+    store = open_reader(url or db)
     try:
         if command == "status":
             from supervisor.observe.status import collect_status, read_snapshot, render_status

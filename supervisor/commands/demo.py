@@ -20,7 +20,8 @@ from typing import TextIO
 
 from supervisor.app import run_supervisor
 from supervisor.config import DiscoverySettings, GpuSettings, SchedulerSettings, Settings, WorkerSettings
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 
 DEMO_MODEL = Path("models/person.pt")
 

@@ -13,12 +13,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from supervisor.config import ConfigError, load_with_store
-from supervisor.jobs.contract import StoreUnavailable
-from supervisor.jobs.postgres import open_reader
-from supervisor.jobs.store import Job, JobState, StoreError
+from supervisor.jobs.connect import open_reader
+from supervisor.jobs.contract import JobReader
+from supervisor.jobs.model import Job, JobState, StoreError, StoreUnavailable
 from supervisor.observe.job_logs import job_log_path
 from supervisor.protocol import EX_CONFIG, EX_OK
 
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _job(store: Any, job_id: int) -> Job | None:
+def _job(store: JobReader, job_id: int) -> Job | None:
     return next((j for j in store.jobs() if j.id == job_id), None)
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         return 1
     log_dir: Path = args.log_dir if args.log_dir is not None else s.log_dir
     try:
-        store = open_reader(s.store_url, s.state_db)
+        store = open_reader(s.store_url or s.state_db)
     except (StoreError, StoreUnavailable) as exc:
         print(f"video-supervisor log: {exc}", file=sys.stderr)
         return 1

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from supervisor.config import ConfigError, load_with_store
-from supervisor.jobs.contract import StoreUnavailable
-from supervisor.jobs.store import Job, JobStore, StoreError
+from supervisor.jobs.model import Job, StoreError, StoreUnavailable
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
 
 

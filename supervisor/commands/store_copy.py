@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config import is_store_url
-from supervisor.jobs import people as people_sql
-from supervisor.jobs.contract import StoreUnavailable
-from supervisor.jobs.postgres import PostgresEngine, open_reader, redact
-from supervisor.jobs.store import Job, JobState, JobStore, SchedulerLock, StoreError, StoreInUse
+from supervisor.jobs.connect import open_reader
+from supervisor.jobs.model import Job, JobState, StoreError, StoreInUse, StoreUnavailable
+from supervisor.jobs.postgres import PostgresEngine, hide_password
+from supervisor.jobs.sqlite_store import JobStore, SchedulerLock
 from supervisor.protocol import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
 
 _COLUMNS = ("camera", "path", "recorded_at", "size", "mtime", "state", "attempts", "last_error", "last_exit_code",
@@ -40,7 +40,7 @@ def _read(src: str) -> tuple[list[Job], list[dict[str, Any]]]:
     url = src if is_store_url(src) else ""
     if not url and not Path(src).is_file():
         raise StoreError(f"{src}: no such job store")
-    store = open_reader(url, Path(src))
+    store = open_reader(url or Path(src))
     try:
         jobs: list[Job] = store.jobs()
         return jobs, store.people_rows()
@@ -51,14 +51,7 @@ def _read(src: str) -> tuple[list[Job], list[dict[str, Any]]]:
 def _write_sqlite(dst: Path, jobs: list[Job], people: list[dict[str, Any]]) -> None:
     store = JobStore.open(dst)
     try:
-        if store.jobs():
-            raise StoreError(f"{dst}: already holds jobs; copy into an empty store")
-        marks = ",".join("?" * len(_COLUMNS))
-        with store._transaction():
-            store._conn.executemany(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                                    [_row(j) for j in jobs])
-            store._conn.executemany(people_sql.import_sql("?"), [people_sql.import_params(r) for r in people])
-            store._conn.execute(people_sql.NOTE_COPIED)
+        store.import_jobs(_COLUMNS, [_row(j) for j in jobs], people)
     finally:
         store.close()
 
@@ -66,17 +59,7 @@ def _write_sqlite(dst: Path, jobs: list[Job], people: list[dict[str, Any]]) -> N
 async def _write_postgres(url: str, jobs: list[Job], people: list[dict[str, Any]]) -> None:
     engine = await PostgresEngine.open(url)
     try:
-        async with engine._tx() as cur:
-            await cur.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
-            await cur.execute("SELECT count(*) AS n FROM jobs")
-            if (await cur.fetchone())["n"]:
-                raise StoreError(f"{redact(url)}: already holds jobs; copy into an empty store")
-            marks = ",".join(["%s"] * len(_COLUMNS))
-            await cur.executemany(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                                  [_row(j) for j in jobs])
-            if people:
-                await cur.executemany(people_sql.import_sql("%s"), [people_sql.import_params(r) for r in people])
-            await cur.execute(people_sql.NOTE_COPIED)
+        await engine.import_jobs(_COLUMNS, [_row(j) for j in jobs], people)
     finally:
         await engine.close()
 
@@ -116,6 +99,6 @@ def main(argv: list[str]) -> int:
     except StoreUnavailable as exc:
         print(f"video-supervisor store copy: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
-    where = redact(args.dst) if is_store_url(args.dst) else args.dst
+    where = hide_password(args.dst) if is_store_url(args.dst) else args.dst
     print(f"copied {n} job{'s' if n != 1 else ''} to {where}")
     return EX_OK

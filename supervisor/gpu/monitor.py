@@ -1,13 +1,15 @@
-"""The GPU-health coroutine: poll the probe, decide per GPU, set the slot targets.
+"""The GPU-health coroutine: poll the probe, decide per GPU, hand the targets to whoever sizes the slots.
 
-It only writes targets (limits, accepting); the dispatcher acts on them.
+It returns targets (a limit, whether to accept new jobs) and never touches the slots itself: the
+scheduler applies them (scheduling/slots.py), so the GPU package depends on nothing above it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,10 @@ import structlog
 
 from supervisor.config import GpuSettings
 from supervisor.gpu.nvml import NvmlProbe
-from supervisor.gpu.policy import Decision, Health, HealthPolicy, PolicyConfig
-from supervisor.gpu.probe import GpuProbe, GpuReading, NoProbe, ProbeUnavailable, throttle_names
+from supervisor.gpu.policy import Health, HealthDecision, HealthPolicy, PolicyConfig
+from supervisor.gpu.probe import GpuId, GpuProbe, GpuReading, NoProbe, ProbeUnavailable, throttle_names
 from supervisor.gpu.scripted import ScriptedProbe
 from supervisor.gpu.simulated import SimulatedProbe
-from supervisor.scheduling.slots import SlotPool
 
 log = structlog.get_logger("supervisor.gpu")
 
@@ -43,50 +44,65 @@ def open_probe(settings: GpuSettings, clock: Callable[[], float] = time.monotoni
         return NoProbe(), str(exc)
 
 
-class GpuMonitor:
-    """Owns the per-GPU policies and the latest readings; sets the SlotPool's targets."""
+@dataclass(frozen=True, slots=True)
+class SlotTarget:
+    """What one GPU's slots should be now: the scheduler brings its semaphore to `limit` and admits new jobs
+    there only while `accepting`; `temperature` breaks ties between GPUs; `reason` is for the log."""
 
-    def __init__(self, probe: GpuProbe, slots: SlotPool, config: PolicyConfig, *, poll_seconds: float,
-                 snapshot_seconds: float, clock: Callable[[], float] = time.monotonic,
+    gpu: GpuId
+    limit: int
+    accepting: bool = True
+    temperature: float | None = None
+    reason: str = ""
+
+
+# What the scheduler's slots hold now, per GPU: (limit, running, accepting). Read for snapshots only.
+SlotFigures = Callable[[], Mapping[GpuId, tuple[int, int, bool]]]
+
+
+class GpuMonitor:
+    """Owns the per-GPU policies and the latest readings; turns each poll into slot targets. `gpus`: the slot
+    groups (None for a run without GPUs); `slots`: what the slots hold now, for the snapshot only."""
+
+    def __init__(self, probe: GpuProbe, gpus: Sequence[GpuId], config: PolicyConfig, *, poll_seconds: float,
+                 snapshot_seconds: float, slots: SlotFigures | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  on_health_change: Callable[[int, str, str, str], None] | None = None) -> None:
         self.probe = probe
-        self.slots = slots
+        self.gpus = list(gpus)
         self.config = config
         self.poll_seconds = poll_seconds
         self.snapshot_seconds = snapshot_seconds
+        self._slots: SlotFigures = slots if slots is not None else dict
         self._clock = clock
         self._sleep = sleep
         self._on_health_change = on_health_change
-        self.policies = {gpu: HealthPolicy(config) for gpu in slots.gpus if gpu is not None}
+        self.policies = {gpu: HealthPolicy(config) for gpu in self.gpus if gpu is not None}
         self.readings: dict[int, GpuReading] = {}
-        self.decisions: dict[int, Decision] = {}
+        self.decisions: dict[int, HealthDecision] = {}
         self._errors_seen: dict[int, str] = {}
         self._last_snapshot = float("-inf")
-        self.changes = 0
 
     @property
     def monitored(self) -> bool:
         return bool(self.policies)
 
-    def reconfigure(self, config: PolicyConfig) -> None:
-        """New thresholds (a reload): keep each GPU's state, judge the next reading by the new table."""
+    def reconfigure(self, config: PolicyConfig, *, poll_seconds: float, snapshot_seconds: float
+                    ) -> list[SlotTarget]:
+        """New settings (a reload): keep each GPU's state, judge the next reading by the new table; the targets
+        the new settings give now (a fresh poll when monitored, else every group at max_parallel)."""
         self.config = config
+        self.poll_seconds = poll_seconds
+        self.snapshot_seconds = snapshot_seconds
         for policy in self.policies.values():
             policy.config = config
-        if not self.policies:
-            for gpu in self.slots.gpus:
-                self._apply(gpu, config.max_parallel, "no GPU monitoring")
+        if self.policies:
+            return self.poll_once()
+        return [SlotTarget(gpu, config.max_parallel, reason="no GPU monitoring") for gpu in self.gpus]
 
-    def _apply(self, gpu: int | None, limit: int, why: str) -> None:
-        old = self.slots.limit(gpu)
-        if old != limit:
-            self.slots.set_limit(gpu, limit)
-            self.changes += 1
-            log.info("parallelism_changed", gpu=gpu, old=old, new=limit, reason=why,
-                     message=f"parallelism {old} -> {limit} ({why})")
-
-    def poll_once(self) -> None:
+    def poll_once(self) -> list[SlotTarget]:
+        """Read the probe once and decide every monitored GPU's target."""
         now = self._clock()
         try:
             readings = {r.index: r for r in self.probe.read()}
@@ -94,6 +110,7 @@ class GpuMonitor:
             log.error("gpu_probe_failed", error=f"{type(exc).__name__}: {exc}")
             readings = {}
         changed = False
+        targets: list[SlotTarget] = []
         for gpu, policy in self.policies.items():
             reading = readings.get(gpu)
             self._note_errors(gpu, reading)
@@ -102,11 +119,11 @@ class GpuMonitor:
             decision = policy.decide(reading, now)
             previous = self.decisions.get(gpu)
             self.decisions[gpu] = decision
-            self.slots.set_temperature(gpu, reading.temperature if reading is not None else None)
-            if self.slots.accepting(gpu) != decision.accepting:
-                self.slots.set_accepting(gpu, decision.accepting)
+            if (previous.accepting if previous is not None else True) != decision.accepting:
                 log.info("gpu_admission_changed", gpu=gpu, accepting=decision.accepting, reason=decision.reason)
-            self._apply(gpu, decision.limit, f"gpu {gpu}: {decision.reason}, {decision.health}")
+            targets.append(SlotTarget(gpu, decision.limit, decision.accepting,
+                                      reading.temperature if reading is not None else None,
+                                      f"gpu {gpu}: {decision.reason}, {decision.health}"))
             if previous is not None and previous.health != decision.health:
                 changed = True
                 log.info("gpu_health_changed", gpu=gpu, old=str(previous.health), new=str(decision.health),
@@ -119,6 +136,7 @@ class GpuMonitor:
         if changed or now - self._last_snapshot >= self.snapshot_seconds:
             self._last_snapshot = now
             self.log_snapshot()
+        return targets
 
     def _note_errors(self, gpu: int, reading: GpuReading | None) -> None:
         error = reading.error if reading is not None else "no reading"
@@ -133,9 +151,12 @@ class GpuMonitor:
 
     def snapshot(self) -> list[dict[str, Any]]:
         out = []
+        slots = self._slots()
         for gpu in self.policies:
             r = self.readings.get(gpu)
             d = self.decisions.get(gpu)
+            limit, running, accepting = slots.get(gpu, (d.limit if d else self.config.max_parallel, 0,
+                                                         d.accepting if d else True))
             out.append({
                 "gpu": gpu,
                 "temperature": r.temperature if r else None,
@@ -145,9 +166,9 @@ class GpuMonitor:
                 "power_w": r.power_w if r else None,
                 "throttle": throttle_names(r.throttle_mask) if r else [],
                 "health": str(d.health) if d else str(Health.UNKNOWN),
-                "limit": self.slots.limit(gpu),
-                "running": self.slots.held(gpu),
-                "accepting": self.slots.accepting(gpu),
+                "limit": limit,
+                "running": running,
+                "accepting": accepting,
             })
         return out
 
@@ -155,9 +176,10 @@ class GpuMonitor:
         if self.policies:
             log.info("gpu_snapshot", gpus=self.snapshot())
 
-    async def run(self) -> None:
+    async def run(self, apply: Callable[[list[SlotTarget]], None]) -> None:
+        """Poll every poll_seconds and hand each poll's targets to `apply` (the scheduler's slots)."""
         if not self.policies:
             return
         while True:
             await self._sleep(self.poll_seconds)
-            self.poll_once()
+            apply(self.poll_once())

@@ -59,7 +59,7 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class HealthDecision:
     health: Health
     limit: int
     accepting: bool
@@ -82,13 +82,13 @@ class HealthPolicy:
         self.config = config
         self._state = Health.HEALTHY
         self._last_known_at: float | None = None
-        self._last: Decision | None = None
+        self._last: HealthDecision | None = None
 
     @property
     def state(self) -> Health:
         return self._state
 
-    def decide(self, reading: GpuReading | None, now: float) -> Decision:
+    def decide(self, reading: GpuReading | None, now: float) -> HealthDecision:
         c = self.config
         if reading is None or not reading.known:
             decision = self._decide_unknown(reading, now)
@@ -112,11 +112,11 @@ class HealthPolicy:
         if free is not None and free < c.min_free_memory_mb:
             accepting = False
             reason += f", {free:.0f} MB free < {c.min_free_memory_mb:.0f} MB"
-        decision = Decision(health, c.limit_for(health), accepting, reason)
+        decision = HealthDecision(health, c.limit_for(health), accepting, reason)
         self._last = decision
         return decision
 
-    def _decide_unknown(self, reading: GpuReading | None, now: float) -> Decision:
+    def _decide_unknown(self, reading: GpuReading | None, now: float) -> HealthDecision:
         c = self.config
         why = reading.error if reading is not None and reading.error else "no reading"
         if self._last_known_at is None:
@@ -124,8 +124,10 @@ class HealthPolicy:
             self._last_known_at = now
         held = self._last
         if now - self._last_known_at < c.unknown_grace_seconds and held is not None and held.monitored:
-            return Decision(Health.UNKNOWN, held.limit, held.accepting, f"{why}; holding limit {held.limit}")
+            return HealthDecision(Health.UNKNOWN, held.limit, held.accepting, f"{why}; holding limit {held.limit}")
         if now - self._last_known_at < c.unknown_grace_seconds and held is None:
-            return Decision(Health.UNKNOWN, c.limit_for(Health.CRITICAL) or 1, True, f"{why}; waiting for a reading")
+            return HealthDecision(Health.UNKNOWN, c.limit_for(Health.CRITICAL) or 1, True,
+                                  f"{why}; waiting for a reading")
         self._state = Health.HEALTHY
-        return Decision(Health.UNKNOWN, c.max_parallel, True, f"{why}; running without monitoring", monitored=False)
+        return HealthDecision(Health.UNKNOWN, c.max_parallel, True, f"{why}; running without monitoring",
+                              monitored=False)

@@ -1,4 +1,8 @@
-"""What the scheduler needs of a job store, whatever keeps it: every call is awaited, none blocks the loop.
+"""What the scheduler needs of a job store, and what the commands read of one, whatever engine keeps it.
+
+`JobStoreEngine` is the scheduler's side: every call is awaited, none blocks the loop.
+`JobReader` is the read-only side the commands and the daemon's page use: blocking calls on a
+connection of their own, beside a running scheduler. jobs/connect.py opens either for a path or a URL.
 
 An engine raises `StoreUnavailable` for trouble that passes (a full or read-only disk, a lock held
 too long, a server restarting): the scheduler waits and tries again. Anything else it raises is a
@@ -11,12 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.store import Job, JobState, SyncResult, Takeover
+from supervisor.jobs.model import Job, JobState, SyncResult, Takeover
+from supervisor.jobs.people import PeopleQuery
 from supervisor.protocol.hours import HourRow
-
-
-class StoreUnavailable(Exception):
-    """The store refused a call for now; the same call may succeed later."""
 
 
 class JobStoreEngine(Protocol):
@@ -60,9 +61,15 @@ class JobStoreEngine(Protocol):
     async def jobs_by_id(self, ids: Iterable[int]) -> list[Job]: ...
 
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
-        """Record what a scan found: new videos queued, changed ones (size or mtime) queued again, done ones
-        queued again when `reprocess`, or when they cover less than `duration` asks. A running job is left
-        alone (seen again at the next scan)."""
+        """Record what a scan found, by the rules of sync_plan.py: new videos queued, changed ones (size or
+        mtime) queued again, done ones queued again when `reprocess`, or when they cover less than `duration`
+        asks. A running job is left alone (seen again at the next scan).
+
+        It may take a while on a big tree, so it runs beside the scheduler's other calls, never in front of
+        them (SQLite: on a connection and a thread of its own; PostgreSQL: awaited on the loop), and commits
+        every SYNC_CHUNK rows: a sync cut short keeps what it committed, and the next scan does the rest
+        (every write is an insert-or-ignore or re-checks the row's state). The result names only the writes
+        that took effect. A store found deleted or replaced raises StoreError before anything is written."""
         ...
 
     async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
@@ -118,3 +125,53 @@ class JobStoreEngine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class JobReader(Protocol):
+    """The read-only look at a store, for `--list`, `status`, `report`, `store copy` and the daemon's page:
+    blocking calls on a connection of its own, safe beside a running scheduler."""
+
+    def jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
+        """Every job (of `states`), oldest recording first."""
+        ...
+
+    def by_path(self) -> dict[str, Job]: ...
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by state, every state named."""
+        ...
+
+    def damage_totals(self) -> tuple[int, float, int]:
+        """(videos done with damage, their undecodable seconds, videos done for their first seconds only)."""
+        ...
+
+    def pending_bytes_by_camera(self) -> dict[str, float]: ...
+
+    def ready_count_by_camera(self) -> dict[str, int]: ...
+
+    def done_work_by_camera(self, since: float | None = None) -> dict[str, tuple[float, float, float]]:
+        """{camera: (processing seconds, bytes, video seconds)} over done jobs: what speed is learnt from."""
+        ...
+
+    def recent_failures(self, limit: int = 5) -> list[Job]: ...
+
+    def finished_since(self, since: float | None) -> list[Job]: ...
+
+    def finished_figures(self, since: float | None) -> list[tuple[Any, ...]]:
+        """What `report` sums of each job done or given up on since `since` (report.Finished's columns)."""
+        ...
+
+    def people(self, query: PeopleQuery, period: str = "hour") -> list[dict[str, Any]]:
+        """People per camera, region and period (people.PERIODS), summed over every recording."""
+        ...
+
+    def people_rows(self) -> list[dict[str, Any]]:
+        """Every people row as kept, with its recording's path (for `store copy`)."""
+        ...
+
+    def daemons(self, within: float = 60.0) -> list[dict[str, Any]]:
+        """The schedulers that beat within `within` seconds, for `status` on any host (none for a store
+        that only one scheduler uses: its status file says what it runs)."""
+        ...
+
+    def close(self) -> None: ...

@@ -27,21 +27,19 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from supervisor.jobs import people as people_sql
-from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.people import PeopleQuery
-from supervisor.jobs.store import (
-    FINISHED_FIGURES,
-    TERMINAL_STATES,
+from supervisor.jobs.model import (
     Job,
     JobState,
     ResultFolderTaken,
     StoreError,
+    StoreUnavailable,
     SyncResult,
     Takeover,
-    covers_less,
-    retry_sql,
 )
+from supervisor.jobs.people import PeopleQuery
+from supervisor.jobs.sqlite_store import FINISHED_FIGURES, retry_sql
+from supervisor.jobs.sync_plan import KNOWN_ROWS_SQL, SYNC_CHUNK, KnownRow, plan_sync
 from supervisor.protocol.hours import HourRow
 
 SCHEMA_VERSION = 3
@@ -100,6 +98,7 @@ _CONFIG_SQLSTATE = ("28", "3D", "42")
 
 # The reads both the scheduler's engine and the commands' reader make, and how their rows are shaped.
 _ALL_JOBS = "SELECT * FROM jobs ORDER BY recorded_at, camera, path"
+_JOBS_IN = "SELECT * FROM jobs WHERE state = ANY(%s) ORDER BY recorded_at, camera, path"
 _COUNTS = "SELECT state, count(*) AS n FROM jobs GROUP BY state"
 _PENDING = "SELECT camera, sum(size) AS total FROM jobs WHERE state = ANY(%s) GROUP BY camera"
 _DONE_WORK = ("SELECT camera, sum(duration_seconds) AS secs, sum(size) AS size, sum(coalesce(video_seconds, 0)) "
@@ -129,7 +128,7 @@ def _done_work(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float, floa
     return {r["camera"]: (float(r["secs"]), float(r["size"]), float(r["video"])) for r in rows}
 
 
-def redact(url: str) -> str:
+def hide_password(url: str) -> str:
     """The URL without its password, for logs and errors."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -139,7 +138,9 @@ def redact(url: str) -> str:
 
 
 def _alive(owner: str) -> bool:
-    """Whether the daemon named `owner` (on this host) still runs: its pid, started when it says."""
+    """Whether the daemon named `owner` (on this host) may still run: a process with its pid exists. The start
+    time in the name is not checked, so a pid reused by another process keeps its leases until they run out
+    (reclaim_expired then takes them over): slower, never wrong."""
     try:
         pid = int(owner.rsplit(":", 2)[1])
         os.kill(pid, 0)
@@ -196,7 +197,7 @@ class _Channel:
                 application_name=f"video-supervisor {self.name}", **extra)
         except psycopg.Error as exc:
             if _refused_for_good(exc):
-                raise StoreError(f"{redact(self.url)}: the server refused the connection ({_first_line(exc)}): "
+                raise StoreError(f"{hide_password(self.url)}: the server refused the connection ({_first_line(exc)}): "
                                  "check the user, the password and the database name") from None
             raise _unavailable(exc) from exc
 
@@ -224,7 +225,7 @@ class PostgresEngine:
 
     @property
     def describe(self) -> str:
-        return redact(self.url)
+        return hide_password(self.url)
 
     @classmethod
     async def open(cls, url: str, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS,
@@ -316,8 +317,7 @@ class PostgresEngine:
         if states is None:
             rows = await self._fetch(_ALL_JOBS)
         else:
-            rows = await self._fetch("SELECT * FROM jobs WHERE state = ANY(%s) ORDER BY recorded_at, camera, path",
-                                     ([str(s) for s in states],))
+            rows = await self._fetch(_JOBS_IN, ([str(s) for s in states],))
         return [Job.from_row(r) for r in rows]
 
     async def jobs_by_id(self, ids: Iterable[int]) -> list[Job]:
@@ -325,43 +325,37 @@ class PostgresEngine:
         return [Job.from_row(r) for r in rows]
 
     async def sync(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float) -> SyncResult:
-        result = SyncResult()
-        async with self._tx() as cur:
-            await cur.execute("SELECT id, path, size, mtime, state, covered_seconds FROM jobs")
-            known = {r["path"]: r for r in await cur.fetchall()}
-            fresh = [v for v in videos if str(v.path) not in known]
-            for i in range(0, len(fresh), 1000):
-                part = fresh[i:i + 1000]
-                await cur.execute(
+        """Record what a scan found, by the rules of sync_plan.py, a transaction every SYNC_CHUNK rows."""
+        known = {r["path"]: KnownRow.from_row(r) for r in await self._fetch(KNOWN_ROWS_SQL)}
+        plan = plan_sync(known, videos, reprocess=reprocess, duration=duration)
+        for i in range(0, len(plan.insert), SYNC_CHUNK):
+            part = plan.insert[i:i + SYNC_CHUNK]
+            for r in await self._fetch(
                     "INSERT INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::float8[], "
-                    "%s::text[], %s::float8[]) ON CONFLICT (path) DO NOTHING RETURNING id, path",
-                    ([v.camera for v in part], [str(v.path) for v in part],
-                     [v.recorded_at.isoformat() for v in part], [v.size for v in part], [v.mtime for v in part],
-                     [str(JobState.QUEUED)] * len(part), [now] * len(part)))
-                for r in await cur.fetchall():
-                    result.new.append(int(r["id"]))
-                    result.new_paths.append(r["path"])
-            for v in videos:
-                row = known.get(str(v.path))
-                if row is None:
-                    continue
-                if row["size"] != v.size or row["mtime"] != v.mtime:
+                    "SELECT c, p, r, s, m, 'queued', %s FROM unnest(%s::text[], %s::text[], %s::text[], "
+                    "%s::bigint[], %s::float8[]) AS v(c, p, r, s, m) ON CONFLICT (path) DO NOTHING RETURNING id, path",
+                    (now, [v.camera for v in part], [str(v.path) for v in part],
+                     [v.recorded_at.isoformat() for v in part], [v.size for v in part], [v.mtime for v in part])):
+                plan.note_inserted(r["path"], int(r["id"]))
+        for i in range(0, len(plan.refresh), SYNC_CHUNK):
+            async with self._tx() as cur:
+                for job_id, v in plan.refresh[i:i + SYNC_CHUNK]:
                     await cur.execute(
                         "UPDATE jobs SET camera = %s, recorded_at = %s, size = %s, mtime = %s, state = 'queued', "
                         "attempts = 0, last_error = NULL, last_exit_code = NULL, not_before = NULL "
                         "WHERE id = %s AND state != 'running' RETURNING id",
-                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, row["id"]))
+                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, job_id))
                     if await cur.fetchone():
-                        result.changed.append(row["id"])
-                elif (row["state"] == JobState.DONE and covers_less(row["covered_seconds"], duration)) or (
-                        reprocess and row["state"] in TERMINAL_STATES):
+                        plan.note_refreshed(job_id)
+        for i in range(0, len(plan.requeue), SYNC_CHUNK):
+            async with self._tx() as cur:
+                for job_id, state in plan.requeue[i:i + SYNC_CHUNK]:
                     await cur.execute(
                         "UPDATE jobs SET state = 'queued', attempts = 0, last_error = NULL, last_exit_code = NULL, "
-                        "not_before = NULL WHERE id = %s AND state = %s RETURNING id", (row["id"], row["state"]))
+                        "not_before = NULL WHERE id = %s AND state = %s RETURNING id", (job_id, str(state)))
                     if await cur.fetchone():
-                        result.requeued.append(row["id"])
-        return result
+                        plan.note_requeued(job_id)
+        return plan.result()
 
     async def claim(self, job_id: int, *, now: float, result_key: str | None = None) -> Job | None:
         import psycopg
@@ -380,17 +374,6 @@ class PostgresEngine:
             if rows:
                 raise ResultFolderTaken(result_key or "", Job.from_row(rows[0])) from None
             raise
-        return Job.from_row(rows[0]) if rows else None
-
-    async def claim_next(self, *, now: float) -> Job | None:
-        """The oldest ready job, claimed: what a daemon without a local queue would take next."""
-        rows = await self._fetch(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %(now)s, finished_at = NULL, "
-            f"not_before = NULL, lease_owner = %(me)s, lease_until = {_NOW} + %(lease)s, "
-            "claim_token = claim_token + 1, retry_requested = 0 "
-            "WHERE id = (SELECT id FROM jobs WHERE state = ANY(%(ready)s) AND coalesce(not_before, 0) <= %(now)s "
-            "ORDER BY recorded_at, camera, path FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *",
-            {"now": now, "me": self.owner, "lease": self.lease_seconds, "ready": list(_READY)})
         return Job.from_row(rows[0]) if rows else None
 
     async def mark_done(self, job_id: int, *, token: int | None, now: float, duration: float, output: str | None,
@@ -453,6 +436,21 @@ class PostgresEngine:
             f"lease_owner = NULL, lease_until = NULL WHERE id = %(id)s AND {fence} RETURNING id",
             {**params, "id": job_id})
         return bool(rows)
+
+    async def import_jobs(self, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          people: Sequence[Mapping[str, Any]]) -> None:
+        """Fill an empty store with another's jobs (`columns` of each row) and people rows, in one transaction
+        (`store copy`); StoreError when it holds jobs already: nothing is ever overwritten."""
+        async with self._tx() as cur:
+            await cur.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+            await cur.execute("SELECT count(*) AS n FROM jobs")
+            if (await cur.fetchone())["n"]:
+                raise StoreError(f"{self.describe}: already holds jobs; copy into an empty store")
+            marks = ",".join(["%s"] * len(columns))
+            await cur.executemany(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})", rows)
+            if people:
+                await cur.executemany(people_sql.import_sql("%s"), [people_sql.import_params(r) for r in people])
+            await cur.execute(people_sql.NOTE_COPIED)
 
     async def counts(self) -> dict[str, int]:
         return _counts(await self._fetch(_COUNTS))
@@ -559,9 +557,9 @@ class PostgresReader:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
         except psycopg.Error as exc:
             if _refused_for_good(exc):
-                raise StoreError(f"{redact(url)}: cannot read the job store ({_first_line(exc)}): check the user, "
-                                 "the password and the database name") from None
-            raise StoreUnavailable(f"{redact(url)}: cannot reach the job store ({_first_line(exc)}): is the "
+                raise StoreError(f"{hide_password(url)}: cannot read the job store ({_first_line(exc)}): check the "
+                                 "user, the password and the database name") from None
+            raise StoreUnavailable(f"{hide_password(url)}: cannot reach the job store ({_first_line(exc)}): is the "
                                    "server running and reachable from here?") from None
 
     def _rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
@@ -574,8 +572,10 @@ class PostgresReader:
         except psycopg.errors.UndefinedTable:
             return []  # no scheduler has used this database yet
 
-    def jobs(self) -> list[Job]:
-        return [Job.from_row(r) for r in self._rows(_ALL_JOBS)]
+    def jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
+        if states is None:
+            return [Job.from_row(r) for r in self._rows(_ALL_JOBS)]
+        return [Job.from_row(r) for r in self._rows(_JOBS_IN, ([str(s) for s in states],))]
 
     def by_path(self) -> dict[str, Job]:
         return {str(j.path): j for j in self.jobs()}
@@ -627,12 +627,3 @@ class PostgresReader:
 
     def close(self) -> None:
         self._conn.close()
-
-
-def open_reader(settings_store_url: str, state_db: Any) -> Any:
-    """The commands' read-only store: PostgreSQL for a URL, else the SQLite file (read-only)."""
-    if settings_store_url:
-        return PostgresReader(settings_store_url)
-    from supervisor.jobs.store import JobStore
-
-    return JobStore.open(state_db, readonly=True)

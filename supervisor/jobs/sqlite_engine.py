@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import structlog
 
-from supervisor.jobs.contract import StoreUnavailable
 from supervisor.jobs.discovery import VideoFile
-from supervisor.jobs.store import Job, JobState, JobStore, StoreError, SyncResult, Takeover, sync_in_thread
+from supervisor.jobs.model import Job, JobState, StoreError, StoreUnavailable, SyncResult, Takeover
+from supervisor.jobs.sqlite_store import JobStore, SchedulerLock, sync_in_thread
 from supervisor.protocol.hours import HourRow
 
 T = TypeVar("T")
@@ -116,9 +116,10 @@ class SqliteEngine:
 
     shared = False
 
-    def __init__(self, store: JobStore, *, owned: bool = True) -> None:
+    def __init__(self, store: JobStore, *, owned: bool = True, lock: SchedulerLock | None = None) -> None:
         self._store = store
         self._owned = owned  # close the connection at the end, or leave it to whoever opened it
+        self._lock = lock  # this scheduler's hold on the store, let go at close
         self.path = store.path
         self._resolved = store.path.resolve()
         self._identity = file_identity(self._resolved)
@@ -134,8 +135,18 @@ class SqliteEngine:
         self.in_flight = 0  # calls sent to a thread and not yet answered
 
     @classmethod
-    def open(cls, path: Path) -> SqliteEngine:
-        return cls(JobStore.open(path))
+    def open(cls, path: Path, *, lock: bool = False) -> SqliteEngine:
+        """The engine over the store at `path` (created if missing), holding the one-scheduler lock with
+        `lock`; StoreInUse when another scheduler holds it, StoreError when it cannot be used."""
+        held = SchedulerLock(path) if lock else None
+        if held is not None:
+            held.acquire()
+        try:
+            return cls(JobStore.open(path), lock=held)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
 
     @property
     def describe(self) -> str:
@@ -286,10 +297,19 @@ class SqliteEngine:
         finally:
             self._thread.stop(wait=False)
             self._scans.stop(wait=False)
+            self._release()
 
     def close_now(self) -> None:
         """Close from outside the loop (after it ended)."""
-        if self._owned:
-            self._thread.run_now(self._store.close)
-        self._thread.stop(wait=True)
-        self._scans.stop(wait=True)
+        try:
+            if self._owned:
+                self._thread.run_now(self._store.close)
+            self._thread.stop(wait=True)
+            self._scans.stop(wait=True)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

@@ -29,7 +29,7 @@ from supervisor.config import AlertSettings
 from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from supervisor.jobs.store import JobState
+    from supervisor.jobs.model import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
 
@@ -37,7 +37,7 @@ log = structlog.get_logger("supervisor.observe.alerts")
 QUEUE_SIZE = 100
 
 
-def redact(url: str) -> str:
+def endpoint_of(url: str) -> str:
     """scheme://host[:port]/… : enough to tell endpoints apart, never a token."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
@@ -235,7 +235,7 @@ class Alerts(Observer):
             try:
                 await self._send(url, payload)
                 self.sent += 1
-                log.info("alert_sent", kind=payload["kind"], endpoint=redact(url))
+                log.info("alert_sent", kind=payload["kind"], endpoint=endpoint_of(url))
                 return
             except DeliveryError as exc:
                 error = str(exc)
@@ -244,5 +244,5 @@ class Alerts(Observer):
             if attempt < s.max_retries:
                 await asyncio.sleep(s.retry_backoff_seconds * 2**attempt)
         self.failed += 1
-        log.warning("alert_failed", kind=payload["kind"], endpoint=redact(url), error=error,
+        log.warning("alert_failed", kind=payload["kind"], endpoint=endpoint_of(url), error=error,
                     attempts=s.max_retries + 1)

@@ -15,6 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from supervisor.jobs.contract import JobReader
 from supervisor.jobs.people import PeopleQuery
 from supervisor.observe import people
 from supervisor.observe.charts import canvas, page
@@ -105,7 +106,7 @@ def _fmt1(v: float) -> str:
     return f"{v:.1f}"
 
 
-def render(store: Any, wanted: PeopleQuery, throughput: Mapping[str, Any], *, title: str,
+def render(store: JobReader, wanted: PeopleQuery, throughput: Mapping[str, Any], *, title: str,
            generated: datetime) -> tuple[str, int]:
     """The whole page and the number of cameras in it, from the store (the commands' reader) and
     `report`'s throughput."""
@@ -143,7 +144,7 @@ def render(store: Any, wanted: PeopleQuery, throughput: Mapping[str, Any], *, ti
     return page(title, body, charts), len({camera for camera, _ in days})
 
 
-def write(path: Path, store: Any, wanted: PeopleQuery, *, title: str = "People report") -> int:
+def write(path: Path, store: JobReader, wanted: PeopleQuery, *, title: str = "People report") -> int:
     """Render the page from the store into `path` (complete or not at all); the number of cameras in it.
     OSError when it cannot be written."""
     import os

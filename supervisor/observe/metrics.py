@@ -17,7 +17,7 @@ from supervisor.observe.web import GpuTrend, Pages, Sources, serve
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from supervisor.jobs.store import JobState
+    from supervisor.jobs.model import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
     from supervisor.protocol.hours import HourRow
@@ -106,14 +106,13 @@ class Metrics(Observer):
         self.finished.labels(camera, str(outcome.kind)).inc()
         if str(state) == "failed":
             self.retries.inc()
-        result = outcome.result or {}
-        seconds = result.get("video_seconds")
-        if str(state) == "done" and isinstance(seconds, (int, float)) and seconds > 0:
-            self.video_seconds.labels(camera).inc(float(seconds))
-        damaged = result.get("damaged_seconds")
-        if str(state) == "done" and isinstance(damaged, (int, float)) and damaged > 0:
-            self.damaged_videos.labels(camera).inc()
-            self.damaged_seconds.labels(camera).inc(float(damaged))
+        done = outcome.done
+        if str(state) == "done" and done is not None:
+            if done.video_seconds is not None and done.video_seconds > 0:
+                self.video_seconds.labels(camera).inc(done.video_seconds)
+            if done.damaged_seconds > 0:
+                self.damaged_videos.labels(camera).inc()
+                self.damaged_seconds.labels(camera).inc(done.damaged_seconds)
         with contextlib.suppress(KeyError):
             self.fps.remove(camera)  # no worker of this camera runs now
 

@@ -1,20 +1,25 @@
 """The seam between the scheduler and what watches it (metrics, alerts, status file, progress bar).
 
-The supervisor calls these hooks; an observer never blocks the loop and
-never raises into it.
+The supervisor calls these hooks through `Observers`, one typed method each; an observer never
+blocks the loop and never raises into it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from supervisor.jobs.store import JobState
+    from supervisor.jobs.model import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
     from supervisor.protocol.hours import HourRow
+
+log = structlog.get_logger("supervisor")
 
 
 class Observer:
@@ -55,13 +60,49 @@ class Observer:
         return None
 
 
-def call(observers: list[Observer], hook: str, *args: Any) -> None:
-    """Run one hook on every observer; a failing observer is logged, never fatal."""
-    import structlog
+class Observers(list[Observer]):
+    """Every observer of a run, each hook called on all of them in turn; one that fails is logged, never
+    fatal (an observer bug must not stop the scheduler)."""
 
-    for obs in observers:
-        try:
-            getattr(obs, hook)(*args)
-        except Exception as exc:  # an observer bug must not stop the scheduler
-            structlog.get_logger("supervisor").error("observer_failed", observer=type(obs).__name__, hook=hook,
-                                                     error=f"{type(exc).__name__}: {exc}")
+    def _each(self, hook: str, run: Callable[[Observer], None]) -> None:
+        for obs in self:
+            try:
+                run(obs)
+            except Exception as exc:
+                log.error("observer_failed", observer=type(obs).__name__, hook=hook,
+                          error=f"{type(exc).__name__}: {exc}")
+
+    async def start(self, snapshot: Snapshot) -> None:
+        for obs in self:
+            await obs.start(snapshot)
+
+    async def stop(self) -> None:
+        for obs in self:
+            try:
+                await obs.stop()
+            except Exception as exc:  # the summary is out; an observer's trouble changes nothing now
+                log.error("observer_failed", observer=type(obs).__name__, hook="stop", error=str(exc))
+
+    def job_started(self, rj: RunningView) -> None:
+        self._each("job_started", lambda obs: obs.job_started(rj))
+
+    def job_finished(self, rj: RunningView, outcome: Outcome, state: JobState) -> None:
+        self._each("job_finished", lambda obs: obs.job_finished(rj, outcome, state))
+
+    def people_counted(self, camera: str, hours: Sequence[HourRow]) -> None:
+        self._each("people_counted", lambda obs: obs.people_counted(camera, hours))
+
+    def gpu_health_changed(self, gpu: int, old: str, new: str, reason: str) -> None:
+        self._each("gpu_health_changed", lambda obs: obs.gpu_health_changed(gpu, old, new, reason))
+
+    def scan_completed(self, found: int, new: int) -> None:
+        self._each("scan_completed", lambda obs: obs.scan_completed(found, new))
+
+    def store_unavailable(self, error: str) -> None:
+        self._each("store_unavailable", lambda obs: obs.store_unavailable(error))
+
+    def run_halted(self, reason: str) -> None:
+        self._each("run_halted", lambda obs: obs.run_halted(reason))
+
+    def tick(self, snapshot: Snapshot) -> None:
+        self._each("tick", lambda obs: obs.tick(snapshot))

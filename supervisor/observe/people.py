@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from supervisor.jobs.contract import JobReader
 from supervisor.jobs.people import PeopleQuery
 from supervisor.protocol.hours import FIELDS
 
@@ -71,14 +72,14 @@ def weekday_hours(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [_rounded(r) for r in combine(hours, weekday)]
 
 
-def by_period(store: Any, wanted: PeopleQuery, by: str) -> list[dict[str, Any]]:
+def by_period(store: JobReader, wanted: PeopleQuery, by: str) -> list[dict[str, Any]]:
     """One row per camera, region and period (`BY`), with the sums of its hours (peak: the largest)."""
     if by == "weekday-hour":
         return weekday_hours(store.people(wanted, "hour"))
     return [_rounded(r) for r in store.people(wanted, by)]
 
 
-def summary(store: Any, wanted: PeopleQuery) -> list[dict[str, Any]]:
+def summary(store: JobReader, wanted: PeopleQuery) -> list[dict[str, Any]]:
     """Per camera and region over the whole range: the sums, the days with a recording, and the busiest
     hour of the day (the most person-seconds per second recorded)."""
     return summarize(store.people(wanted, "total"), store.people(wanted, "hour_of_day"))

@@ -16,7 +16,7 @@ from supervisor.logs import is_terminal
 from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
-    from supervisor.jobs.store import JobState
+    from supervisor.jobs.model import JobState
     from supervisor.observe.snapshot import RunningView, Snapshot
     from supervisor.process.runner import Outcome
 
@@ -53,9 +53,8 @@ class ProgressBar(Observer):
         if task is not None:
             self.progress.remove_task(task)
         if self._overall is not None and str(state) in ("done", "dead"):
-            seconds = (outcome.result or {}).get("video_seconds")
-            if isinstance(seconds, (int, float)):
-                self._video_seconds += float(seconds)
+            if outcome.done is not None and outcome.done.video_seconds is not None:
+                self._video_seconds += outcome.done.video_seconds
             self.progress.advance(self._overall)
             self.progress.update(self._overall, extra=f"{self._video_seconds / 3600:.2f} video-h")
 

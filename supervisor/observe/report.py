@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from supervisor.jobs.store import Job, JobState
+from supervisor.jobs.model import Job, JobState
 
 COLUMNS = ("camera", "videos", "video_hours", "processing_hours", "speed", "failures", "retries",
            "damaged_videos", "damaged_seconds", "partial_videos", "mean_job_seconds", "p95_job_seconds")

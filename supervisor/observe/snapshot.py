@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor.jobs.store import Job
+from supervisor.jobs.model import Job
 
 
 def _fraction(done: Any, total: Any) -> float | None:

@@ -24,6 +24,7 @@ from supervisor.observe.estimate import Rates, format_duration, queue_eta, runni
 from supervisor.observe.observers import Observer
 
 if TYPE_CHECKING:
+    from supervisor.jobs.contract import JobReader
     from supervisor.observe.notify import Notifier
     from supervisor.observe.snapshot import Snapshot
 
@@ -173,7 +174,7 @@ def read_snapshot(path: Path, now: float | None = None) -> dict[str, Any] | None
     return snap
 
 
-def collect_status(store: Any, snapshot: dict[str, Any] | None) -> dict[str, Any]:
+def collect_status(store: JobReader, snapshot: dict[str, Any] | None) -> dict[str, Any]:
     """What `status` shows: the store's figures, this host's daemon (its snapshot file), and with a shared
     store every daemon that beat in the last minute (host, pid, running jobs, GPUs)."""
     work = store.done_work_by_camera()
@@ -212,7 +213,7 @@ def collect_status(store: Any, snapshot: dict[str, Any] | None) -> dict[str, Any
         "hosts": [{"host": h["host"], "pid": h["pid"], "running_jobs": int(h["running_jobs"]),
                    "heartbeat_at": h["heartbeat_at"], "gpus": (h.get("status") or {}).get("gpus", []),
                    "limit": (h.get("status") or {}).get("limit")}
-                  for h in (store.daemons() if hasattr(store, "daemons") else [])],
+                  for h in store.daemons()],
     }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from supervisor.jobs.contract import JobReader
 from supervisor.observe.charts import canvas, page
 from supervisor.observe.estimate import format_duration
 
@@ -98,11 +99,11 @@ class Pages:
         self._status = _Cached(STATUS_TTL_SECONDS, self._read_status)
         self._people = _Cached(PEOPLE_TTL_SECONDS, self._read_people)
 
-    def _reader(self) -> Any:
-        from supervisor.jobs.postgres import open_reader
+    def _reader(self) -> JobReader:
+        from supervisor.jobs.connect import open_reader
 
         assert self.sources is not None
-        return open_reader(self.sources.store_url, self.sources.state_db)
+        return open_reader(self.sources.store_url or self.sources.state_db)
 
     def _read_status(self) -> dict[str, Any]:
         from supervisor.observe.status import collect_status, read_snapshot

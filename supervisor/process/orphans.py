@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from supervisor.protocol.results import JOB_ID_ENV
+from supervisor.protocol.environment import JOB_ID_ENV
 
 log = structlog.get_logger("supervisor")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ from typing import Any
 
 from supervisor.process.child import Child, spawn
 from supervisor.protocol import EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL
+from supervisor.protocol.events import EVENT_DONE, DoneEvent, parse_line
 
 _LINE_LIMIT = 1 << 20
 _STDERR_TAIL_LINES = 30
@@ -54,7 +54,7 @@ class Outcome:
     exit_code: int | None = None
     message: str = ""
     stderr_tail: str = ""
-    result: Mapping[str, Any] | None = None
+    done: DoneEvent | None = None  # what the worker said of its finished work, when it said it
     duration: float = 0.0
     hung_after_done: bool = False  # printed its done event, then did not exit: stopped (the result stands)
 
@@ -78,24 +78,6 @@ def classify(returncode: int | None, *, timed_out: bool = False, interrupted: bo
     if returncode < 0:
         return OutcomeKind.KILLED
     return OutcomeKind.FAILED
-
-
-def should_retry(kind: OutcomeKind, attempts: int, max_attempts: int, max_transient_attempts: int) -> bool:
-    """Whether a failed attempt is followed by another (else the job is dead). Every kind has a cap."""
-    if kind in (OutcomeKind.SUCCEEDED, OutcomeKind.BAD_INPUT, OutcomeKind.BAD_CONFIG):
-        return False
-    if kind is OutcomeKind.INTERRUPTED:
-        return True  # not an attempt of the job's: it is not charged one
-    if kind is OutcomeKind.TRANSIENT:
-        return attempts < max_transient_attempts
-    return attempts < max_attempts
-
-
-def backoff_delay(attempts: int, base: float, cap: float) -> float:
-    """Exponential backoff: base, 2*base, 4*base, ... never above cap."""
-    if attempts <= 0:
-        return 0.0
-    return float(min(cap, base * (2 ** min(attempts - 1, 30))))
 
 
 def describe_exit(returncode: int) -> str:
@@ -148,7 +130,7 @@ class WorkerRun:
         self._on_line = on_line
         self._proc: Child | None = None
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
-        self._result: dict[str, Any] | None = None
+        self._done: DoneEvent | None = None
         self._interrupted = False
         self._stopping: asyncio.Task[None] | None = None
 
@@ -196,7 +178,7 @@ class WorkerRun:
         if hung and not self._interrupted:
             return Outcome(OutcomeKind.SUCCEEDED, returncode,
                            f"printed its done event, then did not exit within {self.done_grace:g}s: stopped",
-                           tail, self._result, time.monotonic() - started, hung_after_done=True)
+                           tail, self._done, time.monotonic() - started, hung_after_done=True)
         if kind is OutcomeKind.TIMED_OUT:
             message = f"timed out after {self.timeout:g}s"
         elif kind is OutcomeKind.INTERRUPTED:
@@ -206,7 +188,7 @@ class WorkerRun:
             message = describe_exit(returncode) + (f": {last.strip()}" if last else "")
         else:
             message = ""
-        return Outcome(kind, returncode, message, tail, self._result, time.monotonic() - started)
+        return Outcome(kind, returncode, message, tail, self._done, time.monotonic() - started)
 
     async def _until_the_work_ends(self, proc: Child, started: float) -> tuple[bool, bool]:
         """Wait for the worker's exit, its timeout, or `done_grace` after its done event: (timed out, hung
@@ -268,13 +250,13 @@ class WorkerRun:
             if not raw:
                 return
             text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            event = _parse_event(text)
+            event = parse_line(text)
             if event is None:
                 if text and self._on_line is not None:
                     self._on_line("stdout", text)
                 continue
-            if event.get("event") == "done":
-                self._result = event
+            if event["event"] == EVENT_DONE:
+                self._done = DoneEvent.from_event(event)
                 if self._done_at is None:
                     self._done_at = time.monotonic()
                     self._done_seen.set()
@@ -293,18 +275,6 @@ class WorkerRun:
             self._stderr_tail.append(text[:500])
             if self._on_line is not None:
                 self._on_line("stderr", text)
-
-
-def _parse_event(text: str) -> dict[str, Any] | None:
-    if not text.startswith("{"):
-        return None
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(obj, dict) and isinstance(obj.get("event"), str):
-        return obj
-    return None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -16,7 +16,3 @@ EX_TERM = 143  # stopped by SIGTERM
 
 # The detector's inference engines: `[worker] engine` and the worker's --engine.
 ENGINES = ("auto", "torch", "openvino", "onnxruntime")
-
-# Events a worker prints, one JSON object a line.
-EVENT_PROGRESS = "progress"
-EVENT_DONE = "done"

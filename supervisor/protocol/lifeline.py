@@ -14,7 +14,8 @@ import os
 import signal
 from collections.abc import Mapping
 
-PARENT_ENV = "VIDEO_SUPERVISOR_PARENT_PID"
+from supervisor.protocol.environment import PARENT_ENV
+
 _PR_SET_PDEATHSIG = 1
 
 

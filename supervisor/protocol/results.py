@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from supervisor.protocol.environment import CLAIM_ENV, JOB_ID_ENV
+
 SUMMARY = "summary.json"
-
-
-JOB_ID_ENV = "VIDEO_SUPERVISOR_JOB_ID"
-CLAIM_ENV = "VIDEO_SUPERVISOR_CLAIM"  # the claim token of the attempt: which attempt wrote a result set
 
 
 def _number(text: str) -> int | None:

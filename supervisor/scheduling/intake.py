@@ -14,10 +14,10 @@ import structlog
 
 from supervisor.clock import Clock, wait_event
 from supervisor.config import ConfigError, Settings, merge_reload
-from supervisor.jobs.contract import JobStoreEngine, StoreUnavailable
+from supervisor.jobs.contract import JobStoreEngine
 from supervisor.jobs.discovery import ScanResult, scan
-from supervisor.jobs.store import READY_STATES, Job, StoreError
-from supervisor.observe.observers import Observer, call
+from supervisor.jobs.model import READY_STATES, Job, StoreError, StoreUnavailable
+from supervisor.observe.observers import Observers
 from supervisor.protocol.names import PathParser
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ MIN_RESCAN_INTERVAL = 1.0
 
 class Intake:
     def __init__(self, settings: Settings, store: JobStoreEngine, queue: JobQueue, clock: Clock, *,
-                 daemon: bool, observers: list[Observer], enqueue: Callable[[Job], bool],
+                 daemon: bool, observers: Observers, enqueue: Callable[[Job], bool],
                  store_call: Callable[..., Awaitable[Any]]) -> None:
         self.settings = settings
         self._store = store
@@ -45,13 +45,31 @@ class Intake:
         self.last_scan_at: float | None = None
         self.reloads = 0
         self.scan_started: float | None = None  # the clock's monotonic time the running scan began
-        self.stuck_logged = False
+        self._stuck_logged = False
         self.rescan_requested = asyncio.Event()
-        self.reload_requested = False
+        self._reload_requested = False
 
     def request_reload(self) -> None:
-        self.reload_requested = True
+        self._reload_requested = True
         self.rescan_requested.set()
+
+    def take_reload_request(self) -> bool:
+        """Whether a reload was asked for since the last time this was called."""
+        asked, self._reload_requested = self._reload_requested, False
+        return asked
+
+    def scan_stuck(self, now: float, limit: float) -> bool:
+        """Whether the running scan has taken longer than `limit` seconds by `now` (the clock's monotonic time):
+        a hung network share. Said once per stuck scan, loudly."""
+        began = self.scan_started
+        if began is None or now - began <= limit:
+            return False
+        if not self._stuck_logged:
+            self._stuck_logged = True
+            log.critical("scan_stuck", videos_dir=str(self.settings.videos_dir), seconds=round(now - began, 1),
+                         action="not feeding the watchdog: systemd restarts the daemon (a hung network share? "
+                                "check the mount)")
+        return True
 
     async def scan(self) -> ScanResult:
         """Walk the tree, off the loop (a hung share blocks a thread, never the scheduler)."""
@@ -71,8 +89,8 @@ class Intake:
             return
         finally:
             self.scan_started = None
-            if self.stuck_logged:
-                self.stuck_logged = False
+            if self._stuck_logged:
+                self._stuck_logged = False
                 log.info("scan_unstuck", seconds=round(self._clock.monotonic() - started, 1))
         try:
             sync = await self._store.sync(result.videos, reprocess=reprocess, now=self._clock.time(),
@@ -80,7 +98,7 @@ class Intake:
         except StoreUnavailable as exc:  # the store's trouble (a full disk, a server away), said as such
             log.error("scan_not_recorded", store=self._store.describe, error=str(exc), found=len(result.videos),
                       action="the next scan tries again")
-            call(self._observers, "store_unavailable", str(exc))
+            self._observers.store_unavailable(str(exc))
             return
         except StoreError as exc:  # a store that cannot be trusted any more (deleted, replaced): stop, loudly
             log.error("scan_not_recorded", store=self._store.describe, error=str(exc), found=len(result.videos),
@@ -88,7 +106,7 @@ class Intake:
             raise
         self.scans += 1
         self.last_scan_at = self._clock.time()
-        call(self._observers, "scan_completed", len(result.videos), len(sync.new))
+        self._observers.scan_completed(len(result.videos), len(sync.new))
         for path, why in result.skipped:
             log.warning("video_skipped", video=str(path), reason=why)
         for path, why in result.errors:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from supervisor.config import WorkerSettings
-from supervisor.jobs.store import Job
-from supervisor.process.runner import Outcome, OutcomeKind, backoff_delay, should_retry
+from supervisor.jobs.model import Job
+from supervisor.process.runner import Outcome, OutcomeKind
+from supervisor.protocol.events import DoneEvent
 
 
 class Verdict(enum.StrEnum):
@@ -30,18 +29,32 @@ class Decision:
     damaged_seconds: float = 0.0
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def should_retry(kind: OutcomeKind, attempts: int, max_attempts: int, max_transient_attempts: int) -> bool:
+    """Whether a failed attempt is followed by another (else the job is dead). Every kind has a cap."""
+    if kind in (OutcomeKind.SUCCEEDED, OutcomeKind.BAD_INPUT, OutcomeKind.BAD_CONFIG):
+        return False
+    if kind is OutcomeKind.INTERRUPTED:
+        return True  # not an attempt of the job's: it is not charged one
+    if kind is OutcomeKind.TRANSIENT:
+        return attempts < max_transient_attempts
+    return attempts < max_attempts
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff: base, 2*base, 4*base, ... never above cap."""
+    if attempts <= 0:
+        return 0.0
+    return float(min(cap, base * (2 ** min(attempts - 1, 30))))
 
 
 def decide(outcome: Outcome, job: Job, worker: WorkerSettings, default_output: str) -> Decision:
+    """What `outcome` does to `job`. A success reads the worker's done event (none said: the result folder,
+    `default_output`); an attempt found finished after a crash (recovery) comes here the same way."""
     if outcome.kind is OutcomeKind.SUCCEEDED:
-        result: Mapping[str, Any] = outcome.result or {}
-        video_seconds = _number(result.get("video_seconds"))
+        done = outcome.done or DoneEvent()
         return Decision(
-            Verdict.DONE, output=str(result.get("output") or default_output), video_seconds=video_seconds,
-            covered_seconds=video_seconds if result.get("duration_limited") is True else None,
-            damaged_seconds=_number(result.get("damaged_seconds")) or 0.0,
+            Verdict.DONE, output=done.output or default_output, video_seconds=done.video_seconds,
+            covered_seconds=done.covered_seconds, damaged_seconds=done.damaged_seconds,
         )
     if outcome.kind is OutcomeKind.INTERRUPTED:
         return Decision(Verdict.REQUEUE)

@@ -7,11 +7,19 @@ the store. Retry waits run on the injected clock.
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 from supervisor.clock import Clock, Timer
-from supervisor.jobs.store import Job
+from supervisor.jobs.model import Job
 
-QueueItem = tuple[str, int, int, str]  # (recorded_at ISO, insertion sequence, job id, video path)
+
+class QueueItem(NamedTuple):
+    """A ready job in the queue, ordered by its fields in turn: oldest recording first, then first queued."""
+
+    recorded_at: str  # ISO 8601, which sorts as the times do
+    sequence: int  # the order of insertion: ties never compare the rest
+    job_id: int
+    video: str
 
 
 class JobQueue:
@@ -37,7 +45,7 @@ class JobQueue:
     def _put(self, job: Job) -> None:
         self._timers.pop(job.id, None)
         self._seq += 1
-        self._ready.put_nowait((job.recorded_at.isoformat(), self._seq, job.id, str(job.path)))
+        self._ready.put_nowait(QueueItem(job.recorded_at.isoformat(), self._seq, job.id, str(job.path)))
 
     async def take(self) -> QueueItem:
         return await self._ready.get()

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from supervisor.jobs.store import Job
+from supervisor.jobs.model import Job
+from supervisor.process.runner import Outcome, OutcomeKind
+from supervisor.protocol import EX_OK
+from supervisor.protocol.events import DoneEvent
 from supervisor.protocol.results import SUMMARY, same_video, written_by
 
 CLOCK_SLACK_SECONDS = 2.0  # the file's mtime and the store's start time come from different clocks
 
 
-def finished_result(out_dir: Path, job: Job, claim: int) -> dict[str, Any] | None:
-    """The worker's done record, rebuilt from `out_dir/summary.json`, when it is the attempt of `claim`'s;
+def finished_result(out_dir: Path, job: Job, claim: int) -> DoneEvent | None:
+    """The worker's done event, as `out_dir/summary.json` records it, when it is the attempt of `claim`'s;
     else None."""
     summary_path = out_dir / SUMMARY
     try:
@@ -34,7 +36,11 @@ def finished_result(out_dir: Path, job: Job, claim: int) -> dict[str, Any] | Non
         return None  # another attempt's results (an earlier run, before a reprocess): run it again
     if by_this is None and job.started_at is not None and written < job.started_at - CLOCK_SLACK_SECONDS:
         return None  # an earlier run's results (a reprocess that was cut short): run it again
-    damage = summary.get("damage") if isinstance(summary.get("damage"), dict) else {}
-    return {"event": "done", "output": str(summary_path), "video_seconds": summary.get("processed_seconds"),
-            "duration_limited": summary.get("duration_limited") is True,
-            "damaged_seconds": damage.get("seconds", 0.0) if damage else 0.0}
+    return DoneEvent.from_summary(summary, str(summary_path))
+
+
+def recovered_outcome(done: DoneEvent, job: Job, now: float) -> Outcome:
+    """The outcome of an attempt found finished after its scheduler died: a success like any other, decided
+    and recorded the same way (its duration as the store saw it, from its claim to now or its end)."""
+    started = job.started_at if job.started_at is not None else now
+    return Outcome(OutcomeKind.SUCCEEDED, EX_OK, done=done, duration=max(0.0, (job.finished_at or now) - started))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import structlog
+
+from supervisor.gpu.monitor import SlotTarget
 from supervisor.gpu.probe import GpuId
 from supervisor.scheduling.semaphore import ResizableSemaphore
 
 __all__ = ["GpuId", "SlotPool"]
 
+log = structlog.get_logger("supervisor.gpu")
 
 
 class SlotPool:
@@ -26,6 +30,7 @@ class SlotPool:
         self._accepting: dict[GpuId, bool] = {g: True for g in gpus}
         self._temperature: dict[GpuId, float | None] = {g: None for g in gpus}
         self._changed = asyncio.Event()
+        self.changes = 0  # limit changes applied so far
 
     @property
     def gpus(self) -> list[GpuId]:
@@ -61,6 +66,20 @@ class SlotPool:
 
     def set_temperature(self, gpu: GpuId, temperature: float | None) -> None:
         self._temperature[gpu] = temperature
+
+    def apply(self, targets: Iterable[SlotTarget]) -> None:
+        """Bring each GPU's slots to what the health monitor decided; every change of limit is logged."""
+        for target in targets:
+            gpu = target.gpu
+            self._temperature[gpu] = target.temperature
+            if self._accepting[gpu] != target.accepting:
+                self.set_accepting(gpu, target.accepting)
+            old = self.limit(gpu)
+            if old != target.limit:
+                self.set_limit(gpu, target.limit)
+                self.changes += 1
+                log.info("parallelism_changed", gpu=gpu, old=old, new=target.limit, reason=target.reason,
+                         message=f"parallelism {old} -> {target.limit} ({target.reason})")
 
     def _pick(self) -> tuple[bool, GpuId]:
         """The accepting GPU with the most free slots (ties: the coolest); (False, None) when there is none."""

@@ -9,7 +9,8 @@ import signal
 import time
 from collections import Counter
 
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from tests.daemon_harness import Daemon, alive, children, daemon_settings, wait_gone
 from tests.fakes import make_video, read_runs
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import AlertSettings
-from supervisor.jobs.store import JobState
+from supervisor.jobs.model import JobState
 from supervisor.observe.alerts import Alerts, post_json
 from tests.daemon_harness import Daemon, daemon_settings
 from tests.fakes import cli, cli_env, make_video, read_runs

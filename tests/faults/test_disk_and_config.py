@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from tests.daemon_harness import Daemon, alive, daemon_settings
 from tests.fakes import cli, cli_env, make_video
 

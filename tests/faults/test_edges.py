@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from tests.daemon_harness import Daemon, daemon_settings, set_worker_command, wait_gone
 from tests.fakes import make_video, read_runs
 

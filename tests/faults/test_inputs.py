@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
 from tests.fakes import REPO, cli, cli_env, make_video, write_bad_video
 from workers.scenes import DEFAULT_ACTORS, write_scene

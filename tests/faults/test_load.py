@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from supervisor.jobs.store import JobState, JobStore
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
 
 JOBS = 10_000

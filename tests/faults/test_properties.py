@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.clock import LoopClock
-from supervisor.jobs.store import Job, JobState
+from supervisor.jobs.model import Job, JobState
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.slots import SlotPool
 

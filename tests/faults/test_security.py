@@ -8,9 +8,10 @@ import os
 import pytest
 
 from supervisor.config import Settings
-from supervisor.jobs.store import JobState, JobStore
-from supervisor.process.launch import job_output_dir, result_key
+from supervisor.jobs.model import JobState
+from supervisor.jobs.sqlite_store import JobStore
 from supervisor.protocol.names import PathParser
+from supervisor.scheduling.result_folders import job_output_dir, result_key
 from tests.fakes import make_settings, make_video, read_runs
 from tests.test_scheduling import run_sup
 

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
+from supervisor.jobs.model import JobState
 from supervisor.jobs.postgres import PostgresReader
-from supervisor.jobs.store import JobState
 from tests.daemon_harness import Daemon, children, daemon_settings, wait_gone
 from tests.fakes import make_video, read_runs
 

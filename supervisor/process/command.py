@@ -1,47 +1,26 @@
-"""How one job's worker is started: where its results go, its argument list, its environment. Pure."""
+"""How one job's worker is started: its argument list (the command template filled) and its environment. Pure."""
 
 from __future__ import annotations
 
-import functools
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from supervisor.config import Settings, expand_command
+from supervisor.config import PLACEHOLDER_RE, Settings
 from supervisor.gpu.probe import GpuId
-from supervisor.jobs.store import Job
-from supervisor.protocol.lifeline import PARENT_ENV
+from supervisor.jobs.model import Job
+from supervisor.protocol.environment import (
+    ATTEMPT_ENV,
+    CAMERA_ENV,
+    CLAIM_ENV,
+    GPU_ENV,
+    JOB_ID_ENV,
+    PARENT_ENV,
+    VIDEO_ENV,
+)
 from supervisor.protocol.names import PathParser, format_recorded
-from supervisor.protocol.results import CLAIM_ENV, JOB_ID_ENV
-
-
-def result_key(videos_dir: Path, video: Path) -> str:
-    """A recording's result folder, relative to output_dir: its whole path under videos_dir, extension
-    included (`camera_50/2025-11-14/14-30-00.mp4/`), so no two recordings can share one."""
-    try:
-        rel = video.relative_to(videos_dir)
-    except ValueError:
-        raise ValueError(f"{video} is not under the videos directory {videos_dir}") from None
-    if rel.is_absolute() or not rel.parts or any(part in ("", ".", "..") for part in rel.parts):
-        raise ValueError(f"{video}: no usable result folder name")
-    return rel.as_posix()
-
-
-@functools.lru_cache(maxsize=8)
-def real_root(output_root: Path) -> Path:
-    """The output folder with its symlinks resolved (once: it is asked for every job)."""
-    return output_root.resolve()
-
-
-def job_output_dir(output_root: Path, key: str) -> Path:
-    """`output_root/<key>/`, refusing anything that would land outside output_root. Lexical: the folders
-    are then made and opened one component at a time without following symlinks (protocol/paths.py)."""
-    root = real_root(output_root)
-    parts = key.split("/")
-    if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"result folder {key!r} escapes {root}")
-    return root.joinpath(*parts)
 
 
 def recorded_argument(settings: Settings, job: Job) -> str:
@@ -56,6 +35,30 @@ def recorded_argument(settings: Settings, job: Job) -> str:
         return ""
     named = PathParser(settings.discovery.pattern).read(rel)
     return format_recorded(named.start, named.end)
+
+
+def expand_command(template: tuple[str, ...], values: dict[str, str]) -> list[str]:
+    """Fill `{name}` placeholders; each template item stays exactly one argument.
+
+    A long option followed by a placeholder item (`"--camera", "{camera}"`) becomes one `--camera=VALUE`
+    argument, so a value that starts with a dash (a camera folder named `-x`) is never read as an option.
+    """
+    def sub(match: re.Match[str]) -> str:
+        return values[match.group(1)]
+
+    out: list[str] = []
+    i = 0
+    while i < len(template):
+        arg = template[i]
+        nxt = template[i + 1] if i + 1 < len(template) else None
+        if (nxt is not None and arg.startswith("--") and len(arg) > 2 and "=" not in arg
+                and not PLACEHOLDER_RE.search(arg) and PLACEHOLDER_RE.fullmatch(nxt)):
+            out.append(f"{arg}={PLACEHOLDER_RE.sub(sub, nxt)}")
+            i += 2
+            continue
+        out.append(PLACEHOLDER_RE.sub(sub, arg))
+        i += 1
+    return out
 
 
 def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
@@ -73,13 +76,13 @@ def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
 def worker_env(job: Job, gpu: GpuId, base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update({
-        JOB_ID_ENV: str(job.id), "VIDEO_SUPERVISOR_CAMERA": job.camera, CLAIM_ENV: str(job.claim_token),
-        "VIDEO_SUPERVISOR_VIDEO": str(job.path), "VIDEO_SUPERVISOR_ATTEMPT": str(job.attempts),
+        JOB_ID_ENV: str(job.id), CAMERA_ENV: job.camera, CLAIM_ENV: str(job.claim_token),
+        VIDEO_ENV: str(job.path), ATTEMPT_ENV: str(job.attempts),
         "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
     })
     if gpu is not None:
         # NVML numbers GPUs by PCI bus; make CUDA use the same order so the index means the same card.
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        env["VIDEO_SUPERVISOR_GPU"] = str(gpu)
+        env[GPU_ENV] = str(gpu)
     return env

@@ -1,4 +1,4 @@
-"""The durable job table: one row per video, in a SQLite file (WAL).
+"""The SQLite engine's job table: one row per video, in a SQLite file (WAL), blocking calls.
 
 The store is the memory of the system. Only one scheduler writes to it at a
 time (an advisory lock that dies with its process); read-only commands open it
@@ -8,120 +8,32 @@ beside a running daemon.
 from __future__ import annotations
 
 import contextlib
-import enum
 import fcntl
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from supervisor.jobs import people as people_sql
 from supervisor.jobs.discovery import VideoFile
+from supervisor.jobs.model import (
+    Job,
+    JobState,
+    ResultFolderTaken,
+    StoreError,
+    StoreInUse,
+    SyncResult,
+    Takeover,
+)
 from supervisor.jobs.people import PeopleQuery
+from supervisor.jobs.sync_plan import KNOWN_ROWS_SQL, SYNC_CHUNK, KnownRow, SyncPlan, plan_sync
 from supervisor.protocol.hours import HourRow
 
 SCHEMA_VERSION = 5
-
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"  # an attempt failed; another will follow
-    DEAD = "dead"  # gave up
-
-
-TERMINAL_STATES = frozenset({JobState.DONE, JobState.DEAD})
-READY_STATES = frozenset({JobState.QUEUED, JobState.FAILED})
-
-
-class StoreError(Exception):
-    """The store cannot be used; the message names the file and what to do."""
-
-
-class StoreInUse(StoreError):
-    """Another scheduler holds the store (exit 75: try again once it is gone)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: int
-    camera: str
-    path: Path
-    recorded_at: datetime
-    size: int
-    mtime: float
-    state: JobState
-    attempts: int
-    last_error: str | None
-    last_exit_code: int | None
-    discovered_at: float
-    not_before: float | None
-    started_at: float | None
-    finished_at: float | None
-    duration_seconds: float | None
-    output: str | None
-    video_seconds: float | None
-    result_key: str | None = None  # the job's result folder, relative to output_dir; unique
-    covered_seconds: float | None = None  # done with only the first N seconds (--duration); None or 0: whole
-    damaged_seconds: float | None = None  # done, with this much of the recording undecodable
-    claim_token: int = 0  # the generation of the job's latest claim: every write of an attempt names it
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.covered_seconds)
-
-    def state_text(self) -> str:
-        """The state as a person reads it: "done (first 60 s), 3.2 s damaged"."""
-        text = str(self.state)
-        if self.state is JobState.DONE:
-            if self.partial:
-                text += f" (first {self.covered_seconds:g} s)"
-            if self.damaged_seconds:
-                text += f", {self.damaged_seconds:.1f} s damaged"
-        return text
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> Job:
-        return cls(
-            id=row["id"], camera=row["camera"], path=Path(row["path"]),
-            recorded_at=datetime.fromisoformat(row["recorded_at"]), size=row["size"], mtime=row["mtime"],
-            state=JobState(row["state"]), attempts=row["attempts"], last_error=row["last_error"],
-            last_exit_code=row["last_exit_code"], discovered_at=row["discovered_at"],
-            not_before=row["not_before"], started_at=row["started_at"], finished_at=row["finished_at"],
-            duration_seconds=row["duration_seconds"], output=row["output"], video_seconds=row["video_seconds"],
-            result_key=row["result_key"], covered_seconds=row["covered_seconds"],
-            damaged_seconds=row["damaged_seconds"],
-            # keys(): `in` on a sqlite3.Row looks among the values. A store not yet migrated has no tokens.
-            claim_token=row["claim_token"] if "claim_token" in row.keys() else 0,  # noqa: SIM118
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Takeover:
-    """A running job this scheduler now holds because the one that ran it is gone: `job` is the row as
-    held now (write with its claim_token), `lost_token` the claim of the attempt that was cut off (its
-    result set is looked for under that token before the job is run again)."""
-
-    job: Job
-    lost_token: int
-
-
-@dataclass(slots=True)
-class SyncResult:
-    new: list[int] = field(default_factory=list)
-    changed: list[int] = field(default_factory=list)
-    requeued: list[int] = field(default_factory=list)
-    new_paths: list[str] = field(default_factory=list)
-
-    @property
-    def ready(self) -> list[int]:
-        return self.new + self.changed + self.requeued
 
 
 _SCHEMA = """
@@ -210,14 +122,6 @@ def _legacy_result_keys(conn: sqlite3.Connection) -> None:
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _legacy_result_keys}
 
 
-class ResultFolderTaken(Exception):
-    """Another job's results live in that folder already."""
-
-    def __init__(self, key: str, other: Job) -> None:
-        super().__init__(f"result folder {key!r} already holds the results of job {other.id} ({other.path})")
-        self.key, self.other = key, other
-
-
 def _create_private(path: Path) -> None:
     """Create `path` readable by owner and group only, if it does not exist yet."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -297,15 +201,8 @@ def sync_in_thread(path: Path, videos: list[VideoFile], *, reprocess: bool, now:
         store.close()
 
 
-def covers_less(covered: float | None, wanted: float) -> bool:
-    """A job done for its first `covered` seconds (None/0: all of it) gives less than `wanted` (0: all)."""
-    if not covered:
-        return False
-    return wanted == 0 or covered < wanted
-
-
 class JobStore:
-    """All reads and writes of the job table, blocking. The scheduler reaches it through `ThreadedStore`,
+    """All reads and writes of the job table, blocking. The scheduler reaches it through `SqliteEngine`,
     which runs every call on one thread that owns the connection; the commands use it directly."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
@@ -435,6 +332,10 @@ class JobStore:
             )
         return [Job.from_row(r) for r in rows]
 
+    def daemons(self, within: float = 60.0) -> list[dict[str, Any]]:
+        """None to tell of: one scheduler uses a SQLite store, and its status file says what it runs."""
+        return []
+
     def by_path(self) -> dict[str, Job]:
         return {str(j.path): j for j in self.jobs()}
 
@@ -520,74 +421,29 @@ class JobStore:
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def sync(self, videos: Iterable[VideoFile], *, reprocess: bool = False, now: float | None = None,
-             chunk: int = 2000, duration: float = 0.0) -> SyncResult:
-        """Record what a scan found: new videos are queued, changed ones re-queued, and so are videos done
-        with less than this run asks for (`duration` seconds; 0: the whole recording).
-
-        Safe beside the scheduler's own connection: commits every `chunk` rows (so no writer waits
-        long), and every update re-checks the row's state in SQL, never trusting the snapshot read
-        at the start (a job that started meanwhile is left alone and seen again next scan).
-        """
+             chunk: int = SYNC_CHUNK, duration: float = 0.0) -> SyncResult:
+        """Record what a scan found, by the rules of sync_plan.py; commits every `chunk` statements, so it is
+        safe beside the scheduler's own connection (no writer waits long)."""
         now = time.time() if now is None else now
-        known = {
-            row["path"]: row
-            for row in self._conn.execute("SELECT id, path, size, mtime, state, covered_seconds FROM jobs")
-        }
-        result = SyncResult()
+        known = {row["path"]: KnownRow.from_row(row) for row in self._conn.execute(KNOWN_ROWS_SQL)}
+        plan = plan_sync(known, videos, reprocess=reprocess, duration=duration)
         pending = 0
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for v in videos:
+            for sql, params, note in _sync_steps(plan, now):
                 if pending >= chunk:
                     self._conn.execute("COMMIT")
                     self._conn.execute("BEGIN IMMEDIATE")
                     pending = 0
-                row = known.get(str(v.path))
-                if row is None:
-                    cur = self._conn.execute(
-                        "INSERT OR IGNORE INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (v.camera, str(v.path), v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, now),
-                    )
-                    if cur.rowcount:
-                        result.new.append(int(cur.lastrowid or 0))
-                        result.new_paths.append(str(v.path))
-                    pending += 1
-                    continue
-                if row["size"] != v.size or row["mtime"] != v.mtime:
-                    cur = self._conn.execute(
-                        "UPDATE jobs SET camera = ?, recorded_at = ?, size = ?, mtime = ?, state = ?, "
-                        "attempts = 0, last_error = NULL, last_exit_code = NULL, not_before = NULL "
-                        "WHERE id = ? AND state != ?",
-                        (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, JobState.QUEUED, row["id"],
-                         JobState.RUNNING),
-                    )
-                    if cur.rowcount:
-                        result.changed.append(row["id"])
-                    pending += 1
-                elif row["state"] == JobState.DONE and covers_less(row["covered_seconds"], duration):
-                    cur = self._conn.execute(
-                        "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
-                        "not_before = NULL WHERE id = ? AND state = ?",
-                        (JobState.QUEUED, row["id"], JobState.DONE),
-                    )
-                    if cur.rowcount:
-                        result.requeued.append(row["id"])
-                    pending += 1
-                elif reprocess and row["state"] in TERMINAL_STATES:
-                    cur = self._conn.execute(
-                        "UPDATE jobs SET state = ?, attempts = 0, last_error = NULL, last_exit_code = NULL, "
-                        "not_before = NULL WHERE id = ? AND state IN (?, ?)",
-                        (JobState.QUEUED, row["id"], JobState.DONE, JobState.DEAD),
-                    )
-                    if cur.rowcount:
-                        result.requeued.append(row["id"])
-                    pending += 1
+                pending += 1
+                cur = self._conn.execute(sql, params)
+                if cur.rowcount:
+                    note(int(cur.lastrowid or 0))
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        return result
+        return plan.result()
 
     def jobs_by_id(self, ids: Iterable[int]) -> list[Job]:
         wanted = list(ids)
@@ -697,15 +553,6 @@ class JobStore:
                 return []  # a store from before people were kept, opened read-only
             raise
 
-    def assign_result_key(self, job_id: int, key: str) -> None:
-        """Record the job's result folder; raises ResultFolderTaken when another job holds it."""
-        try:
-            with self._transaction():
-                self._conn.execute("UPDATE jobs SET result_key = ? WHERE id = ?", (key, job_id))
-        except sqlite3.IntegrityError:
-            self._folder_taken(key)
-            raise
-
     def mark_failed(self, job_id: int, *, token: int | None, now: float, error: str, exit_code: int | None,
                     retry_at: float | None) -> bool:
         """Record a failed attempt: `retry_at` set means it will be tried again, None means dead. Fenced as
@@ -719,6 +566,18 @@ class JobStore:
                 (state, now, now, now, error, exit_code, retry_at, job_id, *args),
             )
         return cur.rowcount > 0
+
+    def import_jobs(self, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                    people: Sequence[Mapping[str, Any]]) -> None:
+        """Fill an empty store with another's jobs (`columns` of each row) and people rows, in one
+        transaction (`store copy`); StoreError when it holds jobs already: nothing is ever overwritten."""
+        with self._transaction():
+            if self._conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is not None:
+                raise StoreError(f"{self.path}: already holds jobs; copy into an empty store")
+            marks = ",".join("?" * len(columns))
+            self._conn.executemany(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})", rows)
+            self._conn.executemany(people_sql.import_sql("?"), [people_sql.import_params(r) for r in people])
+            self._conn.execute(people_sql.NOTE_COPIED)
 
     def requeue_interrupted(self, job_id: int, *, token: int) -> bool:
         """An attempt we stopped ourselves (shutdown), or one lost with its scheduler: back to queued, the
@@ -738,3 +597,23 @@ def _fence(token: int | None) -> tuple[str, tuple[Any, ...]]:
     if token is None:
         return "state IN (?, ?)", (JobState.QUEUED, JobState.FAILED)
     return "state = ? AND claim_token = ?", (JobState.RUNNING, token)
+
+_INSERT = ("INSERT OR IGNORE INTO jobs (camera, path, recorded_at, size, mtime, state, discovered_at) "
+           "VALUES (?, ?, ?, ?, ?, 'queued', ?)")
+_REFRESH = ("UPDATE jobs SET camera = ?, recorded_at = ?, size = ?, mtime = ?, state = 'queued', attempts = 0, "
+            "last_error = NULL, last_exit_code = NULL, not_before = NULL WHERE id = ? AND state != 'running'")
+_REQUEUE = ("UPDATE jobs SET state = 'queued', attempts = 0, last_error = NULL, last_exit_code = NULL, "
+            "not_before = NULL WHERE id = ? AND state = ?")
+
+
+def _sync_steps(plan: SyncPlan, now: float) -> Iterator[tuple[str, tuple[Any, ...], Callable[[int], None]]]:
+    """A sync plan as SQLite statements, one a row: (sql, parameters, what to note when it wrote a row, given
+    the row's id)."""
+    for v in plan.insert:
+        yield (_INSERT, (v.camera, str(v.path), v.recorded_at.isoformat(), v.size, v.mtime, now),
+               partial(plan.note_inserted, str(v.path)))
+    for job_id, v in plan.refresh:
+        yield (_REFRESH, (v.camera, v.recorded_at.isoformat(), v.size, v.mtime, job_id),
+               partial(plan.note_refreshed, job_id))
+    for job_id, state in plan.requeue:
+        yield _REQUEUE, (job_id, str(state)), partial(plan.note_requeued, job_id)

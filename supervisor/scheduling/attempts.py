@@ -1,0 +1,535 @@
+"""The job runner: takes ready jobs oldest first, gives each a slot and a worker, records what came of it.
+
+It owns the attempts under way (`running`, one task each) and everything about one attempt: its
+claim, its staging folder, its worker, the decision its outcome makes, the publication of its
+results and the write that records it (fenced by its claim). The supervisor (supervisor.py) owns
+the run around it: startup, the long-lived tasks, the stop and the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from supervisor.clock import Clock
+from supervisor.config import Settings
+from supervisor.jobs.contract import JobStoreEngine
+from supervisor.jobs.model import Job, JobState, ResultFolderTaken, StoreUnavailable, Takeover
+from supervisor.jobs.retrying import RetryingStore
+from supervisor.observe.job_logs import JobLog, job_log_path
+from supervisor.observe.observers import Observers
+from supervisor.observe.snapshot import RunningView
+from supervisor.observe.stats import RunStats
+from supervisor.process.command import worker_argv, worker_env
+from supervisor.process.launcher import Launcher, LaunchSpec, WorkerHandle
+from supervisor.process.runner import Outcome, OutcomeKind
+from supervisor.protocol.events import EVENT_PROGRESS, EVENT_WARNING, DoneEvent
+from supervisor.protocol.hours import HourRow, hours_of
+from supervisor.protocol.paths import ResultRoot, UnsafeOutput, staging_key
+from supervisor.scheduling.outcomes import Decision, Verdict, decide
+from supervisor.scheduling.queue import JobQueue, QueueItem
+from supervisor.scheduling.recovery import finished_result, recovered_outcome
+from supervisor.scheduling.result_folders import job_output_dir, real_root, result_key
+from supervisor.scheduling.slots import GpuId, SlotPool
+
+log = structlog.get_logger("supervisor")
+
+
+def _published(output: str | None, staging: Path, final: Path) -> str | None:
+    """A path the worker named inside its staging folder, as it reads once published."""
+    if output is None:
+        return output
+    try:
+        return str(final / Path(output).relative_to(staging))
+    except ValueError:
+        return output
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """What is known of a job while its worker runs (not stored). The worker writes into `staging`, a
+    folder of its attempt's own; only while the claim (`job.claim_token`) is held is it published at
+    `output_dir` (the result folder, `key` under the output root)."""
+
+    job: Job
+    gpu: GpuId
+    run: WorkerHandle
+    started_at: float
+    output_dir: Path
+    key: str
+    staging: Path
+    progress: dict[str, Any] = field(default_factory=dict)
+    output_log: JobLog | None = None  # what its worker says, for `video-supervisor log JOB`
+    lease_lost: bool = False  # another scheduler took the job over: nothing of this attempt is recorded
+    recording: bool = False  # its outcome is on its way to the store
+
+    @property
+    def token(self) -> int:
+        return self.job.claim_token
+
+    def view(self) -> RunningView:
+        return RunningView(self.job, self.gpu, self.started_at, self.output_dir, dict(self.progress))
+
+
+
+class JobRunner:
+    """Runs the attempts of one scheduler. Its narrow ties to the run: `settings()` (the settings in force),
+    `stopping()` (no new attempt may start), `halt(reason)` (a worker found the configuration unusable),
+    `check_idle()` (the run may have nothing left), `crashed(task, name)` (a job task died of a bug)."""
+
+    def __init__(self, *, settings: Callable[[], Settings], store: JobStoreEngine, calls: RetryingStore,
+                 queue: JobQueue, slots: SlotPool, clock: Clock, launcher: Launcher, observers: Observers,
+                 stats: RunStats, base_env: dict[str, str], stopping: Callable[[], bool],
+                 halt: Callable[[str], None], check_idle: Callable[[], None],
+                 crashed: Callable[[asyncio.Task[Any], str], None]) -> None:
+        self._settings = settings
+        self.store = store
+        self._calls = calls
+        self.queue = queue
+        self.slots = slots
+        self.clock = clock
+        self.launcher = launcher
+        self.observers = observers
+        self.stats = stats
+        self._base_env = base_env  # what workers inherit, copied once
+        self._stopping = stopping
+        self._halt = halt
+        self._check_idle = check_idle
+        self._crashed = crashed
+        self.running: dict[int, RunningJob] = {}
+        self.tasks: set[asyncio.Task[None]] = set()  # one per attempt under way
+        self.reading = 0  # result folders being read on threads (people by hour)
+        self.said: dict[tuple[str, str], int] = {}  # causes said once per run, with how often they held
+        self._results: ResultRoot | None = None  # the output folder, opened at the first job
+        self._renewals_failing = False  # the store has not taken the last renewal
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings()
+
+    def close(self) -> None:
+        if self._results is not None:
+            self._results.close()
+            self._results = None
+
+    def stop_all(self) -> None:
+        """Stop every worker (a second stop request): SIGTERM, then SIGKILL after its grace."""
+        for rj in self.running.values():
+            rj.run.request_stop()
+
+    async def _hours(self, folder: Path) -> list[HourRow] | None:
+        """A published result set's people by hour, for the store (none when its files do not say, as a
+        worker of the user's own that writes no counts); None when the folder cannot be read now. Read off
+        the loop."""
+        self.reading += 1
+        try:
+            return await asyncio.to_thread(hours_of, folder)
+        except OSError as exc:
+            log.warning("people_unreadable", folder=str(folder), error=exc.strerror or str(exc),
+                        action="no people by hour from it now")
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("people_unreadable", folder=str(folder), error=str(exc),
+                        action="its summary.json is not what the worker writes: no people by hour from it")
+            return []
+        finally:
+            self.reading -= 1
+
+    def _say_once(self, event: str, reason: str, **fields: Any) -> None:
+        """A cause that holds for every job alike (a model without its CPU export) is said once per run;
+        the run's summary says how many jobs it held for."""
+        n = self.said[(event, reason)] = self.said.get((event, reason), 0) + 1
+        if n == 1:
+            log.warning(event, reason=reason, **fields)
+
+    async def fill_people(self) -> None:
+        """Once, for a store kept before it held people by hour: each done job's rows, from its result files."""
+        filled = later = 0
+        after = 0
+        while batch := await self._calls.call("without_people", self.store.without_people, after=after):
+            for job in batch:
+                after = job.id
+                folder = job_output_dir(self.settings.output_dir, job.result_key) if job.result_key else None
+                hours = await self._hours(folder) if folder is not None else []
+                if hours is None:  # not readable now (a share not mounted yet): the next start tries again
+                    later += 1
+                    continue
+                await self._calls.call("record_people", self.store.record_people, job.id, hours)
+                filled += 1
+        if filled:
+            log.info("people_filled", jobs=filled, message="people by hour of done jobs read from their results")
+        if later:
+            log.warning("people_not_filled", jobs=later, action="their result folders cannot be read now; the "
+                        "next start tries again")
+
+    async def settle_recovered(self, takeovers: list[Takeover], *, enqueue: bool) -> None:
+        """Jobs whose scheduler is gone, now held by this one: done if the lost attempt had finished (its
+        result set complete, published now if it was still staged), else queued again, the attempt not
+        counted (`enqueue`: into this run's queue at once; otherwise the next scan does it)."""
+        for taken in takeovers:
+            job, lost = taken.job, taken.lost_token
+            result, key = None, job.result_key
+            if key is not None:
+                result = self._lost_attempts_result(job, key, lost)
+            if result is None:
+                if key is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        self._results_folder().discard(key, lost)
+                requeued = await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+                                                  token=job.claim_token)
+                log.warning("job_recovered", job_id=job.id, video=str(job.path), camera=job.camera,
+                            action="its scheduler stopped while it ran: queued again, the attempt not counted"
+                            if requeued else "taken by another scheduler meanwhile")
+                if enqueue and requeued:
+                    self.enqueue(replace(job, state=JobState.QUEUED))
+                continue
+            outcome = recovered_outcome(result, job, self.clock.time())
+            d = decide(outcome, job, self.settings.worker, result.output or "")
+            hours = await self._hours(Path(d.output or "").parent) or []
+            if await self._mark_done(job.id, job.claim_token, self.clock.time(), outcome, d, d.output, hours):
+                log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=d.output,
+                         message="its worker had finished when its scheduler stopped: recorded done, not run again")
+
+    def _lost_attempts_result(self, job: Job, key: str, lost: int) -> DoneEvent | None:
+        """The done event of the attempt of claim `lost`, published if it was still staged; else None."""
+        try:
+            final = job_output_dir(self.settings.output_dir, key)
+            staged = job_output_dir(self.settings.output_dir, staging_key(key, lost))
+            result = finished_result(staged, job, lost)
+            if result is not None and self._results_folder().publish(key, lost):
+                return replace(result, output=_published(result.output, staged, final))
+            return finished_result(final, job, lost)
+        except (OSError, ValueError) as exc:
+            log.warning("result_not_checked", job_id=job.id, folder=key, error=str(exc))
+            return None
+
+    def enqueue(self, job: Job) -> bool:
+        if job.id in self.running:
+            return False
+        return self.queue.add(job)
+
+    async def dispatch(self) -> None:
+        while True:
+            item = await self.queue.take()
+            try:
+                gpu = await self.slots.acquire()
+            except asyncio.CancelledError:
+                self.queue.put_back(item)
+                raise
+            item = self.queue.oldest(item)  # something older may have arrived while we waited for the slot
+            started = False
+            try:
+                started = await self._start(item, gpu)
+            except asyncio.CancelledError:
+                if item.job_id not in self.running:
+                    self.queue.put_back(item)
+                raise
+            finally:
+                if not started:
+                    self.slots.release(gpu)
+
+    async def _start(self, item: QueueItem, gpu: GpuId) -> bool:
+        job_id, video = item.job_id, Path(item.video)
+        if self._stopping():
+            return False  # stopped while waiting for a slot: start nothing new
+        try:
+            key = result_key(self.settings.videos_dir, video)
+            out_dir = job_output_dir(self.settings.output_dir, key)
+            job = await self._calls.call("claim", self.store.claim, job_id, now=self.clock.time(), result_key=key)
+        except ResultFolderTaken as exc:
+            log.error("result_folder_conflict", job_id=job_id, video=str(video), other_job_id=exc.other.id,
+                      other_video=str(exc.other.path), folder=exc.key)
+            await self._finish_without_run(job_id, None, video, f"{video}: {exc}")
+            return False
+        except ValueError as exc:
+            await self._finish_without_run(job_id, None, video, str(exc))
+            return False
+        if job is None:  # done, gone or running meanwhile (another scan, another host)
+            self.queue.forget(job_id)
+            self._check_idle()
+            return False
+        if self._stopping():  # stopped while the claim was on its way: give it back, uncharged
+            await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job_id,
+                                   token=job.claim_token)
+            return False
+        if job.result_key is not None and job.result_key != key:  # a folder recorded by an older version
+            key = job.result_key
+            out_dir = job_output_dir(self.settings.output_dir, key)
+        if not job.path.is_file():
+            await self._finish_without_run(job.id, job.claim_token, job.path, f"{job.path}: the video is gone",
+                                           job.camera)
+            return False
+        staging = job_output_dir(self.settings.output_dir, staging_key(key, job.claim_token))
+        try:
+            results = self._results_folder()
+            stale = results.clear_stale(key, job.claim_token)
+            if stale:
+                log.info("stale_attempts_removed", folder=str(out_dir), removed=stale)
+            results.make(staging_key(key, job.claim_token))
+        except UnsafeOutput as exc:
+            await self._finish_without_run(job.id, job.claim_token, job.path,
+                                           f"{job.path}: refusing to write results: {exc.strerror}", job.camera)
+            return False
+        except OSError as exc:  # a full or read-only results disk: the worker reports it as transient
+            log.warning("result_folder_not_created", folder=str(staging), error=exc.strerror or str(exc))
+        self.queue.forget(job_id)
+        w = self.settings.worker
+        spec = LaunchSpec(worker_argv(self.settings, job, staging), worker_env(job, gpu, self._base_env),
+                          w.timeout_seconds, w.stop_grace_seconds, w.done_grace_seconds)
+        output_log = JobLog(job_log_path(self.settings.log_dir, job_id), job_id) if self.settings.log_dir else None
+        if output_log is not None:
+            output_log.open(job.attempts, spec.argv)
+
+        def on_line(stream: str, line: str) -> None:
+            log.debug("worker_output", stream=stream, line=line[:1000])
+            if output_log is not None:
+                output_log.line(stream, line)
+
+        run = self.launcher.launch(spec, on_event=lambda event: self._on_worker_event(job_id, event),
+                                   on_line=on_line)
+        rj = RunningJob(job, gpu, run, job.started_at or self.clock.time(), out_dir, key, staging,
+                        output_log=output_log)
+        self.running[job_id] = rj
+        self.observers.job_started(rj.view())
+        task = asyncio.create_task(self._execute(rj), name=f"job-{job_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self._job_task_done)
+        return True
+
+    async def _finish_without_run(self, job_id: int, token: int | None, video: Path, reason: str,
+                                  camera: str | None = None) -> None:
+        """Dead without a worker: nothing any attempt could change (a folder taken, a video gone). `token`: the
+        claim taken for it, or None when none was."""
+        await self._calls.call("mark_failed", self.store.mark_failed, job_id, token=token, now=self.clock.time(),
+                               error=reason, exit_code=None, retry_at=None)
+        if camera is None:
+            camera = (await self._calls.call("get", self.store.get, job_id)).camera
+        self.stats.record_dead(camera)
+        log.error("job_dead", job_id=job_id, camera=camera, video=str(video), error=reason)
+        self.queue.forget(job_id)
+        self._check_idle()
+
+    def _results_folder(self) -> ResultRoot:
+        root = real_root(self.settings.output_dir)
+        if self._results is None or self._results.path != root:
+            if self._results is not None:
+                self._results.close()
+            self._results = ResultRoot(root)
+        return self._results
+
+    def _on_worker_event(self, job_id: int, event: dict[str, Any]) -> None:
+        rj = self.running.get(job_id)
+        if rj is not None and rj.output_log is not None:
+            rj.output_log.event(event)
+        if rj is not None and event["event"] == EVENT_PROGRESS:
+            rj.progress = {k: v for k, v in event.items() if k != "event"}
+            rj.progress["at"] = self.clock.time()
+        elif event["event"] == EVENT_WARNING:  # the job goes on: a doubt about its input, for the journal
+            log.warning("worker_warning", job_id=job_id, message=str(event.get("message", ""))[:500])
+
+    async def _execute(self, rj: RunningJob) -> None:
+        job = rj.job
+        structlog.contextvars.bind_contextvars(
+            job_id=job.id, camera=job.camera, video=str(job.path), attempt=job.attempts)
+        log.info("job_started", gpu=rj.gpu, argv0=rj.run.argv[0], output=str(rj.output_dir),
+                 running=len(self.running), limit=self.slots.total_limit)
+        outcome: Outcome | None = None
+        try:
+            outcome = await rj.run.run()
+            if outcome.kind is OutcomeKind.BAD_CONFIG:  # before the slot is free: no other job may start
+                self._halt(f"worker exit 78 on {job.path}: {outcome.message or outcome.kind}")
+        finally:
+            self.slots.release(rj.gpu)  # first: nothing below may keep a slot from the next job
+            if rj.output_log is not None:
+                rj.output_log.close("stopped by the supervisor" if outcome is None else
+                                    f"{outcome.kind} (exit {outcome.exit_code}) {outcome.message}".rstrip())
+            if outcome is None:  # cancelled: the supervisor is going away; the next start recovers the row
+                del self.running[job.id]
+                with contextlib.suppress(Exception):
+                    await self.store.requeue_interrupted(job.id, token=rj.token)
+                self._check_idle()
+        try:
+            # The job stays ours (in `running`) until its outcome is in the store, however long that takes.
+            state, retry_at = await self._record(rj, outcome)
+        finally:
+            self.running.pop(job.id, None)
+        if retry_at is not None and not self._stopping():
+            # It waits for its retry: the store holds the time, the queue a timer for it.
+            self.enqueue(replace(job, state=JobState.FAILED, not_before=retry_at))
+        self._check_idle()
+        self.observers.job_finished(rj.view(), outcome, state)
+
+    async def _record(self, rj: RunningJob, outcome: Outcome) -> tuple[JobState, float | None]:
+        """Store what the attempt came to (one write, fenced by its claim); the job's new state, and when it is
+        retried. A done attempt's results are published first, while its claim is held."""
+        rj.recording = True
+        job = rj.job
+        now = self.clock.time()
+        seconds = round(outcome.duration, 3)
+        if rj.lease_lost:
+            self._discard(rj)
+            log.error("attempt_void", outcome=str(outcome.kind), duration_seconds=seconds,
+                      reason="its claim was taken over by another scheduler: nothing of this attempt is recorded")
+            return JobState.RUNNING, None
+        d: Decision = decide(outcome, job, self.settings.worker, str(rj.output_dir))
+        if d.verdict is Verdict.DONE and outcome.hung_after_done and finished_result(rj.staging, job,
+                                                                                     rj.token) is None:
+            outcome = replace(outcome, kind=OutcomeKind.FAILED, message=outcome.message + "; and its result set "
+                              "is not complete (no valid summary.json)")
+            d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
+        if d.verdict is Verdict.DONE:
+            published = await self._publish(rj, d.output)
+            if published is None:
+                return JobState.RUNNING, None
+            if isinstance(published, str):  # the results could not be put in place: an attempt that failed
+                outcome = replace(outcome, kind=OutcomeKind.TRANSIENT, exit_code=None, message=published)
+                d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
+        if d.verdict is Verdict.DONE:
+            output = _published(d.output, rj.staging, rj.output_dir)
+            hours = await self._hours(rj.output_dir) or []
+            if not await self._mark_done(job.id, rj.token, now, outcome, d, output, hours):
+                return self._lost(rj, "mark_done")
+            self.observers.people_counted(job.camera, hours)
+            self.stats.record_done(job.camera, outcome.duration)
+            log.info("job_succeeded", duration_seconds=seconds, output=output, video_seconds=d.video_seconds,
+                     covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds)
+            if outcome.hung_after_done:
+                log.warning("worker_hung_after_done", message=outcome.message,
+                            action="its result set is complete: recorded done, not retried")
+            said = outcome.done or DoneEvent()
+            if said.engine_fallback:
+                self._say_once("engine_fallback", said.engine_fallback, engine=said.engine)
+            if d.damaged_seconds > 0:
+                log.warning("video_damaged", damaged_seconds=d.damaged_seconds, spans=said.damaged_spans,
+                            output=output,
+                            message=f"done, {d.damaged_seconds:.1f} s damaged: see damage in summary.json")
+            return JobState.DONE, None
+        self._discard(rj)
+        if d.verdict is Verdict.REQUEUE:
+            if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+                                          token=rj.token):
+                return self._lost(rj, "requeue_interrupted")
+            self.queue.hold(job.id)  # not finished: an interrupted once run says so in its exit code
+            self.stats.interrupted += 1
+            log.info("job_interrupted", duration_seconds=seconds)
+            return JobState.QUEUED, None
+        error = outcome.message or str(outcome.kind)
+        if d.verdict is Verdict.HALT:
+            # Not the video's fault: the job goes back to the queue, uncharged, and the run halts.
+            if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+                                          token=rj.token):
+                return self._lost(rj, "requeue_interrupted")
+            # The cause is run_halted's, said once there; this line says only what became of the job.
+            log.error("job_not_run", reason="the worker found the configuration unusable (exit 78): see run_halted",
+                      action="queued again, no attempt charged")
+            return JobState.QUEUED, None
+        retry = d.verdict is Verdict.RETRY
+        retry_at = now + d.retry_in if d.retry_in is not None else None
+        if not await self._calls.call("mark_failed", self.store.mark_failed, job.id, token=rj.token, now=now,
+                                      error=error, exit_code=outcome.exit_code, retry_at=retry_at):
+            return self._lost(rj, "mark_failed")
+        self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
+        if retry_at is not None:
+            log.error("job_failed", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
+                      duration_seconds=seconds, retry_in_seconds=round(d.retry_in or 0.0, 3),
+                      stderr_tail=outcome.stderr_tail)
+            return JobState.FAILED, retry_at
+        self.stats.record_dead(job.camera)
+        log.error("job_dead", outcome=str(outcome.kind), exit_code=outcome.exit_code, error=error,
+                  attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
+        return JobState.DEAD, None
+
+    async def _mark_done(self, job_id: int, token: int, now: float, outcome: Outcome, d: Decision,
+                         output: str | None, hours: list[HourRow]) -> bool:
+        """Record a done attempt, however its end became known (its done event, or its result set found after
+        a crash); False when its claim is no longer held."""
+        return await self._calls.call("mark_done", self.store.mark_done, job_id, token=token, now=now,
+                                      duration=outcome.duration, output=output, video_seconds=d.video_seconds,
+                                      covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds,
+                                      hours=hours)
+
+    async def _publish(self, rj: RunningJob, output: str | None) -> bool | str | None:
+        """Put a done attempt's results in place, only while its claim is held (checked, and extended, just
+        before the rename: nobody can take the job over within the lease that follows). True: published (or
+        the worker wrote elsewhere, `output`); None: the claim was lost, nothing published; a text: why the
+        results could not be put in place."""
+        held = await self._calls.call("renew", self.store.renew, {rj.job.id: rj.token})
+        if rj.job.id not in held:
+            self._lost(rj, "publish")
+            return None
+        try:
+            published = self._results_folder().publish(rj.key, rj.token)
+        except OSError as exc:
+            self._discard(rj)
+            return f"cannot put the results in place at {rj.output_dir}: {exc.strerror or exc}"
+        if not published and output is not None and Path(output).is_relative_to(rj.staging):
+            return f"its done event names results in {rj.staging}, which is gone or empty"
+        return True
+
+    def _discard(self, rj: RunningJob) -> None:
+        """Remove what an attempt that will not be published wrote."""
+        try:
+            self._results_folder().discard(rj.key, rj.token)
+        except (OSError, ValueError) as exc:  # left for the next claim of the job to clear
+            log.warning("attempt_files_not_removed", folder=str(rj.staging), error=str(exc))
+
+    def _lost(self, rj: RunningJob, operation: str) -> tuple[JobState, float | None]:
+        """The store did not take an attempt's outcome: its claim is no longer this scheduler's."""
+        self._discard(rj)
+        log.error("lease_lost", operation=operation, token=rj.token,
+                  reason="the job was taken over by another scheduler (this one paused or cut off past its "
+                         "lease): nothing of this attempt is recorded")
+        return JobState.RUNNING, None
+
+    async def renew_claims(self, *, timeout: float) -> None:
+        """Extend the claims of the attempts under way, waiting at most `timeout` seconds for the store (a store
+        that does not answer is asked again next time); stop at once the worker of a claim found lost."""
+        claims = {rj.job.id: rj.token for rj in self.running.values() if not rj.lease_lost}
+        held: set[int] | None = set()
+        error = ""
+        if claims:
+            renewal = asyncio.ensure_future(self.store.renew(claims))
+            deadline = asyncio.ensure_future(self.clock.sleep(timeout))
+            try:
+                await asyncio.wait({renewal, deadline}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                deadline.cancel()
+                answered = renewal.done()
+                if not answered:
+                    renewal.cancel()
+            if not answered:
+                held, error = None, f"no answer within {timeout:g} s"
+            elif isinstance(renewal.exception(), StoreUnavailable):
+                held, error = None, str(renewal.exception())
+            else:
+                held = renewal.result()
+        if held is None:
+            if not self._renewals_failing and self.running:  # once an outage: our claims may run out meanwhile
+                log.warning("claims_not_renewed", error=error, running=len(self.running),
+                            lease_seconds=self.settings.scheduler.lease_seconds,
+                            action="running jobs go on; if this lasts past the lease, another host may take them")
+            self._renewals_failing = True
+            return
+        if self._renewals_failing:
+            self._renewals_failing = False
+            log.info("claims_renewed")
+        for job_id in claims.keys() - held:
+            rj = self.running.get(job_id)
+            if rj is None or rj.recording or rj.lease_lost or rj.token != claims[job_id]:
+                continue  # finished meanwhile: its own write is fenced
+            rj.lease_lost = True
+            rj.run.kill_now()
+            log.error("lease_lost", job_id=job_id, camera=rj.job.camera, video=str(rj.job.path), token=rj.token,
+                      action="its worker was killed at once; the scheduler that took the job over runs it, and "
+                             "nothing of this attempt is recorded")
+
+    def _job_task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._crashed(task, task.get_name())
