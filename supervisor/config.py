@@ -82,6 +82,18 @@ class GpuSettings:
     snapshot_seconds: float = 30.0
     min_free_memory_mb: int = 1500
     unknown_grace_seconds: float = 30.0
+    # The critical band starts at least this far below a card's own slowdown temperature (NVML).
+    slowdown_margin: float = 3.0
+    # Admission by memory: a job's expected peak GPU memory before any job of this model was measured,
+    # and how long after its start a job is still growing into it.
+    job_memory_mb: int = 1500
+    memory_ramp_seconds: float = 30.0
+    # After a job ran out of GPU memory (exit 75), that GPU runs one job fewer for this long.
+    oom_cooldown_seconds: float = 600.0
+    # Above the critical band this long (or at a hardware slowdown), workers beyond critical_parallel are
+    # paused (SIGSTOP) until it cools, oldest resumed first. Off: the seed's behaviour, they run on.
+    pause_when_critical: bool = False
+    critical_pause_seconds: float = 30.0
     simulated: SimulatedGpuSettings = field(default_factory=SimulatedGpuSettings)
 
 
@@ -326,6 +338,11 @@ def validate(s: Settings) -> None:
     _check(g.snapshot_seconds > 0, s, "gpu.snapshot_seconds", "must be > 0")
     _check(g.min_free_memory_mb >= 0, s, "gpu.min_free_memory_mb", "must be >= 0")
     _check(g.unknown_grace_seconds >= 0, s, "gpu.unknown_grace_seconds", "must be >= 0")
+    _check(g.slowdown_margin >= 0, s, "gpu.slowdown_margin", "must be >= 0")
+    _check(g.job_memory_mb >= 0, s, "gpu.job_memory_mb", "must be >= 0")
+    _check(g.memory_ramp_seconds >= 0, s, "gpu.memory_ramp_seconds", "must be >= 0")
+    _check(g.oom_cooldown_seconds >= 0, s, "gpu.oom_cooldown_seconds", "must be >= 0")
+    _check(g.critical_pause_seconds >= 0, s, "gpu.critical_pause_seconds", "must be >= 0")
     _check(all(i >= 0 for i in g.gpus), s, "gpu.gpus", "GPU indices must be >= 0")
     _check(len(set(g.gpus)) == len(g.gpus), s, "gpu.gpus", "GPU indices must not repeat")
     _check(g.simulated.count >= 1, s, "gpu.simulated.count", "must be >= 1")

@@ -241,9 +241,10 @@ class ManualClock:
 
 
 class FakeLauncher:
-    """Runs a job's "worker" in-process on the manual clock. `script(job_id, argv) -> (seconds, exit_code)`
-    or (seconds, exit_code, result); every attempt is logged in `events` as (clock time, "start"/"end",
-    video name, exit code)."""
+    """Runs a job's "worker" in-process on the manual clock. `script(video, attempt) -> (seconds, exit_code)`,
+    (seconds, exit_code, result) or (seconds, exit_code, result, stderr); a script with a third parameter is
+    given the attempt's environment too (its GPU). Every attempt is logged in `events` as (clock time,
+    "start"/"end", video name, exit code)."""
 
     def __init__(self, clock: ManualClock, script: Any = None) -> None:
         self.clock = clock
@@ -291,9 +292,16 @@ class _FakeRun:
 
         launcher, clock = self._launcher, self._launcher.clock
         video = Path(self.env["VIDEO_SUPERVISOR_VIDEO"]).name
-        planned = launcher.script(video, int(self.env["VIDEO_SUPERVISOR_ATTEMPT"]))
+        import inspect
+
+        attempt = int(self.env["VIDEO_SUPERVISOR_ATTEMPT"])
+        if len(inspect.signature(launcher.script).parameters) >= 3:
+            planned = launcher.script(video, attempt, self.env)
+        else:
+            planned = launcher.script(video, attempt)
         seconds, code = planned[0], planned[1]
-        result = planned[2] if len(planned) > 2 else {"event": "done", "video_seconds": 60}
+        result = planned[2] if len(planned) > 2 and planned[2] is not None else {"event": "done", "video_seconds": 60}
+        stderr = planned[3] if len(planned) > 3 else ""
         launcher.running += 1
         launcher.peak = max(launcher.peak, launcher.running)
         launcher.events.append((clock.now, "start", video, None))
@@ -309,7 +317,7 @@ class _FakeRun:
         code = 143 if interrupted else code
         launcher.events.append((clock.now, "end", video, code))
         kind = classify(code, interrupted=interrupted)
-        return Outcome(kind, code, "" if kind is OutcomeKind.SUCCEEDED else f"exit {code}",
+        return Outcome(kind, code, "" if kind is OutcomeKind.SUCCEEDED else f"exit {code}", stderr_tail=stderr,
                        done=DoneEvent.from_event(result) if code == 0 else None, duration=clock.now - started)
 
     def request_stop(self) -> None:

@@ -86,14 +86,18 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_the_page_charts_each_gpus_last_hours_and_escapes_what_it_shows() -> None:
+    from supervisor.gpu.probe import GpuReading
+    from supervisor.gpu.trends import GpuTrends
     from supervisor.observe.estimate import format_duration
     from supervisor.observe.web import GpuTrend, render_page
 
+    trends = GpuTrends()
+    for i in range(5):  # every 30 s over two minutes: a point a minute, the hottest reading of each
+        trends.add(0, GpuReading(0, temperature=60 + i, utilization=50, memory_used_mb=1000), 4,
+                   at=1_000_020.0 + 30 * i)
     trend = GpuTrend()
-    for i in range(5):  # one reading every 30 s is kept; the ticks in between are not
-        trend.add(1_000_000.0 + 10 * i, [{"gpu": 0, "temperature": 60 + i, "limit": 4, "utilization": 50,
-                                         "memory_used_mb": 1000}])
-    assert [p["temperature"] for p in trend.points()] == [60, 63]
+    trend.set({0: trends.series(0)})
+    assert [p["temperature"] for p in trend.points()] == [61, 63, 64]
     status = {"daemon": {"running": True, "mode": "daemon", "pid": 1}, "jobs": {"queued": 2}, "running": [],
               "queued_by_camera": {"<cam>": 2}, "speed": {}, "eta_seconds": 90.0, "store_trouble": None,
               "eta_seconds_by_camera": {"<cam>": 7200.0},
@@ -103,8 +107,8 @@ def test_the_page_charts_each_gpus_last_hours_and_escapes_what_it_shows() -> Non
     html = render_page(status, {"people": []})
     data = json.loads(html.split('id="chart-data">', 1)[1].split("</script>", 1)[0])
     assert {k: v["values"] for k, v in data.items()} == {
-        "gpu0temperature": [60, 63], "gpu0limit": [4, 4], "gpu0utilization": [50, 50],
-        "gpu0memory_used_mb": [1000, 1000]}
+        "gpu0temperature": [61, 63, 64], "gpu0limit": [4, 4, 4], "gpu0utilization": [50, 50, 50],
+        "gpu0memory_used_mb": [1000, 1000, 1000]}
     assert "&lt;cam&gt;" in html and "<cam>" not in html
     assert f"ETA {format_duration(90.0)}" in html and f"<td>{format_duration(7200.0)}</td>" in html
 

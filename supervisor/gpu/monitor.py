@@ -21,6 +21,7 @@ from supervisor.gpu.policy import Health, HealthDecision, HealthPolicy, PolicyCo
 from supervisor.gpu.probe import GpuId, GpuProbe, GpuReading, NoProbe, ProbeUnavailable, throttle_names
 from supervisor.gpu.scripted import ScriptedProbe
 from supervisor.gpu.simulated import SimulatedProbe
+from supervisor.gpu.trends import GpuTrends
 
 log = structlog.get_logger("supervisor.gpu")
 
@@ -54,6 +55,9 @@ class SlotTarget:
     accepting: bool = True
     temperature: float | None = None
     reason: str = ""
+    memory_free_mb: float | None = None  # what the card has free now (admission by memory)
+    process_memory_mb: tuple[tuple[int, float], ...] = ()  # GPU memory by pid, where the probe sees it
+    health: str = ""
 
 
 # What the scheduler's slots hold now, per GPU: (limit, running, accepting). Read for snapshots only.
@@ -66,7 +70,7 @@ class GpuMonitor:
 
     def __init__(self, probe: GpuProbe, gpus: Sequence[GpuId], config: PolicyConfig, *, poll_seconds: float,
                  snapshot_seconds: float, slots: SlotFigures | None = None,
-                 clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  on_health_change: Callable[[int, str, str, str], None] | None = None) -> None:
         self.probe = probe
@@ -76,7 +80,9 @@ class GpuMonitor:
         self.snapshot_seconds = snapshot_seconds
         self._slots: SlotFigures = slots if slots is not None else dict
         self._clock = clock
+        self._wall = wall
         self._sleep = sleep
+        self.trends = GpuTrends()
         self._on_health_change = on_health_change
         self.policies = {gpu: HealthPolicy(config) for gpu in self.gpus if gpu is not None}
         self.readings: dict[int, GpuReading] = {}
@@ -87,6 +93,15 @@ class GpuMonitor:
     @property
     def monitored(self) -> bool:
         return bool(self.policies)
+
+    @property
+    def all_lost(self) -> bool:
+        """Every monitored GPU is lost or failing: nothing here can run a job until the driver recovers."""
+        return bool(self.policies) and all(p.fault is not None for p in self.policies.values())
+
+    def lost(self, gpu: GpuId) -> bool:
+        policy = self.policies.get(gpu) if gpu is not None else None
+        return policy is not None and policy.fault is not None
 
     def reconfigure(self, config: PolicyConfig, *, poll_seconds: float, snapshot_seconds: float
                     ) -> list[SlotTarget]:
@@ -123,13 +138,23 @@ class GpuMonitor:
                 log.info("gpu_admission_changed", gpu=gpu, accepting=decision.accepting, reason=decision.reason)
             targets.append(SlotTarget(gpu, decision.limit, decision.accepting,
                                       reading.temperature if reading is not None else None,
-                                      f"gpu {gpu}: {decision.reason}, {decision.health}"))
-            if previous is not None and previous.health != decision.health:
+                                      f"gpu {gpu}: {decision.reason}, {decision.health}",
+                                      reading.memory_free_mb if reading is not None else None,
+                                      reading.process_memory_mb if reading is not None else (),
+                                      str(decision.health)))
+            if reading is not None and reading.known:
+                self.trends.add(gpu, reading, decision.limit, self._wall())
+            before = previous.health if previous is not None else Health.UNKNOWN
+            if (previous is not None or decision.health is Health.LOST) and before != decision.health:
                 changed = True
-                log.info("gpu_health_changed", gpu=gpu, old=str(previous.health), new=str(decision.health),
-                         reason=decision.reason)
+                if decision.health is Health.LOST:
+                    log.critical("gpu_lost", gpu=gpu, reason=decision.reason,
+                                 action="no new job on it; its running jobs' failures are not charged")
+                else:
+                    log.info("gpu_health_changed", gpu=gpu, old=str(before), new=str(decision.health),
+                             reason=decision.reason)
                 if self._on_health_change is not None:
-                    self._on_health_change(gpu, str(previous.health), str(decision.health), decision.reason)
+                    self._on_health_change(gpu, str(before), str(decision.health), decision.reason)
             if previous is not None and previous.monitored and not decision.monitored:
                 log.warning("gpu_monitoring_lost", gpu=gpu, reason=decision.reason)
         # The seed's snapshot every 30 s, and one at every change of state.
@@ -166,6 +191,13 @@ class GpuMonitor:
                 "power_w": r.power_w if r else None,
                 "throttle": throttle_names(r.throttle_mask) if r else [],
                 "health": str(d.health) if d else str(Health.UNKNOWN),
+                "temp_warm": d.thresholds.warm if d and d.thresholds else self.config.temp_warm,
+                "temp_limit": d.thresholds.limit if d and d.thresholds else self.config.temp_limit,
+                "thresholds_from": d.thresholds.source if d and d.thresholds else "settings",
+                "slowdown_temp": r.slowdown_temp if r else None,
+                "shutdown_temp": r.shutdown_temp if r else None,
+                "fault": self.policies[gpu].fault,
+                "last_hour": self.trends.summary(gpu),
                 "limit": limit,
                 "running": running,
                 "accepting": accepting,

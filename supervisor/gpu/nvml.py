@@ -32,6 +32,8 @@ class NvmlProbe:
                 raise ProbeUnavailable(f"GPU index {missing[0]} requested, but only {count} GPU(s) present")
             self._handles = {i: pynvml.nvmlDeviceGetHandleByIndex(i) for i in wanted}
             self._thresholds = {i: self._read_thresholds(h) for i, h in self._handles.items()}
+            self._ecc_start = {i: self._ecc_uncorrected(h) for i, h in self._handles.items()}
+            self._events = self._register_xid_events()
         except pynvml.NVMLError as exc:
             pynvml.nvmlShutdown()
             raise ProbeUnavailable(f"NVML cannot list GPUs: {exc}") from exc
@@ -55,6 +57,45 @@ class NvmlProbe:
         shutdown = self._optional(n.nvmlDeviceGetTemperatureThreshold, handle, n.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN)
         return slowdown, shutdown
 
+    def _ecc_uncorrected(self, handle: Any) -> int | None:
+        n = self._nvml
+        value = self._optional(n.nvmlDeviceGetTotalEccErrors, handle, n.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+                               n.NVML_VOLATILE_ECC)
+        return int(value) if value is not None else None
+
+    def _register_xid_events(self) -> Any:
+        """An NVML event set for Xid critical errors on every watched GPU, or None where unsupported."""
+        n = self._nvml
+        try:
+            events = n.nvmlEventSetCreate()
+        except n.NVMLError:
+            return None
+        for handle in self._handles.values():
+            with contextlib.suppress(n.NVMLError):
+                n.nvmlDeviceRegisterEvents(handle, n.nvmlEventTypeXidCriticalError, events)
+        return events
+
+    def _xid_faults(self) -> dict[int, str]:
+        """Xid critical errors that arrived since the last poll, by GPU index (never waits)."""
+        n = self._nvml
+        faults: dict[int, str] = {}
+        if self._events is None:
+            return faults
+        while True:
+            try:
+                data = n.nvmlEventSetWait_v2(self._events, 0)
+            except n.NVMLError:
+                return faults  # a time-out: nothing more waiting
+            index = next((i for i, h in self._handles.items() if h == data.device), None)
+            if index is not None:
+                faults[index] = f"Xid {int(data.eventData)} critical error"
+
+    def _process_memory(self, handle: Any) -> tuple[tuple[int, float], ...]:
+        n = self._nvml
+        procs = self._optional(n.nvmlDeviceGetComputeRunningProcesses, handle) or []
+        return tuple((int(p.pid), p.usedGpuMemory / 2**20) for p in procs
+                     if getattr(p, "usedGpuMemory", None) is not None)
+
     def _throttle_mask(self, handle: Any) -> int:
         n = self._nvml
         fn = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
@@ -64,12 +105,19 @@ class NvmlProbe:
     def read(self) -> list[GpuReading]:
         n = self._nvml
         out: list[GpuReading] = []
+        xids = self._xid_faults()
         for index, handle in self._handles.items():
             try:
                 temperature = float(n.nvmlDeviceGetTemperature(handle, n.NVML_TEMPERATURE_GPU))
             except n.NVMLError as exc:
-                out.append(GpuReading(index=index, error=f"{type(exc).__name__}: {exc}"))
+                lost = isinstance(exc, getattr(n, "NVMLError_GpuIsLost", ()))
+                out.append(GpuReading(index=index, error=f"{type(exc).__name__}: {exc}",
+                                      fault="GPU is lost (fallen off the bus)" if lost else None))
                 continue
+            fault = xids.get(index)
+            ecc, start = self._ecc_uncorrected(handle), self._ecc_start.get(index)
+            if fault is None and ecc is not None and start is not None and ecc > start:
+                fault = f"{ecc - start} uncorrectable ECC error(s)"
             util = self._optional(n.nvmlDeviceGetUtilizationRates, handle)
             mem = self._optional(n.nvmlDeviceGetMemoryInfo, handle)
             power = self._optional(n.nvmlDeviceGetPowerUsage, handle)
@@ -86,6 +134,8 @@ class NvmlProbe:
                 throttle_mask=self._throttle_mask(handle),
                 slowdown_temp=float(slowdown) if slowdown is not None else None,
                 shutdown_temp=float(shutdown) if shutdown is not None else None,
+                fault=fault,
+                process_memory_mb=self._process_memory(handle),
             ))
         return out
 
@@ -95,5 +145,8 @@ class NvmlProbe:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            with contextlib.suppress(self._nvml.NVMLError):
+                if self._events is not None:
+                    self._nvml.nvmlEventSetFree(self._events)
             with contextlib.suppress(self._nvml.NVMLError):
                 self._nvml.nvmlShutdown()

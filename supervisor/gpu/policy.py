@@ -2,6 +2,11 @@
 
 - healthy below temp_warm: max_parallel; warm from temp_warm to temp_limit:
   warm_parallel; critical above temp_limit: critical_parallel.
+- A card that reports its slowdown temperature (NVML) ends the bands below it:
+  the critical band starts at the lower of temp_limit and slowdown minus
+  slowdown_margin, so a card that slows down at 78 C is never run at 79.
+- A lost or failing GPU (fallen off the bus, an Xid critical error, new
+  uncorrectable ECC errors) takes no job for the rest of the run.
 - Hotter states are entered at once; a cooler one only once the temperature
   is `hysteresis` degrees below the threshold it crossed.
 - An active thermal or hardware slowdown makes the state critical.
@@ -23,6 +28,7 @@ class Health(enum.StrEnum):
     WARM = "warm"
     CRITICAL = "critical"
     UNKNOWN = "unknown"
+    LOST = "lost"
 
 
 _RANK = {Health.HEALTHY: 0, Health.WARM: 1, Health.CRITICAL: 2}
@@ -38,6 +44,7 @@ class PolicyConfig:
     hysteresis: float = 3.0
     min_free_memory_mb: float = 1500.0
     unknown_grace_seconds: float = 30.0
+    slowdown_margin: float = 3.0
 
     @classmethod
     def from_settings(cls, gpu: GpuSettings, max_parallel: int) -> PolicyConfig:
@@ -47,7 +54,16 @@ class PolicyConfig:
             critical_parallel=min(gpu.critical_parallel, max_parallel),
             temp_warm=gpu.temp_warm, temp_limit=gpu.temp_limit, hysteresis=gpu.hysteresis,
             min_free_memory_mb=gpu.min_free_memory_mb, unknown_grace_seconds=gpu.unknown_grace_seconds,
+            slowdown_margin=gpu.slowdown_margin,
         )
+
+    def thresholds(self, slowdown_temp: float | None) -> Thresholds:
+        """The bands in use for a card: the settings', ended below the card's own slowdown point."""
+        if slowdown_temp is not None and slowdown_temp - self.slowdown_margin < self.temp_limit:
+            limit = slowdown_temp - self.slowdown_margin
+            return Thresholds(min(self.temp_warm, limit), limit,
+                              f"card slowdown {slowdown_temp:g} C - {self.slowdown_margin:g} C")
+        return Thresholds(self.temp_warm, self.temp_limit, "settings")
 
     def limit_for(self, health: Health) -> int:
         return {
@@ -55,7 +71,17 @@ class PolicyConfig:
             Health.WARM: min(self.warm_parallel, self.max_parallel),
             Health.CRITICAL: min(self.critical_parallel, self.max_parallel),
             Health.UNKNOWN: self.max_parallel,
+            Health.LOST: 0,
         }[health]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The temperatures that start the warm and the critical band, and where they came from."""
+
+    warm: float
+    limit: float
+    source: str = "settings"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +91,7 @@ class HealthDecision:
     accepting: bool
     reason: str
     monitored: bool = True  # False once readings have been missing past the grace period
+    thresholds: Thresholds | None = None  # None until a reading said what the card is
 
 
 def classify_temperature(temperature: float, warm: float, limit: float) -> Health:
@@ -83,13 +110,25 @@ class HealthPolicy:
         self._state = Health.HEALTHY
         self._last_known_at: float | None = None
         self._last: HealthDecision | None = None
+        self._fault: str | None = None  # once a GPU is lost or failing, it stays so for the run
 
     @property
     def state(self) -> Health:
         return self._state
 
+    @property
+    def fault(self) -> str | None:
+        return self._fault
+
     def decide(self, reading: GpuReading | None, now: float) -> HealthDecision:
         c = self.config
+        if reading is not None and reading.fault and self._fault is None:
+            self._fault = reading.fault
+        if self._fault is not None:
+            self._state = Health.LOST
+            decision = HealthDecision(Health.LOST, 0, False, f"{self._fault}: no new job until the daemon restarts")
+            self._last = decision
+            return decision
         if reading is None or not reading.known:
             decision = self._decide_unknown(reading, now)
             self._last = decision
@@ -97,22 +136,25 @@ class HealthPolicy:
         self._last_known_at = now
         temp = reading.temperature
         assert temp is not None
+        bands = c.thresholds(reading.slowdown_temp)
         if reading.thermal_throttle:
             health = Health.CRITICAL
             reason = "throttled: " + ",".join(throttle_names(reading.throttle_mask))
         else:
-            health = classify_temperature(temp, c.temp_warm, c.temp_limit)
+            health = classify_temperature(temp, bands.warm, bands.limit)
             if _RANK[health] < _RANK.get(self._state, 0):
                 # Cooling down: only leave a state once clearly below its threshold.
-                health = classify_temperature(temp, c.temp_warm - c.hysteresis, c.temp_limit - c.hysteresis)
+                health = classify_temperature(temp, bands.warm - c.hysteresis, bands.limit - c.hysteresis)
             reason = f"{temp:.0f} C"
+            if bands.source != "settings":
+                reason += f" (limit {bands.limit:g} C: {bands.source})"
         self._state = health
         accepting = True
         free = reading.memory_free_mb
         if free is not None and free < c.min_free_memory_mb:
             accepting = False
             reason += f", {free:.0f} MB free < {c.min_free_memory_mb:.0f} MB"
-        decision = HealthDecision(health, c.limit_for(health), accepting, reason)
+        decision = HealthDecision(health, c.limit_for(health), accepting, reason, thresholds=bands)
         self._last = decision
         return decision
 

@@ -41,10 +41,15 @@ class GpuReading:
     slowdown_temp: float | None = None
     shutdown_temp: float | None = None
     error: str | None = None
+    # A GPU that cannot be trusted with work: lost ("fallen off the bus"), an Xid critical error, or new
+    # uncorrectable ECC errors. Says what happened; the GPU takes no new job for the rest of the run.
+    fault: str | None = None
+    # GPU memory each process uses on it (MB by pid), where the probe can see processes.
+    process_memory_mb: tuple[tuple[int, float], ...] = ()
 
     @property
     def known(self) -> bool:
-        return self.error is None and self.temperature is not None
+        return self.error is None and self.temperature is not None and self.fault is None
 
     @property
     def memory_free_mb(self) -> float | None:

@@ -2,7 +2,10 @@
 
 Each line: {"t": seconds_since_start, "gpu": 0, "temperature": 74, "utilization": 98,
 "memory_used_mb": 9000, "memory_total_mb": 12288}. Optional: "throttle": ["hw_slowdown", ...],
-"error": "GPU is lost" (an NVML error), "missing": true (no reading at all).
+"slowdown_temp"/"shutdown_temp" (the card's own thresholds), "error": "..." (an NVML read error),
+"missing": true (no reading at all), "lost": true (the GPU fell off the bus), "xid": 79 (an Xid
+critical error event), "ecc_uncorrected": 2 (uncorrectable ECC errors since the run began),
+"processes": {"4242": 1800} (MB of GPU memory by pid).
 Later lines win once their `t` has passed.
 """
 
@@ -33,7 +36,8 @@ def _parse_line(source: str, lineno: int, text: str) -> tuple[float, int, dict[s
         raise ScriptError(f"{where}: not JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise ScriptError(f"{where}: expected a JSON object")
-    unknown = set(obj) - _FIELDS - {"t", "gpu", "throttle", "error", "missing"}
+    unknown = set(obj) - _FIELDS - {"t", "gpu", "throttle", "error", "missing", "lost", "xid", "ecc_uncorrected",
+                                    "processes"}
     if unknown:
         raise ScriptError(f"{where}: unknown field {sorted(unknown)[0]!r}")
     t, gpu = obj.get("t"), obj.get("gpu", 0)
@@ -55,7 +59,31 @@ def _parse_line(source: str, lineno: int, text: str) -> tuple[float, int, dict[s
         reading["error"] = str(obj["error"])
     if obj.get("missing"):
         reading["missing"] = True
+    fault = _fault(obj, where)
+    if fault:
+        reading["fault"] = fault
+    processes = obj.get("processes", {})
+    if not isinstance(processes, dict) or not all(str(k).isdigit() and isinstance(v, (int, float))
+                                                  for k, v in processes.items()):
+        raise ScriptError(f"{where}: 'processes' must map pids to MB")
+    reading["process_memory_mb"] = tuple((int(k), float(v)) for k, v in processes.items())
     return float(t), gpu, reading
+
+
+def _fault(obj: dict[str, Any], where: str) -> str:
+    if obj.get("lost"):
+        return "GPU is lost (fallen off the bus)"
+    xid = obj.get("xid")
+    if xid is not None:
+        if isinstance(xid, bool) or not isinstance(xid, int):
+            raise ScriptError(f"{where}: 'xid' must be an integer")
+        return f"Xid {xid} critical error"
+    ecc = obj.get("ecc_uncorrected")
+    if ecc:
+        if isinstance(ecc, bool) or not isinstance(ecc, int):
+            raise ScriptError(f"{where}: 'ecc_uncorrected' must be an integer")
+        return f"{ecc} uncorrectable ECC error(s)"
+    return ""
 
 
 class ScriptedProbe:

@@ -200,6 +200,8 @@ class Alerts(Observer):
     def gpu_health_changed(self, gpu: int, old: str, new: str, reason: str) -> None:
         if new == "critical":
             self.alert("gpu_critical", gpu=gpu, previous=old, reason=reason)
+        elif new == "lost":
+            self.alert("gpu_lost", gpu=gpu, previous=old, reason=reason)
 
     def store_unavailable(self, error: str) -> None:
         self.alert("store_unavailable", error=error)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("supervisor.observe.metrics")
 NS = "video_supervisor"
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
-HEALTH_STATES = ("healthy", "warm", "critical", "unknown")
+HEALTH_STATES = ("healthy", "warm", "critical", "unknown", "lost")
 
 
 def _close_server(server: Any) -> None:
@@ -53,6 +53,10 @@ class Metrics(Observer):
         self.gpu_mem_total = Gauge(f"{NS}_gpu_memory_total_bytes", "GPU memory in all", ["gpu"], registry=r)
         self.gpu_health = Gauge(f"{NS}_gpu_health", "1 for the GPU's current health state, 0 for the others",
                                 ["gpu", "state"], registry=r)
+        self.gpu_band = Gauge(f"{NS}_gpu_band_start_celsius", "Where the warm and the critical band start; source: "
+                              "the card's own slowdown point or the settings", ["gpu", "band", "source"], registry=r)
+        self.gpu_job_memory = Gauge(f"{NS}_gpu_expected_job_memory_bytes", "A job's expected peak GPU memory, "
+                                    "as admission by memory uses it", registry=r)
         self.duration = Histogram(f"{NS}_job_duration_seconds", "Wall time of finished job attempts",
                                   ["camera"], buckets=DURATION_BUCKETS, registry=r)
         self.video_seconds = Counter(f"{NS}_video_processed_seconds", "Seconds of video processed", ["camera"],
@@ -129,7 +133,7 @@ class Metrics(Observer):
 
     def tick(self, snap: Snapshot) -> None:
         self.heartbeat.set(snap.at)
-        self.trend.add(snap.at, [dict(g) for g in snap.gpus])
+        self.trend.set(snap.gpu_trends)
         self.store_paused.set(1 if snap.store_trouble else 0)
         for state, n in snap.job_counts.items():
             self.jobs.labels(state).set(n)
@@ -150,6 +154,15 @@ class Metrics(Observer):
                 self.gpu_mem_total.labels(label).set(g["memory_total_mb"] * 2**20)
             for state in HEALTH_STATES:
                 self.gpu_health.labels(label, state).set(1 if g["health"] == state else 0)
+            if g.get("temp_limit") is not None:
+                source = "card" if str(g.get("thresholds_from", "settings")).startswith("card") else "settings"
+                other = "settings" if source == "card" else "card"
+                for band, key in (("warm", "temp_warm"), ("critical", "temp_limit")):
+                    self.gpu_band.labels(label, band, source).set(g[key])
+                    with contextlib.suppress(KeyError):
+                        self.gpu_band.remove(label, band, other)
+            if g.get("expected_job_mb") is not None:
+                self.gpu_job_memory.set(g["expected_job_mb"] * 2**20)
         for rj in snap.running:
             fps = rj.progress.get("fps")
             if isinstance(fps, (int, float)):

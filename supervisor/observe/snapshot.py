@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,8 @@ class Snapshot:
     last_scan_at: float | None
     reloads: int
     store_trouble: str | None
+    # Per GPU, its last hours a point a minute (supervisor/gpu/trends.py).
+    gpu_trends: Mapping[int, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
     def queue_status(self) -> dict[str, int]:
         return {"queued": self.queued, "waiting_retry": self.waiting_retry, "running": len(self.running),

@@ -150,6 +150,32 @@ class StatusFile(Observer):
 # --- the `status` command ---------------------------------------------------------------------
 
 
+def gpu_details(g: Mapping[str, Any]) -> list[str]:
+    """What else `status` says of a GPU: its bands and where they came from, a fault, memory admission, the
+    last hour."""
+    out = []
+    if g.get("fault"):
+        out.append(f"FAILED: {g['fault']}: takes no job until the daemon restarts")
+    if g.get("temp_limit") is not None:
+        card = ""
+        if g.get("slowdown_temp") is not None:
+            card = f"; the card slows down at {g['slowdown_temp']:g} C"
+            if g.get("shutdown_temp") is not None:
+                card += f", shuts down at {g['shutdown_temp']:g} C"
+        out.append(f"bands: warm from {g['temp_warm']:g} C, critical above {g['temp_limit']:g} C "
+                   f"({g.get('thresholds_from', 'settings')}){card}")
+    if g.get("memory_cap") is not None:
+        out.append(f"at most {g['memory_cap']} job(s) for a while: a job ran out of GPU memory")
+    if g.get("memory_waiting"):
+        out.append(f"waiting for GPU memory: {g['memory_waiting']}")
+    hour = g.get("last_hour") or {}
+    if hour.get("temperature_max") is not None:
+        util = f", {hour['utilization_mean']:.0f}% busy on average" if hour.get("utilization_mean") is not None else ""
+        out.append(f"last {hour['minutes']} min: {hour['temperature_min']:.0f}-{hour['temperature_max']:.0f} C"
+                   f"{util}, limit as low as {hour['limit_min']}")
+    return out
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -238,6 +264,7 @@ def render_status(st: dict[str, Any]) -> str:
         util = f", {g['utilization']:.0f}% busy" if g.get("utilization") is not None else ""
         temp = f"{g['temperature']:.0f} C" if g.get("temperature") is not None else "no reading"
         lines.append(f"gpu {g['gpu']}: {temp}{util}{mem}, {g['health']}, limit {g['limit']}, running {g['running']}")
+        lines.extend(f"  {line}" for line in gpu_details(g))
     j = st["jobs"]
     done = f"{j['done']} done"
     notes = []

@@ -21,8 +21,7 @@ import json
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,8 +38,6 @@ MAX_CLIENTS = 8
 CLIENT_TIMEOUT_SECONDS = 10.0
 STATUS_TTL_SECONDS = 3.0
 PEOPLE_TTL_SECONDS = 60.0
-TREND_SECONDS = 6 * 3600  # the GPU readings the page charts
-TREND_STEP_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +50,17 @@ class Sources:
 
 
 class GpuTrend:
-    """The last hours of each GPU's readings, one every TREND_STEP_SECONDS; fed from the scheduler's ticks."""
+    """The GPU monitor's last hours of each GPU (supervisor/gpu/trends.py), as the latest snapshot had them."""
 
     def __init__(self) -> None:
-        self._points: deque[dict[str, Any]] = deque(maxlen=int(TREND_SECONDS / TREND_STEP_SECONDS) * 8)
-        self._last = 0.0
+        self._series: Mapping[int, Sequence[Mapping[str, Any]]] = {}
 
-    def add(self, at: float, gpus: list[dict[str, Any]]) -> None:
-        if at - self._last < TREND_STEP_SECONDS:
-            return
-        self._last = at
-        for g in gpus:
-            self._points.append({"at": at, "gpu": g["gpu"], "temperature": g.get("temperature"),
-                                 "limit": g.get("limit"), "utilization": g.get("utilization"),
-                                 "memory_used_mb": g.get("memory_used_mb")})
+    def set(self, series: Mapping[int, Sequence[Mapping[str, Any]]]) -> None:
+        self._series = series
 
     def points(self) -> list[dict[str, Any]]:
-        return list(self._points)
+        return [{"at": p["t"], "gpu": gpu, **{k: v for k, v in p.items() if k != "t"}}
+                for gpu, points in self._series.items() for p in points]
 
 
 class _Cached:

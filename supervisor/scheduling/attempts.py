@@ -32,6 +32,7 @@ from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol.events import EVENT_PROGRESS, EVENT_WARNING, DoneEvent
 from supervisor.protocol.hours import HourRow, hours_of
 from supervisor.protocol.paths import ResultRoot, UnsafeOutput, staging_key
+from supervisor.scheduling.gpu_memory import MemoryAdmission, Running, out_of_memory
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
 from supervisor.scheduling.queue import JobQueue, QueueItem
 from supervisor.scheduling.recovery import finished_result, recovered_outcome
@@ -87,7 +88,8 @@ class JobRunner:
                  queue: JobQueue, slots: SlotPool, clock: Clock, launcher: Launcher, observers: Observers,
                  stats: RunStats, base_env: dict[str, str], stopping: Callable[[], bool],
                  halt: Callable[[str], None], check_idle: Callable[[], None],
-                 crashed: Callable[[asyncio.Task[Any], str], None]) -> None:
+                 crashed: Callable[[asyncio.Task[Any], str], None], memory: MemoryAdmission | None = None,
+                 gpu_lost: Callable[[GpuId], bool] = lambda gpu: False) -> None:
         self._settings = settings
         self.store = store
         self._calls = calls
@@ -102,6 +104,8 @@ class JobRunner:
         self._halt = halt
         self._check_idle = check_idle
         self._crashed = crashed
+        self.memory = memory  # admission by GPU memory: told each attempt's end
+        self._gpu_lost = gpu_lost  # a GPU that fell off the bus: its jobs' failures are not theirs
         self.running: dict[int, RunningJob] = {}
         self.tasks: set[asyncio.Task[None]] = set()  # one per attempt under way
         self.reading = 0  # result folders being read on threads (people by hour)
@@ -117,6 +121,11 @@ class JobRunner:
         if self._results is not None:
             self._results.close()
             self._results = None
+
+    def admission_view(self) -> list[Running]:
+        """The running jobs as admission by GPU memory sees them."""
+        return [Running(rj.job.id, rj.gpu, rj.started_at, getattr(rj.run, "pid", None))
+                for rj in self.running.values()]
 
     def stop_all(self) -> None:
         """Stop every worker (a second stop request): SIGTERM, then SIGKILL after its grace."""
@@ -345,6 +354,8 @@ class JobRunner:
             if outcome.kind is OutcomeKind.BAD_CONFIG:  # before the slot is free: no other job may start
                 self._halt(f"worker exit 78 on {job.path}: {outcome.message or outcome.kind}")
         finally:
+            if self.memory is not None and outcome is not None:
+                self._memory_after(rj, outcome)
             self.slots.release(rj.gpu)  # first: nothing below may keep a slot from the next job
             if rj.output_log is not None:
                 rj.output_log.close("stopped by the supervisor" if outcome is None else
@@ -364,6 +375,13 @@ class JobRunner:
             self.enqueue(replace(job, state=JobState.FAILED, not_before=retry_at))
         self._check_idle()
         self.observers.job_finished(rj.view(), outcome, state)
+
+    def _memory_after(self, rj: RunningJob, outcome: Outcome) -> None:
+        assert self.memory is not None
+        oom = out_of_memory(outcome.exit_code, outcome.message, outcome.stderr_tail)
+        cap = self.memory.finished(rj.job.id, rj.gpu, out_of_memory=oom, running_on_gpu=self.slots.held(rj.gpu))
+        if cap is not None and self.slots.limit(rj.gpu) > cap:
+            self.slots.set_limit(rj.gpu, cap)
 
     async def _record(self, rj: RunningJob, outcome: Outcome) -> tuple[JobState, float | None]:
         """Store what the attempt came to (one write, fenced by its claim); the job's new state, and when it is
@@ -411,6 +429,15 @@ class JobRunner:
                             message=f"done, {d.damaged_seconds:.1f} s damaged: see damage in summary.json")
             return JobState.DONE, None
         self._discard(rj)
+        if d.verdict in (Verdict.RETRY, Verdict.DEAD) and self._gpu_lost(rj.gpu):
+            # The GPU failed under it (lost, an Xid error, ECC): not the video's fault, and not an attempt.
+            if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+                                          token=rj.token):
+                return self._lost(rj, "requeue_interrupted")
+            log.warning("job_not_charged", outcome=str(outcome.kind), exit_code=outcome.exit_code,
+                        reason=f"GPU {rj.gpu} failed under it", action="queued again for another GPU, no attempt "
+                        "charged")
+            return JobState.QUEUED, now
         if d.verdict is Verdict.REQUEUE:
             if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
                                           token=rj.token):

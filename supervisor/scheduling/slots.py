@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
@@ -23,9 +23,11 @@ class SlotPool:
     keeps the ones it runs. Ties between GPUs go to the coolest.
     """
 
-    def __init__(self, gpus: Sequence[GpuId], limit: int) -> None:
+    def __init__(self, gpus: Sequence[GpuId], limit: int, admit: Callable[[GpuId], bool] | None = None) -> None:
+        """`admit(gpu)`: whether a job may start there now beyond its free slot (admission by GPU memory)."""
         if not gpus:
             raise ValueError("at least one GPU slot group is needed")
+        self._admit = admit
         self._sems: dict[GpuId, ResizableSemaphore] = {g: ResizableSemaphore(limit) for g in gpus}
         self._accepting: dict[GpuId, bool] = {g: True for g in gpus}
         self._temperature: dict[GpuId, float | None] = {g: None for g in gpus}
@@ -69,6 +71,8 @@ class SlotPool:
 
     def apply(self, targets: Iterable[SlotTarget]) -> None:
         """Bring each GPU's slots to what the health monitor decided; every change of limit is logged."""
+        if self._admit is not None:
+            self._changed.set()  # free memory changed with the poll: a waiting job may fit now
         for target in targets:
             gpu = target.gpu
             self._temperature[gpu] = target.temperature
@@ -86,7 +90,7 @@ class SlotPool:
         best: GpuId = None
         best_key: tuple[int, float] | None = None
         for gpu, sem in self._sems.items():
-            if not self._accepting[gpu] or sem.free <= 0:
+            if not self._accepting[gpu] or sem.free <= 0 or (self._admit is not None and not self._admit(gpu)):
                 continue
             temp = self._temperature[gpu]
             key = (sem.free, -(temp if temp is not None else 0.0))

@@ -40,6 +40,7 @@ from supervisor.process.launcher import Launcher, ProcessLauncher
 from supervisor.process.orphans import OrphanReaper
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from supervisor.scheduling.attempts import JobRunner, RunningJob
+from supervisor.scheduling.gpu_memory import MemoryAdmission
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.slots import GpuId, SlotPool
@@ -86,13 +87,15 @@ class Supervisor:
         self.probe = probe
         self._probe_warning = probe_warning
         gpus: list[GpuId] = list(probe.indices()) or [None]
-        self.slots = SlotPool(gpus, settings.scheduler.max_parallel)
+        self.memory = MemoryAdmission(lambda: self.settings, lambda: self.runner.admission_view(), self.clock.time)
+        self.slots = SlotPool(gpus, settings.scheduler.max_parallel,
+                              admit=self.memory.admits if probe.indices() else None)
         self.monitor = GpuMonitor(
             probe, gpus, PolicyConfig.from_settings(settings.gpu, settings.scheduler.max_parallel),
             poll_seconds=settings.gpu.poll_seconds, snapshot_seconds=settings.gpu.snapshot_seconds,
             slots=lambda: {g: (self.slots.limit(g), self.slots.held(g), self.slots.accepting(g))
                            for g in self.slots.gpus},
-            clock=self.clock.monotonic, sleep=self.clock.sleep,
+            clock=self.clock.monotonic, wall=self.clock.time, sleep=self.clock.sleep,
             on_health_change=self.observers.gpu_health_changed,
         )
         probe.watch_load(lambda: {g: n for g, n in self.slots.held_by_gpu().items() if g is not None})
@@ -104,7 +107,7 @@ class Supervisor:
             settings=lambda: self.settings, store=store, calls=self.calls, queue=self.queue, slots=self.slots,
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
             base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
-            crashed=self._task_ended)
+            crashed=self._task_ended, memory=self.memory if probe.indices() else None, gpu_lost=self.monitor.lost)
         self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
                              enqueue=self.runner.enqueue, store_call=self.calls.call)
         self._stop = asyncio.Event()
@@ -238,10 +241,18 @@ class Supervisor:
         if self._crash is not None or (exc is None and self._stop.is_set()):
             return
         error = f"{type(exc).__name__}: {exc}" if exc is not None else "ended unexpectedly"
-        self._crash = f"task {name!r} crashed: {error}"
         log.critical("task_crashed", task=name, error=error, exc_info=exc,
                      action="taking no new work; draining, then exiting 70 so that systemd restarts it")
-        self.observers.run_halted(self._crash)
+        self._give_up(f"task {name!r} crashed: {error}")
+
+    def _give_up(self, reason: str, event: str = "", action: str = "") -> None:
+        """The daemon cannot go on as it is: no new work, drain, exit 70 (systemd restarts it)."""
+        if self._crash is not None:
+            return
+        self._crash = reason
+        if event:
+            log.critical(event, reason=reason, action=action)
+        self.observers.run_halted(reason)
         self._stop_intake()
 
 
@@ -266,7 +277,7 @@ class Supervisor:
         if self._probe_warning is not None:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
-            self.slots.apply(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
+            self._apply_gpu_targets(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
         await self.runner.fill_people()
 
 
@@ -300,9 +311,9 @@ class Supervisor:
             self._check_idle()
 
     def _apply_settings(self, new: Settings) -> None:
-        self.slots.apply(self.monitor.reconfigure(PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel),
-                                                  poll_seconds=new.gpu.poll_seconds,
-                                                  snapshot_seconds=new.gpu.snapshot_seconds))
+        config = PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel)
+        self._apply_gpu_targets(self.monitor.reconfigure(config, poll_seconds=new.gpu.poll_seconds,
+                                                         snapshot_seconds=new.gpu.snapshot_seconds))
 
     # --- queue and dispatch -------------------------------------------------
 
@@ -351,11 +362,24 @@ class Supervisor:
             running=tuple(rj.view() for rj in sorted(self.running.values(), key=lambda r: r.started_at)),
             queued=self.queue.queued, waiting_retry=self.queue.waiting_retry, limit=self.slots.total_limit,
             limits={g: self.slots.limit(g) for g in self.slots.gpus}, monitored=self.monitor.monitored,
-            gpus=tuple(self.monitor.snapshot()), outstanding=self.outstanding, completed=self.stats.completed,
+            gpus=tuple(self.gpu_figures()), outstanding=self.outstanding, completed=self.stats.completed,
             dead=self.stats.dead, job_counts=dict(self.job_counts), pending_bytes=dict(self._pending_bytes),
             history=self._history, scans=self.intake.scans, last_scan_at=self.intake.last_scan_at,
             reloads=self.intake.reloads, store_trouble=self.store_trouble,
+            gpu_trends={g: self.monitor.trends.series(g) for g in self.monitor.policies},
         )
+
+    def gpu_figures(self) -> list[dict[str, Any]]:
+        """Each GPU as the monitor sees it, with what admission by memory makes of it."""
+        memory = self.memory.figures()
+        out = []
+        for g in self.monitor.snapshot():
+            waiting = memory["waiting"]
+            caps = memory["caps"]
+            assert isinstance(waiting, dict) and isinstance(caps, dict)
+            out.append({**g, "expected_job_mb": memory["expected_job_mb"], "expected_from": memory["expected_from"],
+                        "memory_waiting": waiting.get(str(g["gpu"])), "memory_cap": caps.get(str(g["gpu"]))})
+        return out
 
     async def tick_observers(self) -> None:
         self.observers.tick(await self.snapshot())
@@ -381,7 +405,12 @@ class Supervisor:
 
     def _apply_gpu_targets(self, targets: list[SlotTarget]) -> None:
         self._beat("gpu-health")
-        self.slots.apply(targets)
+        self.memory.observe(targets)
+        self.slots.apply(self.memory.capped(targets))
+        if self.monitor.all_lost and self._crash is None:
+            self._give_up("every GPU is lost or failing", "gpu_all_lost",
+                          "taking no new work; draining, then exiting 70 so that systemd restarts it once the "
+                          "driver recovers")
 
     def _beat_interval(self) -> float:
         interval = min(HEARTBEAT_SECONDS, self.settings.scheduler.lease_seconds / 4)  # renewals well within
@@ -432,7 +461,7 @@ class Supervisor:
             await self.store.publish_status({
                 "running": [{"job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path),
                              "gpu": rj.gpu, "started_at": rj.started_at} for rj in self.running.values()],
-                "limit": self.slots.total_limit, "gpus": self.monitor.snapshot(), "queue": self.queue_status()})
+                "limit": self.slots.total_limit, "gpus": self.gpu_figures(), "queue": self.queue_status()})
             reclaimed = await self.store.reclaim_expired()
         except StoreUnavailable:
             return  # said once by the renewals; asked again next time
