@@ -324,5 +324,17 @@ class _FakeRun:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
 
+    paused = False
+
+    def pause(self) -> None:
+        self.paused = True
+        self._launcher.events.append((self._launcher.clock.now, "pause", Path(self.env["VIDEO_SUPERVISOR_VIDEO"]).name,
+                                      None))
+
+    def resume(self) -> None:
+        self.paused = False
+        self._launcher.events.append((self._launcher.clock.now, "resume", Path(self.env["VIDEO_SUPERVISOR_VIDEO"]).name,
+                                      None))
+
     def kill_now(self) -> None:
         self.request_stop()

@@ -219,13 +219,28 @@ def test_under_journald_each_line_carries_its_priority(tmp_path):
     assert started.startswith("<6>{") and '"camera": "cam"' in started and '"job_id": 1' in started
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for `sig` now (SigCgt in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(caught & (1 << (sig - 1)))
+
+
 def test_a_term_during_start_up_is_honoured_not_fatal(tmp_path):
     """SIGTERM while the program is still importing: remembered, then a clean stop (exit 0)."""
     d = Daemon(daemon_settings(tmp_path))
     try:
-        time.sleep(0.15)
+        # The moment its first code catches SIGTERM (the kernel says so), while the imports still run: an
+        # event, not a guess at how long the interpreter takes to start on a busy machine.
+        deadline = time.monotonic() + 60  # a cap for a broken build
+        while not _catches(d.proc.pid, signal.SIGTERM):
+            assert time.monotonic() < deadline and d.proc.poll() is None, "it never caught SIGTERM"
+            time.sleep(0.005)
         d.signal(signal.SIGTERM)
-        assert d.wait(timeout=20) == 0
+        assert d.wait(timeout=60) == 0
         assert d.count("shutdown_complete") == 1
     finally:
         d.stop()

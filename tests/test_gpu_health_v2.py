@@ -255,3 +255,120 @@ def test_trends_keep_a_point_a_minute_for_the_last_hours():
                           "memory_used_mb": 4000, "power_w": 200.0}
     summary = trends.summary(0)
     assert (summary["temperature_min"], summary["temperature_max"], summary["limit_min"]) == (50, 59, 4)
+
+
+# --- pause when critical --------------------------------------------------------------------------
+
+
+def critical_between(tmp_path: Path, start: float, end: float) -> Path:
+    return script(tmp_path / "gpu.jsonl", [{"t": 0, "gpu": 0, "temperature": 50},
+                                           {"t": start, "gpu": 0, "temperature": 90},
+                                           {"t": end, "gpu": 0, "temperature": 50}])
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_a_gpu_critical_for_a_while_pauses_the_newest_workers_and_resumes_the_oldest_first(tmp_path, on):
+    videos(tmp_path, 3)
+    path = critical_between(tmp_path, 10, 60)
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=3),
+                      gpu=GpuSettings(probe=f"scripted:{path}", poll_seconds=1, snapshot_seconds=600,
+                                      critical_parallel=1, pause_when_critical=on, critical_pause_seconds=20))
+    with capture_logs() as logs:
+        code, sup, launcher = run_on_clock(s, script=lambda video, attempt: (100.0, 0),
+                                           probe=lambda clock: ScriptedProbe(path, clock.monotonic))
+    assert code == 0 and sup.stats.completed == 3
+    moves = [(at, kind, video[-10:-4]) for at, kind, video, _ in launcher.events if kind in ("pause", "resume")]
+    if not on:
+        assert moves == []  # the seed's behaviour: hot, and everything that runs runs on
+        return
+    # Critical from 10 s; 20 s later the two newest stop, the newest first; cooled at 60 s, oldest back first.
+    assert moves == [(30.0, "pause", "100200"), (30.0, "pause", "100100"),
+                     (60.0, "resume", "100100"), (60.0, "resume", "100200")]
+    paused = [e for e in logs if e["event"] == "job_paused"]
+    assert len(paused) == 2 and all("1 keep running" in e["action"] for e in paused)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _wait(cond, what: str, cap: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + cap  # a cap for a broken build, not a timing
+    while not cond():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.05)
+
+
+def test_a_paused_worker_is_really_stopped_and_its_timeout_waits_for_it(tmp_path):
+    """Real workers: the paused one's process is stopped (state T) until the GPU cools, and though it is paused
+    for longer than its whole timeout, it is not timed out: it finishes once resumed."""
+    import asyncio
+
+    from tests.fakes import fake_worker_command
+    from tests.test_scheduling import run_sup
+
+    videos(tmp_path, 2)
+    # Both start on a cool card; it is critical from 1 s on (until the test cools it).
+    path = script(tmp_path / "gpu.jsonl", [{"t": 0, "gpu": 0, "temperature": 50},
+                                           {"t": 1, "gpu": 0, "temperature": 90}])
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=2),
+                      gpu=GpuSettings(probe=f"scripted:{path}", poll_seconds=0.1, snapshot_seconds=600,
+                                      critical_parallel=1, pause_when_critical=True, critical_pause_seconds=0),
+                      worker=WorkerSettings(command=fake_worker_command(seconds=2, record=tmp_path / "runs.jsonl"),
+                                            timeout_seconds=3, max_attempts=1))
+    seen: dict[str, object] = {}
+
+    async def during(sup):
+        loop_wait = 0.05
+        while len(sup.pausing.paused) == 0:
+            await asyncio.sleep(loop_wait)
+        (job_id,) = sup.pausing.paused
+        pid = sup.running[job_id].run.pid
+        await asyncio.to_thread(_wait, lambda: _state(pid) == "T", "the paused worker stopped")
+        seen["stopped"] = _state(pid)
+        await asyncio.sleep(4)  # longer than its whole timeout, paused
+        seen["still_running"] = job_id in sup.running
+        cool = script(tmp_path / "cool.jsonl", [{"t": 0, "gpu": 0, "temperature": 50}])
+        sup.monitor.probe = ScriptedProbe(cool)  # the card cools: readings from now on say 50 C
+
+    with capture_logs() as logs:
+        code, sup = run_sup(s, during=during)
+    assert seen == {"stopped": "T", "still_running": True}
+    assert code == 0 and sup.stats.completed == 2 and sup.stats.dead == 0
+    assert not any(e["event"] == "job_failed" for e in logs)
+    assert [e["event"] for e in logs if e["event"] in ("job_paused", "job_resumed")] == ["job_paused", "job_resumed"]
+
+
+def test_a_stop_resumes_paused_workers_so_they_end_cleanly(tmp_path):
+    import asyncio
+
+    from tests.fakes import fake_worker_command
+    from tests.test_scheduling import run_sup
+
+    videos(tmp_path, 2)
+    path = script(tmp_path / "gpu.jsonl", [{"t": 0, "gpu": 0, "temperature": 50},
+                                           {"t": 1, "gpu": 0, "temperature": 90}])
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=2, drain_seconds=0.5),
+                      gpu=GpuSettings(probe=f"scripted:{path}", poll_seconds=0.1, snapshot_seconds=600,
+                                      critical_parallel=1, pause_when_critical=True, critical_pause_seconds=0),
+                      worker=WorkerSettings(command=fake_worker_command(seconds=30), stop_grace_seconds=30))
+
+    async def during(sup):
+        while not sup.pausing.paused:
+            await asyncio.sleep(0.05)
+        sup.request_stop()
+
+    with capture_logs() as logs:
+        code, _ = run_sup(s, during=during, daemon=True)
+    assert code == 0
+    resumed = [e for e in logs if e["event"] == "job_resumed"]
+    assert len(resumed) == 1 and resumed[0]["reason"] == "the daemon is stopping"
+    # Both ended on SIGTERM (a stopped process would have waited out the 30 s grace for SIGKILL).
+    assert [e["event"] for e in logs].count("job_interrupted") == 2
+    assert {j.state for j in jobs(s).values()} == {JobState.QUEUED}

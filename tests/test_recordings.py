@@ -34,6 +34,10 @@ from workers.scenes import (
 MODEL = REPO / "models" / "person.pt"
 SAMPLE_PERIOD = 0.5  # the worker's default 2 samples a second
 
+# End to end, with real processes (a real detector, a wheel build, a booted systemd): minutes on a busy
+# 2-core machine, not the two a unit test gets.
+pytestmark = pytest.mark.timeout(900)
+
 
 # Someone on the left from 0.5 s to 3.5 s, someone on the right from 2 s to 5 s: both at once in between.
 # (The photo's man: the model finds him once in every frame, wherever he stands.)

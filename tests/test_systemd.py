@@ -22,6 +22,10 @@ GUEST = Path("/srv/vs-test")
 GUEST_PYTHON = Path("/opt/vs-python")  # this machine's Python may live under /root, which ProtectHome= hides
 GUEST_DEPS = Path("/opt/vs-deps")  # the test environment's packages: the wheel's dependencies
 
+# End to end, with real processes (a real detector, a wheel build, a booted systemd): minutes on a busy
+# 2-core machine, not the two a unit test gets.
+pytestmark = pytest.mark.timeout(900)
+
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("systemd-analyze") is None:

@@ -187,10 +187,12 @@ def main(argv: list[str]) -> int:
     exec_start = program()
     where = Path(exec_start[0])
     if any(where == d or d in where.parents for d in UNREACHABLE):
-        print(f"video-supervisor setup-service: {where}: the service cannot run a program there (ProtectHome= and "
-              "PrivateTmp= hide it); install it into its own virtual environment, e.g. /opt/video-supervisor "
-              "(README, \"Run it as a service\")", file=sys.stderr)
-        return EX_CONFIG
+        why = (f"{where}: the service cannot run a program there (ProtectHome= and PrivateTmp= hide it); install "
+               "it into its own virtual environment, e.g. /opt/video-supervisor (README, \"Run it as a service\")")
+        if args.root is None:
+            print(f"video-supervisor setup-service: {why}", file=sys.stderr)
+            return EX_CONFIG
+        print(f"warning: {why}", flush=True)  # staged for another host, where it may lie elsewhere
     st = Staging(root)
     try:
         st.install_settings_file(SETTINGS, host_file("systemd/video-supervisor.toml").read_bytes())

@@ -38,6 +38,17 @@ class WorkerHandle(Protocol):
         """Kill it and everything in its group at once (its claim was lost): the outcome is INTERRUPTED."""
         ...
 
+    @property
+    def paused(self) -> bool: ...
+
+    def pause(self) -> None:
+        """Stop it where it is (SIGSTOP), holding its place; its timeout waits."""
+        ...
+
+    def resume(self) -> None:
+        """Let it go on (SIGCONT)."""
+        ...
+
 
 class Launcher(Protocol):
     def launch(self, spec: LaunchSpec, *, on_event: EventCallback, on_line: LineCallback) -> WorkerHandle: ...

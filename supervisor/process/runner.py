@@ -126,6 +126,10 @@ class WorkerRun:
         self.done_grace = done_grace
         self._done_at: float | None = None
         self._done_seen = asyncio.Event()
+        # Paused (SIGSTOP) by the GPU policy: its timeout does not run while it is.
+        self._paused_at: float | None = None
+        self._paused_total = 0.0
+        self._pause_changed = asyncio.Event()
         self._on_event = on_event
         self._on_line = on_line
         self._proc: Child | None = None
@@ -197,17 +201,23 @@ class WorkerRun:
         try:
             while True:
                 now = time.monotonic()
-                until = started + self.timeout
+                until = started + self.timeout + self._paused_total
+                if self._paused_at is not None:
+                    until = float("inf")  # no timeout while paused: woken by the resume
                 if self._done_at is not None:
                     until = min(until, self._done_at + self.done_grace)
-                waiters: set[asyncio.Future[Any]] = {exited}
+                self._pause_changed.clear()
+                pause_wait = asyncio.ensure_future(self._pause_changed.wait())
+                waiters: set[asyncio.Future[Any]] = {exited, pause_wait}
                 done_wait = None
                 if self._done_at is None:
                     done_wait = asyncio.ensure_future(self._done_seen.wait())
                     waiters.add(done_wait)
                 try:
-                    await asyncio.wait(waiters, timeout=max(0.0, until - now), return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(waiters, timeout=None if until == float("inf") else max(0.0, until - now),
+                                       return_when=asyncio.FIRST_COMPLETED)
                 finally:
+                    pause_wait.cancel()
                     if done_wait is not None:
                         done_wait.cancel()
                 if exited.done():
@@ -215,10 +225,32 @@ class WorkerRun:
                 now = time.monotonic()
                 if self._done_at is not None and now >= self._done_at + self.done_grace:
                     return False, True
-                if now >= started + self.timeout:
+                if self._paused_at is None and now >= started + self.timeout + self._paused_total:
                     return True, False
         finally:
             exited.cancel()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def pause(self) -> None:
+        """SIGSTOP to its whole group (a GPU too hot): it holds its memory and its place, uses no GPU time."""
+        if self._proc is None or self._proc.returncode is not None or self._paused_at is not None:
+            return
+        _signal_group(self._proc.pid, signal.SIGSTOP)
+        self._paused_at = time.monotonic()
+        self._pause_changed.set()
+
+    def resume(self) -> None:
+        """SIGCONT to its group; the time it was paused is added to its timeout."""
+        if self._paused_at is None:
+            return
+        if self._proc is not None:
+            _signal_group(self._proc.pid, signal.SIGCONT)
+        self._paused_total += time.monotonic() - self._paused_at
+        self._paused_at = None
+        self._pause_changed.set()
 
     def kill_now(self) -> None:
         """The attempt is void (its claim was lost): SIGKILL to its whole group at once, no grace."""
@@ -235,6 +267,7 @@ class WorkerRun:
     async def _terminate(self, proc: Child) -> None:
         if proc.returncode is not None:
             return
+        self.resume()  # a stopped process cannot act on SIGTERM
         _signal_group(proc.pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(proc.wait()), self.stop_grace)

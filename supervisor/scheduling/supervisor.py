@@ -42,6 +42,7 @@ from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from supervisor.scheduling.attempts import JobRunner, RunningJob
 from supervisor.scheduling.gpu_memory import MemoryAdmission
 from supervisor.scheduling.intake import Intake
+from supervisor.scheduling.pausing import CriticalPause, Worker
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.slots import GpuId, SlotPool
 
@@ -88,6 +89,7 @@ class Supervisor:
         self._probe_warning = probe_warning
         gpus: list[GpuId] = list(probe.indices()) or [None]
         self.memory = MemoryAdmission(lambda: self.settings, lambda: self.runner.admission_view(), self.clock.time)
+        self.pausing = CriticalPause(lambda: self.settings, self.clock.monotonic)
         self.slots = SlotPool(gpus, settings.scheduler.max_parallel,
                               admit=self.memory.admits if probe.indices() else None)
         self.monitor = GpuMonitor(
@@ -406,7 +408,9 @@ class Supervisor:
     def _apply_gpu_targets(self, targets: list[SlotTarget]) -> None:
         self._beat("gpu-health")
         self.memory.observe(targets)
-        self.slots.apply(self.memory.capped(targets))
+        targets = self.memory.capped(targets)
+        self.slots.apply(targets)
+        self.pausing.apply(targets, self._workers())
         if self.monitor.all_lost and self._crash is None:
             self._give_up("every GPU is lost or failing", "gpu_all_lost",
                           "taking no new work; draining, then exiting 70 so that systemd restarts it once the "
@@ -474,7 +478,11 @@ class Supervisor:
 
     # --- the back door ------------------------------------------------------
 
+    def _workers(self) -> list[Worker]:
+        return [Worker(rj.job.id, rj.gpu, rj.started_at, rj.run) for rj in self.running.values()]
+
     async def _shutdown(self) -> None:
+        self.pausing.resume_all(self._workers())  # paused workers drain like the others
         stopping = self._stop.is_set()
         if stopping:
             self.notifier.stopping()

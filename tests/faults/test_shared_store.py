@@ -58,7 +58,7 @@ def test_three_daemons_share_the_work_and_a_killed_ones_jobs_are_taken_over(tmp_
             d.wait_for("supervisor_started", timeout=30)
         hosts = _status_hosts(pg_url, want=3)
         victim = daemons[0]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a cap for a broken build, not a timing
         while not children(victim.proc.pid):  # kill it while it runs jobs
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -67,7 +67,7 @@ def test_three_daemons_share_the_work_and_a_killed_ones_jobs_are_taken_over(tmp_
         victim.signal(signal.SIGKILL)
         victim.wait()
         assert wait_gone(orphans) == [], "a worker outlived its daemon"
-        jobs = wait_all_done(pg_url, len(videos), timeout=45)
+        jobs = wait_all_done(pg_url, len(videos), timeout=120)
         taken_over_after = time.monotonic() - killed_at
         for d in daemons[1:]:
             d.signal(signal.SIGTERM)
@@ -89,7 +89,7 @@ def _status_hosts(url, want):
     import subprocess
     import sys
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a cap for a broken build, not a timing
     while True:
         proc = subprocess.run([sys.executable, "-m", "supervisor", "status", "--state-db", url, "--json"],
                               capture_output=True, text=True, timeout=60)
@@ -107,7 +107,7 @@ def test_a_server_stopped_for_ten_seconds_pauses_new_work_and_everything_resumes
     try:
         for d in daemons:
             d.wait_for("supervisor_started", timeout=30)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a cap for a broken build, not a timing
         while not any(children(d.proc.pid) for d in daemons):
             assert time.monotonic() < deadline
             time.sleep(0.05)
