@@ -159,6 +159,17 @@ def engine(store: Any) -> Any:
     return SqliteEngine(store, owned=False)
 
 
+async def until(condition: Any, *, cap: float = 60.0) -> None:
+    """Wait until `condition()` holds, for what real processes or threads bring about; fail after `cap`
+    seconds, a bound only a hang reaches, never one a busy machine does (nothing is asserted on time)."""
+    import asyncio
+
+    deadline = time.monotonic() + cap
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {cap:g} s"
+        await asyncio.sleep(0.01)
+
+
 class ManualClock:
     """The scheduler's clock, moved by hand: `await clock.advance(5)` fires what falls due, in time order,
     and lets the loop run everything those wake-ups start before moving on."""
