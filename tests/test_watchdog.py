@@ -92,7 +92,7 @@ def test_a_lease_loop_that_stops_going_round_starves_the_watchdog(tmp_path):
         async def wedged(*, timeout: float) -> None:
             await asyncio.get_running_loop().create_future()  # a bug: the renewal never returns
 
-        sup.runner.renew_claims = wedged
+        sup.renewer.renew = wedged
         await clock.advance(4)
         soon = sup.healthy()  # one missed round is not yet a verdict
         await clock.advance(20)

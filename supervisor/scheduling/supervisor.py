@@ -41,6 +41,7 @@ from supervisor.process.orphans import OrphanReaper
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from supervisor.scheduling.attempts import JobRunner, RunningJob
 from supervisor.scheduling.intake import Intake
+from supervisor.scheduling.leases import ClaimRenewer
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.slots import GpuId, SlotPool
 
@@ -105,6 +106,8 @@ class Supervisor:
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
             base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
             crashed=self._task_ended)
+        self.renewer = ClaimRenewer(store, self.clock, self.runner.running,
+                                    lambda: self.settings.scheduler.lease_seconds)
         self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
                              enqueue=self.runner.enqueue, store_call=self.calls.call)
         self._stop = asyncio.Event()
@@ -414,7 +417,7 @@ class Supervisor:
         self._beat("leases")
         while True:
             await self.clock.sleep(self._beat_interval())
-            await self.runner.renew_claims(timeout=self.settings.scheduler.lease_seconds / 3)
+            await self.renewer.renew(timeout=self.settings.scheduler.lease_seconds / 3)
             self._beat("leases")
 
     async def _takeovers(self) -> None:
