@@ -10,7 +10,7 @@ from supervisor.config import SchedulerSettings
 from supervisor.jobs.sqlite_store import JobStore
 from supervisor.observe.notify import Notifier
 from supervisor.scheduling.supervisor import Supervisor
-from tests.fakes import FakeLauncher, ManualClock, engine, make_settings, make_video
+from tests.fakes import FakeLauncher, ManualClock, engine, make_settings, make_video, until
 from tests.test_scheduling import capture_logs
 
 
@@ -125,8 +125,7 @@ def test_a_scan_stuck_on_a_hung_share_stops_the_watchdog_until_it_returns(tmp_pa
         await clock.advance(60)  # a minute past the limit: not one ping, systemd would restart it
         starved = notifier.pings == pings and not sup.healthy()
         hung.set()  # the share comes back
-        while sup.intake.scan_started is not None:
-            await asyncio.sleep(0.01)  # the real scan, on its thread (bounded by the test's timeout)
+        await until(lambda: sup.intake.scan_started is None)  # the real scan, on its thread
         await clock.advance(4)
         return healthy_before_the_limit, starved, sup.healthy() and notifier.pings > pings
 
