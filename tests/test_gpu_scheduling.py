@@ -31,25 +31,27 @@ def write_script(path, steps):
 
 @pytest.mark.faults
 def test_gpu_faults_change_limits_but_never_kill_running_jobs(tmp_path):
+    from tests.test_event_order import run_on_clock
+
     for i in range(10):
         make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
     script = write_script(tmp_path / "gpu.jsonl", [
         {"t": 0, "gpu": 0, "temperature": 50},
-        {"t": 0.3, "gpu": 0, "temperature": 95, "throttle": ["hw_slowdown"]},
-        {"t": 0.6, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
-        {"t": 0.65, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
-        {"t": 1.0, "gpu": 0, "missing": True},
-        {"t": 1.5, "gpu": 0, "temperature": 55},
+        {"t": 3, "gpu": 0, "temperature": 95, "throttle": ["hw_slowdown"]},
+        {"t": 6, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
+        {"t": 6.5, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
+        {"t": 10, "gpu": 0, "missing": True},
+        {"t": 15, "gpu": 0, "temperature": 55},
     ])
     s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=3),
-                      gpu=GpuSettings(probe=f"scripted:{script}", poll_seconds=0.05, snapshot_seconds=60,
-                                      unknown_grace_seconds=0.3),
-                      worker=WorkerSettings(command=fake_worker_command(seconds=0.6, record=tmp_path / "runs.jsonl")))
+                      gpu=GpuSettings(probe=f"scripted:{script}", poll_seconds=0.5, snapshot_seconds=600,
+                                      unknown_grace_seconds=3))
     with timed_logs() as logs:
-        code, _ = run_sup(s, probe=ScriptedProbe(script))
+        code, _, launcher = run_on_clock(s, script=lambda video, attempt: (6.0, 0),
+                                         probe=lambda clock: ScriptedProbe(script, clock=clock.monotonic))
     assert code == 0
-    runs = read_runs(tmp_path / "runs.jsonl")
-    assert len(runs) == 10 and all(r["exit"] == 0 for r in runs)  # nobody was killed by a health change
+    ends = [c for _, kind, _, c in launcher.events if kind == "end"]
+    assert len(ends) == 10 and set(ends) == {0}  # nobody was killed by a health change
     errors = [e for e in logs if e["event"] == "gpu_read_error"]
     assert len(errors) == 2  # once per kind: the lost GPU, then the missing reading
     assert any(e["event"] == "gpu_monitoring_lost" for e in logs)
