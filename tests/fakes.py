@@ -262,6 +262,7 @@ class FakeLauncher:
         self.events: list[tuple[float, str, str, int | None]] = []
         self.running = 0
         self.peak = 0
+        self.gpu_of: dict[str, str | None] = {}  # video: the GPU its last attempt was given
 
     def launch(self, spec: Any, *, on_event: Any, on_line: Any) -> Any:
         return _FakeRun(self, spec)
@@ -307,6 +308,7 @@ class _FakeRun:
         result = planned[2] if len(planned) > 2 else {"event": "done", "video_seconds": 60}
         launcher.running += 1
         launcher.peak = max(launcher.peak, launcher.running)
+        launcher.gpu_of[video] = self.env.get("VIDEO_SUPERVISOR_GPU")
         launcher.events.append((clock.now, "start", video, None))
         started = clock.now
         self._stopped = asyncio.get_running_loop().create_future()
