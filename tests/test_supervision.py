@@ -17,7 +17,18 @@ from supervisor.jobs.sqlite_store import JobStore
 from supervisor.observe.notify import Notifier
 from supervisor.scheduling.supervisor import Supervisor
 from tests.daemon_harness import NotifySocket
-from tests.fakes import FaultyStore, disk_full, engine, fake_worker_command, make_settings, make_video, read_runs, until
+from tests.fakes import (
+    FakeLauncher,
+    FaultyStore,
+    ManualClock,
+    disk_full,
+    engine,
+    fake_worker_command,
+    make_settings,
+    make_video,
+    read_runs,
+    until,
+)
 from tests.test_scheduling import capture_logs, jobs
 
 FAST_RETRY = (0.01, 0.05)
@@ -39,6 +50,31 @@ def run_faulty(settings, faults, *, daemon=False, during=None, notifier=None, re
             real.close()
             if notifier is not None:
                 notifier.close()
+
+    return asyncio.run(main())
+
+
+def run_faulty_on_clock(settings, faults, *, script=None, daemon=False, scenario=None):
+    """As run_faulty, on a clock moved by hand with the in-process launcher (`script` as FakeLauncher's);
+    `scenario(sup, clock, launcher)` drives a daemon. Returns (exit code, supervisor, store, launcher)."""
+
+    async def main():
+        real = JobStore.open(settings.state_db)
+        store = FaultyStore(real, faults)
+        clock = ManualClock()
+        launcher = FakeLauncher(clock, script)
+        try:
+            sup = Supervisor(settings, engine(store), daemon=daemon, store_retry=(1.0, 4.0), clock=clock,
+                             launcher=launcher)
+            clock.busy = sup.busy_off_loop
+            task = asyncio.ensure_future(sup.run())
+            await clock.settle()
+            if scenario is not None:
+                await scenario(sup, clock, launcher)
+            await clock.run_until(task.done)
+            return task.result(), sup, store, launcher
+        finally:
+            real.close()
 
     return asyncio.run(main())
 
@@ -75,7 +111,8 @@ def test_an_unexpected_error_in_a_task_is_logged_once_and_ends_the_run_with_70(t
     videos(tmp_path, 4)
     s = make_settings(tmp_path)
     with capture_logs() as logs:
-        code, sup, _ = run_faulty(s, {"claim": [RuntimeError("boom")]}, daemon=daemon)
+        code, sup, _, _ = run_faulty_on_clock(s, {"claim": [RuntimeError("boom")]}, daemon=daemon,
+                                              script=lambda video, attempt: (1.0, 0))
     assert code == 70
     crashed = [e for e in logs if e["event"] == "task_crashed"]
     assert len(crashed) == 1 and crashed[0]["task"] == "dispatch" and "RuntimeError: boom" in crashed[0]["error"]
@@ -90,7 +127,8 @@ def test_a_crash_in_a_job_task_is_noticed_too(tmp_path):
     videos(tmp_path, 2)
     s = make_settings(tmp_path)
     with capture_logs() as logs:
-        code, _, _ = run_faulty(s, {"mark_done": [ValueError("bad row")]})
+        code, _, _, _ = run_faulty_on_clock(s, {"mark_done": [ValueError("bad row")]},
+                                            script=lambda video, attempt: (1.0, 0))
     assert code == 70
     [crashed] = [e for e in logs if e["event"] == "task_crashed"]
     assert crashed["task"].startswith("job-") and "bad row" in crashed["error"]
@@ -99,42 +137,41 @@ def test_a_crash_in_a_job_task_is_noticed_too(tmp_path):
 def test_worker_exit_78_halts_the_run_without_charging_the_job(tmp_path):
     for i in range(3):
         make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4")
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"cam_20251114_100000.mp4": {"exit": [78]}}))
-    s = make_settings(tmp_path, scheduler=replace(make_settings(tmp_path).scheduler, max_parallel=1),
-                      worker=WorkerSettings(command=fake_worker_command(record=tmp_path / "runs.jsonl", plan=plan)))
+    s = make_settings(tmp_path, scheduler=replace(make_settings(tmp_path).scheduler, max_parallel=1))
     with capture_logs() as logs:
-        code, _, _ = run_faulty(s, {})
+        code, _, _, launcher = run_faulty_on_clock(
+            s, {}, script=lambda video, attempt: (1.0, 78 if video == "cam_20251114_100000.mp4" else 0))
     assert code == 78
     halted = jobs(s)["cam_20251114_100000.mp4"]
     assert halted.state is JobState.QUEUED
     assert halted.attempts == 0  # not charged
-    assert len(read_runs(tmp_path / "runs.jsonl")) == 1  # nothing else started after the halt
+    assert len(launcher.spans()) == 1  # nothing else started after the halt
     [halted] = [e for e in logs if e["event"] == "run_halted"]
     assert "exit 78" in halted["reason"] and "cam_20251114_100000.mp4" in halted["reason"]
 
 
 def test_exit_75_has_a_cap_of_its_own_then_the_job_is_dead(tmp_path):
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
-    s = make_settings(tmp_path, worker=WorkerSettings(
-        command=fake_worker_command("--exit", "75", record=tmp_path / "runs.jsonl"), max_attempts=2,
-        max_transient_attempts=4, retry_backoff_seconds=0.01, retry_backoff_max_seconds=0.02))
-    code, _, _ = run_faulty(s, {})
+    s = make_settings(tmp_path, worker=WorkerSettings(max_attempts=2, max_transient_attempts=4,
+                                                      retry_backoff_seconds=1, retry_backoff_max_seconds=2))
+    code, _, _, launcher = run_faulty_on_clock(s, {}, script=lambda video, attempt: (1.0, 75))
     assert code == 1  # a once run with a dead job
     [job] = jobs(s).values()
     assert job.state is JobState.DEAD and job.attempts == 4 and job.last_exit_code == 75
-    assert len(read_runs(tmp_path / "runs.jsonl")) == 4
+    assert len(launcher.spans()) == 4
 
 
 def test_a_requested_stop_of_the_daemon_exits_0_even_with_dead_jobs(tmp_path):
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
-    s = make_settings(tmp_path, worker=WorkerSettings(command=fake_worker_command("--exit", "65")))
+    s = make_settings(tmp_path)
 
-    async def stop_when_dead(sup):
-        await until(lambda: sup.stats.dead)
+    async def stop_when_dead(sup, clock, launcher):
+        await clock.advance(2)
+        assert sup.stats.dead == 1
         sup.request_stop()
 
-    code, sup, _ = run_faulty(s, {}, daemon=True, during=stop_when_dead)
+    code, sup, _, _ = run_faulty_on_clock(s, {}, daemon=True, scenario=stop_when_dead,
+                                          script=lambda video, attempt: (1.0, 65))
     assert sup.stats.dead == 1 and code == 0
 
 
