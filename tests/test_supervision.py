@@ -5,9 +5,7 @@ by itself or stops with a reason and a non-zero exit, never alive with work stuc
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -23,10 +21,8 @@ from tests.fakes import (
     ManualClock,
     disk_full,
     engine,
-    fake_worker_command,
     make_settings,
     make_video,
-    read_runs,
     until,
 )
 from tests.test_scheduling import capture_logs, jobs
@@ -87,13 +83,14 @@ def videos(tmp_path, n=3):
                                        "mark_failed"])
 def test_a_full_store_disk_at_any_call_site_pauses_then_resumes_by_itself(tmp_path, call_site):
     videos(tmp_path)
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"cam_20251114_100000.mp4": {"exit": [1, 0]}}))  # one failed attempt
-    s = make_settings(tmp_path, worker=WorkerSettings(
-        command=fake_worker_command(record=tmp_path / "runs.jsonl", plan=plan), retry_backoff_seconds=0.01,
-        retry_backoff_max_seconds=0.02))
+    s = make_settings(tmp_path, worker=WorkerSettings(retry_backoff_seconds=1, retry_backoff_max_seconds=2))
+
+    def script(video, attempt):  # one failed attempt, so that mark_failed is reached too
+        return 1.0, 1 if video == "cam_20251114_100000.mp4" and attempt == 1 else 0
+
     with capture_logs() as logs:
-        code, _, store = run_faulty(s, {call_site: [disk_full(), disk_full(), disk_full()]})
+        code, _, store, launcher = run_faulty_on_clock(s, {call_site: [disk_full(), disk_full(), disk_full()]},
+                                                       script=script)
     assert store.raised == [call_site] * 3
     assert code == 0
     assert {j.state for j in jobs(s).values()} == {JobState.DONE}
@@ -102,8 +99,8 @@ def test_a_full_store_disk_at_any_call_site_pauses_then_resumes_by_itself(tmp_pa
     unavailable = next(e for e in logs if e["event"] == "store_unavailable")
     assert unavailable["operation"] == call_site.removesuffix("_apart") and "disk is full" in unavailable["error"]
     # Every video ran to completion once (the planned failure aside): nothing lost, nothing doubled.
-    completed = [r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0]
-    assert sorted(Path(v).name for v in completed) == sorted(jobs(s))
+    completed = [video for _, kind, video, code in launcher.events if kind == "end" and code == 0]
+    assert sorted(completed) == sorted(jobs(s))
 
 
 @pytest.mark.parametrize("daemon", [False, True])
