@@ -50,6 +50,8 @@ def jobs(settings):
 
 
 def test_jobs_start_oldest_recording_first(tmp_path):
+    from tests.test_event_order import run_on_clock
+
     names = [f"camera_{c}/camera_{c}_20251114_{h:02d}{m:02d}00.mp4" for c, h, m in
              [(1, 10, 0), (2, 9, 30), (1, 8, 0), (3, 11, 15), (2, 8, 0), (3, 7, 59)]]
     shuffled = names[:]
@@ -57,15 +59,13 @@ def test_jobs_start_oldest_recording_first(tmp_path):
     for n in shuffled:
         make_video(tmp_path / "videos" / n)
     s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=1))
-    code, _ = run_sup(s)
+    code, _, launcher = run_on_clock(s, script=lambda video, attempt: (1.0, 0))
     assert code == 0
-    started = [r["video"].rsplit("_", 2)[-2:] for r in sorted(read_runs(tmp_path / "runs.jsonl"),
-                                                               key=lambda r: r["start"])]
-    stamps = ["".join(x) for x in started]
+    started = [video for _, kind, video, _ in launcher.events if kind == "start"]
+    stamps = [video.rsplit("_", 2)[-2] + video.rsplit("_", 2)[-1] for video in started]
     assert stamps == sorted(stamps)
     # Ties (same recording time, two cameras) go in a stable order: camera, then path.
-    order = [r["camera"] for r in sorted(read_runs(tmp_path / "runs.jsonl"), key=lambda r: r["start"])]
-    assert order[:3] == ["camera_3", "camera_1", "camera_2"]
+    assert [video.rsplit("_", 2)[0] for video in started[:3]] == ["camera_3", "camera_1", "camera_2"]
 
 
 def test_running_workers_never_exceed_the_limit(tmp_path):
