@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -61,7 +61,6 @@ SCAN_STUCK_SECONDS = 900.0
 # How often the per-camera history behind the ETA is read again from the store.
 HISTORY_REFRESH_SECONDS = 30.0
 EX_INTERRUPTED = 130
-T = TypeVar("T")
 
 
 class Supervisor:
@@ -247,7 +246,6 @@ class Supervisor:
         self.observers.run_halted(self._crash)
         self._stop_intake()
 
-
     def halt(self, reason: str) -> None:
         """Stop starting jobs for a reason no retry can fix; the run exits 78 once running jobs drain."""
         if self._halt is None:
@@ -272,15 +270,10 @@ class Supervisor:
             self.slots.apply(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
         await self.runner.fill_people()
 
-
-
     def busy_off_loop(self) -> bool:
         """Whether work it handed to a thread (a store call, a scan, a result read) is still under way: what a
         clock moved by hand waits for before it moves on."""
         return self.store.in_flight > 0 or self.intake.scan_started is not None or self.runner.reading > 0
-
-
-
 
     # --- intake -------------------------------------------------------------
 
@@ -307,26 +300,9 @@ class Supervisor:
                                                   poll_seconds=new.gpu.poll_seconds,
                                                   snapshot_seconds=new.gpu.snapshot_seconds))
 
-    # --- queue and dispatch -------------------------------------------------
-
-
     def _check_idle(self) -> None:
         if not self.queue.outstanding and not self.running:
             self._idle.set()
-
-
-
-
-
-
-
-    # --- one job ------------------------------------------------------------
-
-
-
-
-
-
 
     # --- reporting ----------------------------------------------------------
 
@@ -426,7 +402,6 @@ class Supervisor:
         while True:
             await self.clock.sleep(self._beat_interval())
             await self._share_state()
-
 
     async def _share_state(self) -> None:
         """Say what this scheduler runs, and take over the jobs of one that stopped renewing its claims. A store
