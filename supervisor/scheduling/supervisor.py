@@ -142,10 +142,6 @@ class Supervisor:
         """The settings in force: intake owns them, since a reload swaps them there."""
         return self.intake.settings
 
-    @settings.setter
-    def settings(self, new: Settings) -> None:
-        self.intake.settings = new
-
     @property
     def scans(self) -> int:
         return self.intake.scans
