@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -221,13 +222,28 @@ def test_under_journald_each_line_carries_its_priority(tmp_path):
     assert started.startswith("<6>{") and '"camera": "cam"' in started and '"job_id": 1' in started
 
 
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler installed for `sig` (the kernel's SigCgt mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+    return bool(mask & (1 << (sig - 1)))
+
+
 def test_a_term_during_start_up_is_honoured_not_fatal(tmp_path):
     """SIGTERM while the program is still importing: remembered, then a clean stop (exit 0)."""
     d = Daemon(daemon_settings(tmp_path))
     try:
-        time.sleep(0.15)
+        # The moment the program catches SIGTERM (its first code does, before the heavy imports), not a
+        # guess at how long a busy machine takes to get there.
+        deadline = time.monotonic() + 60
+        while not _catches(d.proc.pid, signal.SIGTERM):
+            assert time.monotonic() < deadline and d.proc.poll() is None, "SIGTERM was never caught"
+            time.sleep(0.001)
         d.signal(signal.SIGTERM)
-        assert d.wait(timeout=20) == 0
+        assert d.wait(timeout=60) == 0
         assert d.count("shutdown_complete") == 1
     finally:
         d.stop()
