@@ -143,7 +143,7 @@ def test_term_drains_then_the_next_start_finishes_exactly_the_interrupted_jobs(t
     d = Daemon(daemon_settings(tmp_path, job_seconds=30, drain=0.5), loop=loop)
     try:
         d.wait_for("job_started", n=2)
-        time.sleep(0.3)
+        _workers_catch_term(d, 2)  # so each records its interruption
         d.signal(signal.SIGTERM)
         assert d.wait() == 0
         done = d.wait_for("shutdown_complete")
@@ -173,7 +173,7 @@ def test_a_second_term_stops_at_once(tmp_path):
     d = Daemon(daemon_settings(tmp_path, job_seconds=60, drain=60))
     try:
         d.wait_for("job_started")
-        time.sleep(0.3)
+        _workers_catch_term(d, 1)
         started = time.monotonic()
         d.signal(signal.SIGTERM)
         d.wait_for("shutdown_requested")
@@ -230,6 +230,14 @@ def _catches(pid: int, sig: signal.Signals) -> bool:
         return False
     mask = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
     return bool(mask & (1 << (sig - 1)))
+
+
+def _workers_catch_term(d: Daemon, n: int) -> None:
+    """Wait until the daemon's `n` workers are up and handle SIGTERM (a generous cap, never a fixed sleep)."""
+    deadline = time.monotonic() + 60
+    while not (len(pids := children(d.proc.pid)) >= n and all(_catches(p, signal.SIGTERM) for p in pids)):
+        assert time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.01)
 
 
 def test_a_term_during_start_up_is_honoured_not_fatal(tmp_path):
