@@ -159,6 +159,17 @@ def engine(store: Any) -> Any:
     return SqliteEngine(store, owned=False)
 
 
+async def until(condition: Any, *, cap: float = 60.0) -> None:
+    """Wait until `condition()` holds, for what real processes or threads bring about; fail after `cap`
+    seconds, a bound only a hang reaches, never one a busy machine does (nothing is asserted on time)."""
+    import asyncio
+
+    deadline = time.monotonic() + cap
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {cap:g} s"
+        await asyncio.sleep(0.01)
+
+
 class ManualClock:
     """The scheduler's clock, moved by hand: `await clock.advance(5)` fires what falls due, in time order,
     and lets the loop run everything those wake-ups start before moving on."""
@@ -252,6 +263,7 @@ class FakeLauncher:
         self.events: list[tuple[float, str, str, int | None]] = []
         self.running = 0
         self.peak = 0
+        self.gpu_of: dict[str, str | None] = {}  # video: the GPU its last attempt was given
 
     def launch(self, spec: Any, *, on_event: Any, on_line: Any) -> Any:
         return _FakeRun(self, spec)
@@ -304,6 +316,7 @@ class _FakeRun:
         stderr = planned[3] if len(planned) > 3 else ""
         launcher.running += 1
         launcher.peak = max(launcher.peak, launcher.running)
+        launcher.gpu_of[video] = self.env.get("VIDEO_SUPERVISOR_GPU")
         launcher.events.append((clock.now, "start", video, None))
         started = clock.now
         self._stopped = asyncio.get_running_loop().create_future()

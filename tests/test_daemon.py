@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,10 +43,12 @@ def test_notify_protocol_ready_status_watchdog_reloading_stopping(tmp_path, noti
         d.wait_for("job_succeeded")
         status = notify.wait_for("STATUS", after=notify.messages.index(ready) + 1)
         assert "running" in status["STATUS"] and "no GPU monitoring" in status["STATUS"]
-        # Watchdog pings keep coming at about half of WATCHDOG_USEC.
+        # Watchdog pings keep coming (at about half of WATCHDOG_USEC; how soon is the manual clock's to test).
         before = sum("WATCHDOG" in m for m in notify.messages)
-        time.sleep(1.0)
-        assert sum("WATCHDOG" in m for m in notify.messages) - before >= 3
+        deadline = time.monotonic() + 60
+        while sum("WATCHDOG" in m for m in notify.messages) - before < 3:
+            assert time.monotonic() < deadline, "the watchdog pings stopped"
+            time.sleep(0.05)
         mark = len(notify.messages)
         d.signal(signal.SIGHUP)
         reloading = notify.wait_for("RELOADING", "1", after=mark)
@@ -85,10 +88,9 @@ def test_hup_rescans_at_once_and_a_burst_makes_no_duplicates(tmp_path, loop):
             d.signal(signal.SIGHUP)
             time.sleep(0.005)
         d.wait_for("job_succeeded", n=3, timeout=10)
-        time.sleep(0.5)
-        assert 1 <= d.count("scan_complete") - scans_before <= 3
         d.signal(signal.SIGTERM)
         assert d.wait() == 0
+        assert 1 <= d.count("scan_complete") - scans_before <= 3  # every scan of its life counted
     finally:
         d.stop()
     runs = read_runs(tmp_path / "runs.jsonl")
@@ -141,7 +143,7 @@ def test_term_drains_then_the_next_start_finishes_exactly_the_interrupted_jobs(t
     d = Daemon(daemon_settings(tmp_path, job_seconds=30, drain=0.5), loop=loop)
     try:
         d.wait_for("job_started", n=2)
-        time.sleep(0.3)
+        _workers_catch_term(d, 2)  # so each records its interruption
         d.signal(signal.SIGTERM)
         assert d.wait() == 0
         done = d.wait_for("shutdown_complete")
@@ -171,7 +173,7 @@ def test_a_second_term_stops_at_once(tmp_path):
     d = Daemon(daemon_settings(tmp_path, job_seconds=60, drain=60))
     try:
         d.wait_for("job_started")
-        time.sleep(0.3)
+        _workers_catch_term(d, 1)
         started = time.monotonic()
         d.signal(signal.SIGTERM)
         d.wait_for("shutdown_requested")
@@ -190,9 +192,10 @@ def test_sigkill_of_the_daemon_leaves_no_worker_behind(tmp_path, loop):
     d = Daemon(daemon_settings(tmp_path, job_seconds=60), loop=loop)
     try:
         d.wait_for("job_started", n=2)
-        time.sleep(0.5)
-        workers = children(d.proc.pid)
-        assert len(workers) == 2
+        deadline = time.monotonic() + 60
+        while len(workers := children(d.proc.pid)) < 2:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
         d.signal(signal.SIGKILL)
         d.wait()
         assert wait_gone(workers) == []
@@ -219,26 +222,34 @@ def test_under_journald_each_line_carries_its_priority(tmp_path):
     assert started.startswith("<6>{") and '"camera": "cam"' in started and '"job_id": 1' in started
 
 
-def _catches(pid: int, sig: int) -> bool:
-    """Whether the process has a handler for `sig` now (SigCgt in /proc/PID/status)."""
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler installed for `sig` (the kernel's SigCgt mask)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
-    except (OSError, StopIteration):
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return False
-    return bool(caught & (1 << (sig - 1)))
+    mask = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+    return bool(mask & (1 << (sig - 1)))
+
+
+def _workers_catch_term(d: Daemon, n: int) -> None:
+    """Wait until the daemon's `n` workers are up and handle SIGTERM (a generous cap, never a fixed sleep)."""
+    deadline = time.monotonic() + 60
+    while not (len(pids := children(d.proc.pid)) >= n and all(_catches(p, signal.SIGTERM) for p in pids)):
+        assert time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.01)
 
 
 def test_a_term_during_start_up_is_honoured_not_fatal(tmp_path):
     """SIGTERM while the program is still importing: remembered, then a clean stop (exit 0)."""
     d = Daemon(daemon_settings(tmp_path))
     try:
-        # The moment its first code catches SIGTERM (the kernel says so), while the imports still run: an
-        # event, not a guess at how long the interpreter takes to start on a busy machine.
-        deadline = time.monotonic() + 60  # a cap for a broken build
+        # The moment the program catches SIGTERM (its first code does, before the heavy imports), not a
+        # guess at how long a busy machine takes to get there.
+        deadline = time.monotonic() + 60
         while not _catches(d.proc.pid, signal.SIGTERM):
-            assert time.monotonic() < deadline and d.proc.poll() is None, "it never caught SIGTERM"
-            time.sleep(0.005)
+            assert time.monotonic() < deadline and d.proc.poll() is None, "SIGTERM was never caught"
+            time.sleep(0.001)
         d.signal(signal.SIGTERM)
         assert d.wait(timeout=60) == 0
         assert d.count("shutdown_complete") == 1

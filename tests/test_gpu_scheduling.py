@@ -11,13 +11,12 @@ from structlog.contextvars import merge_contextvars
 from structlog.processors import TimeStamper
 from structlog.testing import capture_logs
 
-from supervisor.config import GpuSettings, SchedulerSettings, SimulatedGpuSettings, WorkerSettings
+from supervisor.config import GpuSettings, SchedulerSettings, SimulatedGpuSettings
 from supervisor.gpu.monitor import NO_DRIVER_WARNING, open_probe
 from supervisor.gpu.nvml import NvmlProbe
 from supervisor.gpu.probe import ProbeUnavailable
 from supervisor.gpu.scripted import ScriptedProbe, ScriptError
-from tests.fakes import cli, cli_env, fake_worker_command, make_settings, make_video, max_overlap, read_runs
-from tests.test_scheduling import run_sup
+from tests.fakes import cli, cli_env, fake_worker_command, make_settings, make_video
 
 
 def timed_logs():
@@ -31,25 +30,27 @@ def write_script(path, steps):
 
 @pytest.mark.faults
 def test_gpu_faults_change_limits_but_never_kill_running_jobs(tmp_path):
+    from tests.test_event_order import run_on_clock
+
     for i in range(10):
         make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
     script = write_script(tmp_path / "gpu.jsonl", [
         {"t": 0, "gpu": 0, "temperature": 50},
-        {"t": 0.3, "gpu": 0, "temperature": 95, "throttle": ["hw_slowdown"]},
-        {"t": 0.6, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
-        {"t": 0.65, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
-        {"t": 1.0, "gpu": 0, "missing": True},
-        {"t": 1.5, "gpu": 0, "temperature": 55},
+        {"t": 3, "gpu": 0, "temperature": 95, "throttle": ["hw_slowdown"]},
+        {"t": 6, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
+        {"t": 6.5, "gpu": 0, "error": "NVMLError_GpuIsLost: GPU is lost"},
+        {"t": 10, "gpu": 0, "missing": True},
+        {"t": 15, "gpu": 0, "temperature": 55},
     ])
     s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=3),
-                      gpu=GpuSettings(probe=f"scripted:{script}", poll_seconds=0.05, snapshot_seconds=60,
-                                      unknown_grace_seconds=0.3),
-                      worker=WorkerSettings(command=fake_worker_command(seconds=0.6, record=tmp_path / "runs.jsonl")))
+                      gpu=GpuSettings(probe=f"scripted:{script}", poll_seconds=0.5, snapshot_seconds=600,
+                                      unknown_grace_seconds=3))
     with timed_logs() as logs:
-        code, _ = run_sup(s, probe=ScriptedProbe(script))
+        code, _, launcher = run_on_clock(s, script=lambda video, attempt: (6.0, 0),
+                                         probe=lambda clock: ScriptedProbe(script, clock=clock.monotonic))
     assert code == 0
-    runs = read_runs(tmp_path / "runs.jsonl")
-    assert len(runs) == 10 and all(r["exit"] == 0 for r in runs)  # nobody was killed by a health change
+    ends = [c for _, kind, _, c in launcher.events if kind == "end"]
+    assert len(ends) == 10 and set(ends) == {0}  # nobody was killed by a health change
     errors = [e for e in logs if e["event"] == "gpu_read_error"]
     assert len(errors) == 2  # once per kind: the lost GPU, then the missing reading
     assert any(e["event"] == "gpu_monitoring_lost" for e in logs)
@@ -58,20 +59,37 @@ def test_gpu_faults_change_limits_but_never_kill_running_jobs(tmp_path):
 
 
 def test_two_simulated_gpus_share_the_work_each_within_its_own_limit(tmp_path):
+    from supervisor.gpu.simulated import SimulatedProbe
+    from tests.test_event_order import run_on_clock
+
     for i in range(12):
         make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
     s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=2),
-                      gpu=GpuSettings(probe="simulated", poll_seconds=0.05, snapshot_seconds=60,
-                                      simulated=SimulatedGpuSettings(count=2)),
-                      worker=WorkerSettings(command=fake_worker_command(seconds=0.3, record=tmp_path / "runs.jsonl")))
-    code, sup = run_sup(s)
+                      gpu=GpuSettings(probe="simulated", poll_seconds=0.5, snapshot_seconds=600,
+                                      simulated=SimulatedGpuSettings(count=2)))
+    code, sup, launcher = run_on_clock(s, script=lambda video, attempt: (3.0, 0),
+                                       probe=lambda clock: SimulatedProbe(2, clock=clock.monotonic))
     assert code == 0
-    runs = read_runs(tmp_path / "runs.jsonl")
-    by_gpu = {g: [r for r in runs if r["gpu"] == g] for g in ("0", "1")}
-    assert len(by_gpu["0"]) + len(by_gpu["1"]) == 12
-    assert abs(len(by_gpu["0"]) - len(by_gpu["1"])) <= 2  # spread, not piled on one card
-    assert max_overlap(by_gpu["0"]) <= 2 and max_overlap(by_gpu["1"]) <= 2
-    assert max_overlap(runs) == 4
+    spans: dict[str, list[tuple[float, float]]] = {"0": [], "1": []}
+    began: dict[str, float] = {}
+    for at, kind, video, _ in launcher.events:
+        if kind == "start":
+            began[video] = at
+        else:
+            spans[launcher.gpu_of[video]].append((began.pop(video), at))
+
+    def most_at_once(intervals):
+        edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda e: (e[0], e[1]))
+        level = most = 0
+        for _, step in edges:
+            level += step
+            most = max(most, level)
+        return most
+
+    assert len(spans["0"]) + len(spans["1"]) == 12
+    assert abs(len(spans["0"]) - len(spans["1"])) <= 2  # spread, not piled on one card
+    assert most_at_once(spans["0"]) <= 2 and most_at_once(spans["1"]) <= 2
+    assert launcher.peak == 4
     assert sup.monitor.readings[0].temperature > 45  # the model heated with the load
 
 

@@ -27,7 +27,7 @@ from supervisor.jobs.sqlite_store import JobStore
 from supervisor.observe.alerts import Alerts, endpoint_of
 from supervisor.observe.metrics import Metrics
 from tests.daemon_harness import Daemon, daemon_settings, set_worker_command
-from tests.fakes import cli, cli_env, engine, fake_worker_command, make_settings, make_video
+from tests.fakes import cli, cli_env, engine, fake_worker_command, make_settings, make_video, until
 from tests.test_scheduling import run_sup
 
 
@@ -144,10 +144,8 @@ def test_prometheus_metrics_are_served_and_valid(tmp_path):
     seen: dict[str, str] = {}
 
     async def during(sup):
-        while metrics.port is None:
-            await asyncio.sleep(0.01)
-        while sup.stats.completed < 1:
-            await asyncio.sleep(0.02)
+        await until(lambda: metrics.port is not None)
+        await until(lambda: sup.stats.completed >= 1)
         seen["live"] = await asyncio.to_thread(scrape, metrics.port)  # served over HTTP while jobs run
 
     async def main():

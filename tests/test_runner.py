@@ -10,7 +10,7 @@ import pytest
 
 from supervisor.process.runner import OutcomeKind, WorkerRun, classify, describe_exit
 from supervisor.scheduling.outcomes import backoff_delay, should_retry
-from tests.fakes import make_video
+from tests.fakes import make_video, until
 
 
 @pytest.mark.parametrize(
@@ -125,10 +125,8 @@ def test_request_stop_interrupts_and_is_not_a_failure(tmp_path):
     async def main():
         run = WorkerRun(fake(v, "--seconds", "30"), env=dict(os.environ), timeout=60, stop_grace=2)
         task = asyncio.create_task(run.run())
-        while run.pid is None:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)
-        run.request_stop()
+        await until(lambda: run.pid is not None)
+        run.request_stop()  # a stop at any moment of the worker's life is an interruption
         return await task
 
     outcome = asyncio.run(main())

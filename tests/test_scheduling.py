@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from dataclasses import replace
@@ -15,7 +14,7 @@ from supervisor.config import SchedulerSettings, WorkerSettings
 from supervisor.jobs.model import JobState
 from supervisor.jobs.sqlite_store import JobStore
 from supervisor.scheduling.supervisor import Supervisor
-from tests.fakes import engine, fake_worker_command, make_settings, make_video, max_overlap, read_runs
+from tests.fakes import engine, make_settings, make_video, read_runs
 
 
 def capture_logs():
@@ -51,6 +50,8 @@ def jobs(settings):
 
 
 def test_jobs_start_oldest_recording_first(tmp_path):
+    from tests.test_event_order import run_on_clock
+
     names = [f"camera_{c}/camera_{c}_20251114_{h:02d}{m:02d}00.mp4" for c, h, m in
              [(1, 10, 0), (2, 9, 30), (1, 8, 0), (3, 11, 15), (2, 8, 0), (3, 7, 59)]]
     shuffled = names[:]
@@ -58,43 +59,41 @@ def test_jobs_start_oldest_recording_first(tmp_path):
     for n in shuffled:
         make_video(tmp_path / "videos" / n)
     s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=1))
-    code, _ = run_sup(s)
+    code, _, launcher = run_on_clock(s, script=lambda video, attempt: (1.0, 0))
     assert code == 0
-    started = [r["video"].rsplit("_", 2)[-2:] for r in sorted(read_runs(tmp_path / "runs.jsonl"),
-                                                               key=lambda r: r["start"])]
-    stamps = ["".join(x) for x in started]
+    started = [video for _, kind, video, _ in launcher.events if kind == "start"]
+    stamps = [video.rsplit("_", 2)[-2] + video.rsplit("_", 2)[-1] for video in started]
     assert stamps == sorted(stamps)
     # Ties (same recording time, two cameras) go in a stable order: camera, then path.
-    order = [r["camera"] for r in sorted(read_runs(tmp_path / "runs.jsonl"), key=lambda r: r["start"])]
-    assert order[:3] == ["camera_3", "camera_1", "camera_2"]
+    assert [video.rsplit("_", 2)[0] for video in started[:3]] == ["camera_3", "camera_1", "camera_2"]
 
 
 def test_running_workers_never_exceed_the_limit(tmp_path):
+    from tests.test_event_order import run_on_clock
+
     for i in range(9):
         make_video(tmp_path / "videos" / f"cam/cam_20251114_10{i:02d}00.mp4")
-    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=3),
-                      worker=WorkerSettings(command=fake_worker_command(seconds=0.4, record=tmp_path / "runs.jsonl")))
-    code, sup = run_sup(s)
-    runs = read_runs(tmp_path / "runs.jsonl")
-    assert code == 0 and len(runs) == 9
-    assert max_overlap(runs) == 3  # never above, and the limit was used
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=3))
+    code, sup, launcher = run_on_clock(s, script=lambda video, attempt: (0.4, 0))
+    assert code == 0 and len(launcher.spans()) == 9
+    assert launcher.peak == 3  # never above, and the limit was used
     assert sup.stats.completed == 9
 
 
 def test_retries_transient_and_failing_jobs_and_gives_up_on_bad_input(tmp_path):
+    from tests.test_event_order import run_on_clock
+
     for n in ("a", "b", "c"):
         make_video(tmp_path / "videos" / f"cam/{n}_20251114_10000{ord(n) - 97}.mp4")
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({
-        "a_20251114_100000.mp4": {"exit": [75, 75, 75, 0]},  # transient: not counted against max_attempts
-        "b_20251114_100001.mp4": {"exit": [1, 1, 1, 0]},  # fails 3 times: dead
-        "c_20251114_100002.mp4": {"exit": [65, 0]},  # bad input: dead at once
-    }))
-    s = make_settings(tmp_path, worker=WorkerSettings(
-        command=fake_worker_command(record=tmp_path / "runs.jsonl", plan=plan), max_attempts=3,
-        retry_backoff_seconds=0.05, retry_backoff_max_seconds=0.1))
+    plan = {
+        "a_20251114_100000.mp4": [75, 75, 75, 0],  # transient: not counted against max_attempts
+        "b_20251114_100001.mp4": [1, 1, 1, 0],  # fails 3 times: dead
+        "c_20251114_100002.mp4": [65, 0],  # bad input: dead at once
+    }
+    s = make_settings(tmp_path, worker=WorkerSettings(max_attempts=3, retry_backoff_seconds=5,
+                                                      retry_backoff_max_seconds=10))
     with capture_logs() as logs:
-        code, sup = run_sup(s)
+        code, sup, launcher = run_on_clock(s, script=lambda video, attempt: (1.0, plan[video][attempt - 1]))
     assert code == 1  # something went dead
     j = jobs(s)
     assert j["a_20251114_100000.mp4"].state is JobState.DONE and j["a_20251114_100000.mp4"].attempts == 4
@@ -104,10 +103,12 @@ def test_retries_transient_and_failing_jobs_and_gives_up_on_bad_input(tmp_path):
     assert "exit 65" in j["c_20251114_100002.mp4"].last_error
     dead = [e for e in logs if e["event"] == "job_dead"]
     assert {e["log_level"] for e in dead} == {"error"} and len(dead) == 2
-    assert all("failing on purpose" in e["stderr_tail"] for e in dead)
     retries = [e for e in logs if e["event"] == "job_failed"]
     b_retries = [round(e["retry_in_seconds"], 2) for e in retries if e["video"].endswith("b_20251114_100001.mp4")]
-    assert b_retries == [0.05, 0.1]  # exponential backoff, capped at 0.1
+    assert b_retries == [5, 10]  # exponential backoff, capped at 10
+    # Each retry started the moment its backoff ran out, on the clock: attempt ends at 1, 7, 18 (1 + 5 + 1 + 10 + 1).
+    b_starts = [at for at, kind, video, _ in launcher.events if kind == "start" and video.startswith("b_")]
+    assert b_starts == [0.0, 6.0, 17.0]
     assert sup.stats.dead == 2 and sup.stats.completed == 1
 
 
@@ -158,34 +159,40 @@ def test_recordings_still_being_written_wait_for_the_settle_time(tmp_path):
 
 
 def test_daemon_picks_up_new_recordings_and_drains_on_stop(tmp_path):
-    make_video(tmp_path / "videos" / "cam/cam_20251114_100000.mp4")
-    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=2, rescan_seconds=0.2, drain_seconds=0.3),
-                      worker=WorkerSettings(command=fake_worker_command(seconds=0.1, record=tmp_path / "runs.jsonl"),
-                                            stop_grace_seconds=1))
+    from tests.test_event_order import run_on_clock
 
-    async def drive(sup):
-        while sup.stats.completed < 1:
-            await asyncio.sleep(0.02)
+    make_video(tmp_path / "videos" / "cam/cam_20251114_100000.mp4")
+    s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=2, rescan_seconds=60, drain_seconds=30))
+    long = "cam_20251114_120000.mp4"  # runs past the drain: interrupted, back to the queue
+
+    async def drive(sup, clock, launcher):
+        await clock.advance(1)
+        assert sup.stats.completed == 1
         make_video(tmp_path / "videos" / "cam/cam_20251114_110000.mp4")
-        while sup.stats.completed < 2:
-            await asyncio.sleep(0.02)
-        # A long job, then stop: it is interrupted after the drain period and goes back to the queue.
-        sup.settings = replace(sup.settings, worker=replace(
-            sup.settings.worker, command=fake_worker_command(seconds=30, record=tmp_path / "runs.jsonl")))
-        make_video(tmp_path / "videos" / "cam/cam_20251114_120000.mp4")
-        while not sup.running:
-            await asyncio.sleep(0.02)
+        await clock.advance(60)  # the periodic rescan finds it, and it runs
+        await clock.advance(1)
+        assert sup.stats.completed == 2
+        make_video(tmp_path / "videos" / "cam" / long)
+        sup.request_reload()  # found at once, without waiting for the next periodic rescan
+        await clock.advance(1)
+        assert len(sup.running) == 1
         sup.request_stop()
+        await clock.advance(29)
+        assert len(sup.running) == 1  # still draining
+        await clock.advance(2)
 
     with capture_logs() as logs:
-        code, _ = run_sup(s, daemon=True, during=drive)
+        code, _, launcher = run_on_clock(s, drive, daemon=True,
+                                         script=lambda video, attempt: (1000.0 if video == long else 0.5, 0))
     assert code == 0
     j = jobs(s)
     assert j["cam_20251114_110000.mp4"].state is JobState.DONE
-    interrupted = j["cam_20251114_120000.mp4"]
+    interrupted = j[long]
     assert interrupted.state is JobState.QUEUED and interrupted.attempts == 0
     done = next(e for e in logs if e["event"] == "shutdown_complete")
     assert done["stopped"] == 1
+    [(stopped_at, code_)] = [(at, c) for at, kind, video, c in launcher.events if kind == "end" and video == long]
+    assert code_ == 143 and stopped_at == 63.0 + 30  # stop asked at 63: at the end of the drain, not before
 
 
 def test_a_vanished_video_is_dead_with_a_clear_reason(tmp_path):

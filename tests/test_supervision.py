@@ -5,9 +5,7 @@ by itself or stops with a reason and a non-zero exit, never alive with work stuc
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +15,16 @@ from supervisor.jobs.sqlite_store import JobStore
 from supervisor.observe.notify import Notifier
 from supervisor.scheduling.supervisor import Supervisor
 from tests.daemon_harness import NotifySocket
-from tests.fakes import FaultyStore, disk_full, engine, fake_worker_command, make_settings, make_video, read_runs
+from tests.fakes import (
+    FakeLauncher,
+    FaultyStore,
+    ManualClock,
+    disk_full,
+    engine,
+    make_settings,
+    make_video,
+    until,
+)
 from tests.test_scheduling import capture_logs, jobs
 
 FAST_RETRY = (0.01, 0.05)
@@ -43,31 +50,57 @@ def run_faulty(settings, faults, *, daemon=False, during=None, notifier=None, re
     return asyncio.run(main())
 
 
+def run_faulty_on_clock(settings, faults, *, script=None, daemon=False, scenario=None):
+    """As run_faulty, on a clock moved by hand with the in-process launcher (`script` as FakeLauncher's);
+    `scenario(sup, clock, launcher)` drives a daemon. Returns (exit code, supervisor, store, launcher)."""
+
+    async def main():
+        real = JobStore.open(settings.state_db)
+        store = FaultyStore(real, faults)
+        clock = ManualClock()
+        launcher = FakeLauncher(clock, script)
+        try:
+            sup = Supervisor(settings, engine(store), daemon=daemon, store_retry=(1.0, 4.0), clock=clock,
+                             launcher=launcher)
+            clock.busy = sup.busy_off_loop
+            task = asyncio.ensure_future(sup.run())
+            await clock.settle()
+            if scenario is not None:
+                await scenario(sup, clock, launcher)
+            await clock.run_until(task.done)
+            return task.result(), sup, store, launcher
+        finally:
+            real.close()
+
+    return asyncio.run(main())
+
+
 def videos(tmp_path, n=3):
     return [make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4") for i in range(n)]
 
 
-@pytest.mark.parametrize("call_site", ["recover_running", "jobs", "claim", "mark_done",
+@pytest.mark.parametrize("call_site", ["recover_running", "sync_apart", "jobs", "claim", "mark_done",
                                        "mark_failed"])
 def test_a_full_store_disk_at_any_call_site_pauses_then_resumes_by_itself(tmp_path, call_site):
     videos(tmp_path)
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"cam_20251114_100000.mp4": {"exit": [1, 0]}}))  # one failed attempt
-    s = make_settings(tmp_path, worker=WorkerSettings(
-        command=fake_worker_command(record=tmp_path / "runs.jsonl", plan=plan), retry_backoff_seconds=0.01,
-        retry_backoff_max_seconds=0.02))
+    s = make_settings(tmp_path, worker=WorkerSettings(retry_backoff_seconds=1, retry_backoff_max_seconds=2))
+
+    def script(video, attempt):  # one failed attempt, so that mark_failed is reached too
+        return 1.0, 1 if video == "cam_20251114_100000.mp4" and attempt == 1 else 0
+
     with capture_logs() as logs:
-        code, _, store = run_faulty(s, {call_site: [disk_full(), disk_full(), disk_full()]})
+        code, _, store, launcher = run_faulty_on_clock(s, {call_site: [disk_full(), disk_full(), disk_full()]},
+                                                       script=script)
     assert store.raised == [call_site] * 3
     assert code == 0
     assert {j.state for j in jobs(s).values()} == {JobState.DONE}
     trouble = [e["event"] for e in logs if e["event"] in ("store_unavailable", "store_recovered")]
     assert trouble[0] == "store_unavailable" and trouble[-1] == "store_recovered"  # logged, then over
     unavailable = next(e for e in logs if e["event"] == "store_unavailable")
-    assert unavailable["operation"] == call_site and "disk is full" in unavailable["error"]
+    assert unavailable["operation"] == call_site.removesuffix("_apart") and "disk is full" in unavailable["error"]
     # Every video ran to completion once (the planned failure aside): nothing lost, nothing doubled.
-    completed = [r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0]
-    assert sorted(Path(v).name for v in completed) == sorted(jobs(s))
+    completed = [video for _, kind, video, code in launcher.events if kind == "end" and code == 0]
+    assert sorted(completed) == sorted(jobs(s))
 
 
 @pytest.mark.parametrize("daemon", [False, True])
@@ -75,7 +108,8 @@ def test_an_unexpected_error_in_a_task_is_logged_once_and_ends_the_run_with_70(t
     videos(tmp_path, 4)
     s = make_settings(tmp_path)
     with capture_logs() as logs:
-        code, sup, _ = run_faulty(s, {"claim": [RuntimeError("boom")]}, daemon=daemon)
+        code, sup, _, _ = run_faulty_on_clock(s, {"claim": [RuntimeError("boom")]}, daemon=daemon,
+                                              script=lambda video, attempt: (1.0, 0))
     assert code == 70
     crashed = [e for e in logs if e["event"] == "task_crashed"]
     assert len(crashed) == 1 and crashed[0]["task"] == "dispatch" and "RuntimeError: boom" in crashed[0]["error"]
@@ -90,7 +124,8 @@ def test_a_crash_in_a_job_task_is_noticed_too(tmp_path):
     videos(tmp_path, 2)
     s = make_settings(tmp_path)
     with capture_logs() as logs:
-        code, _, _ = run_faulty(s, {"mark_done": [ValueError("bad row")]})
+        code, _, _, _ = run_faulty_on_clock(s, {"mark_done": [ValueError("bad row")]},
+                                            script=lambda video, attempt: (1.0, 0))
     assert code == 70
     [crashed] = [e for e in logs if e["event"] == "task_crashed"]
     assert crashed["task"].startswith("job-") and "bad row" in crashed["error"]
@@ -99,43 +134,41 @@ def test_a_crash_in_a_job_task_is_noticed_too(tmp_path):
 def test_worker_exit_78_halts_the_run_without_charging_the_job(tmp_path):
     for i in range(3):
         make_video(tmp_path / "videos" / "cam" / f"cam_20251114_10{i:02d}00.mp4")
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"cam_20251114_100000.mp4": {"exit": [78]}}))
-    s = make_settings(tmp_path, scheduler=replace(make_settings(tmp_path).scheduler, max_parallel=1),
-                      worker=WorkerSettings(command=fake_worker_command(record=tmp_path / "runs.jsonl", plan=plan)))
+    s = make_settings(tmp_path, scheduler=replace(make_settings(tmp_path).scheduler, max_parallel=1))
     with capture_logs() as logs:
-        code, _, _ = run_faulty(s, {})
+        code, _, _, launcher = run_faulty_on_clock(
+            s, {}, script=lambda video, attempt: (1.0, 78 if video == "cam_20251114_100000.mp4" else 0))
     assert code == 78
     halted = jobs(s)["cam_20251114_100000.mp4"]
     assert halted.state is JobState.QUEUED
     assert halted.attempts == 0  # not charged
-    assert len(read_runs(tmp_path / "runs.jsonl")) == 1  # nothing else started after the halt
+    assert len(launcher.spans()) == 1  # nothing else started after the halt
     [halted] = [e for e in logs if e["event"] == "run_halted"]
     assert "exit 78" in halted["reason"] and "cam_20251114_100000.mp4" in halted["reason"]
 
 
 def test_exit_75_has_a_cap_of_its_own_then_the_job_is_dead(tmp_path):
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
-    s = make_settings(tmp_path, worker=WorkerSettings(
-        command=fake_worker_command("--exit", "75", record=tmp_path / "runs.jsonl"), max_attempts=2,
-        max_transient_attempts=4, retry_backoff_seconds=0.01, retry_backoff_max_seconds=0.02))
-    code, _, _ = run_faulty(s, {})
+    s = make_settings(tmp_path, worker=WorkerSettings(max_attempts=2, max_transient_attempts=4,
+                                                      retry_backoff_seconds=1, retry_backoff_max_seconds=2))
+    code, _, _, launcher = run_faulty_on_clock(s, {}, script=lambda video, attempt: (1.0, 75))
     assert code == 1  # a once run with a dead job
     [job] = jobs(s).values()
     assert job.state is JobState.DEAD and job.attempts == 4 and job.last_exit_code == 75
-    assert len(read_runs(tmp_path / "runs.jsonl")) == 4
+    assert len(launcher.spans()) == 4
 
 
 def test_a_requested_stop_of_the_daemon_exits_0_even_with_dead_jobs(tmp_path):
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
-    s = make_settings(tmp_path, worker=WorkerSettings(command=fake_worker_command("--exit", "65")))
+    s = make_settings(tmp_path)
 
-    async def stop_when_dead(sup):
-        while not sup.stats.dead:
-            await asyncio.sleep(0.01)
+    async def stop_when_dead(sup, clock, launcher):
+        await clock.advance(2)
+        assert sup.stats.dead == 1
         sup.request_stop()
 
-    code, sup, _ = run_faulty(s, {}, daemon=True, during=stop_when_dead)
+    code, sup, _, _ = run_faulty_on_clock(s, {}, daemon=True, scenario=stop_when_dead,
+                                          script=lambda video, attempt: (1.0, 65))
     assert sup.stats.dead == 1 and code == 0
 
 
@@ -160,12 +193,10 @@ def test_a_reload_that_goes_wrong_keeps_the_old_settings_and_always_says_ready(t
         return load_settings(settings_file)
 
     async def hup_twice(sup):
-        while not sup.scans:
-            await asyncio.sleep(0.01)
+        await until(lambda: sup.scans)
         for expected in (1, 2):
             sup.request_reload()
-            while _notify_pairs(sock).count("READY") < 1 + expected:
-                await asyncio.sleep(0.01)
+            await until(lambda expected=expected: _notify_pairs(sock).count("READY") >= 1 + expected)
         sup.request_stop()
 
     try:
@@ -194,19 +225,16 @@ def test_a_videos_folder_that_cannot_be_listed_at_a_hup_is_logged_and_later_hups
         return s
 
     async def hups(sup):
-        while sup.stats.completed < 1:
-            await asyncio.sleep(0.01)
+        await until(lambda: sup.stats.completed >= 1)
         (tmp_path / "videos").rename(hidden)
         (tmp_path / "videos").write_text("not a folder any more")  # listing it fails: NotADirectoryError
         sup.request_reload()
-        while _notify_pairs(sock).count("READY") < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: _notify_pairs(sock).count("READY") >= 2)
         (tmp_path / "videos").unlink()
         hidden.rename(tmp_path / "videos")
         make_video(tmp_path / "videos" / "cam" / "cam_20251114_110000.mp4")
         sup.request_reload()
-        while sup.stats.completed < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: sup.stats.completed >= 2)
         sup.request_stop()
 
     try:
@@ -249,67 +277,3 @@ def test_a_paused_daemon_says_why_in_systemctl_status_and_in_status():
           "queued_by_camera": {}, "eta_seconds": None, "recent_failures": [],
           "store_trouble": "database or disk is full"}
     assert "PAUSED: the job store refuses writes (database or disk is full)" in render_status(st)
-
-
-def test_a_scan_stuck_on_a_hung_share_stops_the_watchdog_and_says_why(tmp_path):
-    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
-    s = make_settings(tmp_path)
-    sock = NotifySocket(tmp_path / "notify.sock")
-    hung = asyncio.Event()
-
-    def pings() -> int:
-        return sum(m.get("WATCHDOG") == "1" for m in sock.messages)
-
-    async def scenario(sup):
-        while sup.stats.completed < 1:
-            await asyncio.sleep(0.01)
-        real_scan = sup.intake.scan
-
-        async def hanging_scan():
-            await hung.wait()  # a listdir on a dead NFS server: it never returns
-            return await real_scan()
-
-        sup.intake.scan = hanging_scan
-        sup.request_reload()
-        while sup.healthy():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # the pings have stopped: systemd would now restart the daemon
-        before = pings()
-        await asyncio.sleep(0.3)
-        stopped = pings() == before
-        hung.set()  # the share comes back
-        while not sup.healthy():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)
-        resumed = pings() > before
-        sup.request_stop()
-        return stopped, resumed
-
-    results = {}
-
-    async def during(sup):
-        results["pings"] = await scenario(sup)
-
-    notifier = Notifier(sock.address, watchdog_usec="100000")
-    try:
-        with capture_logs() as logs:
-            async def main():
-                store = JobStore.open(s.state_db)
-                try:
-                    sup = Supervisor(s, engine(store), daemon=True, notifier=notifier, scan_stuck_seconds=0.3,
-                                     reload=lambda: s)
-                    side = asyncio.create_task(during(sup))
-                    code = await sup.run()
-                    await side
-                    return code
-                finally:
-                    store.close()
-
-            code = asyncio.run(main())
-    finally:
-        notifier.close()
-        sock.close()
-    assert code == 0 and results["pings"] == (True, True)
-    [stuck] = [e for e in logs if e["event"] == "scan_stuck"]
-    assert "watchdog" in stuck["action"] and stuck["log_level"] == "critical"
-    assert any(e["event"] == "scan_unstuck" for e in logs)

@@ -8,8 +8,9 @@ from typing import Any
 
 from supervisor.config import SchedulerSettings
 from supervisor.jobs.sqlite_store import JobStore
+from supervisor.observe.notify import Notifier
 from supervisor.scheduling.supervisor import Supervisor
-from tests.fakes import FakeLauncher, ManualClock, engine, make_settings, make_video
+from tests.fakes import FakeLauncher, ManualClock, engine, make_settings, make_video, until
 from tests.test_scheduling import capture_logs
 
 
@@ -30,15 +31,28 @@ class HungStore:
         return getattr(self._real, name)
 
 
-def run_daemon(tmp_path, scenario, *, hung=frozenset()):
+class CountingNotifier(Notifier):
+    """systemd's side of the watchdog, as a count: a notifier whose pings are only counted."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.watchdog_seconds = 1.0
+        self.pings = 0
+
+    def watchdog(self) -> None:
+        self.pings += 1
+
+
+def run_daemon(tmp_path, scenario, *, hung=frozenset(), job_seconds=10_000.0, notifier=None, **options):
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
     s = make_settings(tmp_path, scheduler=SchedulerSettings(max_parallel=1, lease_seconds=30))
 
     async def main():
         store = JobStore.open(s.state_db)
         clock = ManualClock()
-        launcher = FakeLauncher(clock, lambda video, attempt: (10_000.0, 0))  # runs for the whole test
-        sup = Supervisor(s, HungStore(engine(store), set(hung)), clock=clock, launcher=launcher, daemon=True)
+        launcher = FakeLauncher(clock, lambda video, attempt: (job_seconds, 0))  # by default, the whole test
+        sup = Supervisor(s, HungStore(engine(store), set(hung)), clock=clock, launcher=launcher, daemon=True,
+                         notifier=notifier, reload=lambda: s, **options)
         clock.busy = sup.busy_off_loop
         task = asyncio.ensure_future(sup.run())
         try:
@@ -78,10 +92,46 @@ def test_a_lease_loop_that_stops_going_round_starves_the_watchdog(tmp_path):
         async def wedged(*, timeout: float) -> None:
             await asyncio.get_running_loop().create_future()  # a bug: the renewal never returns
 
-        sup.runner.renew_claims = wedged
+        sup.renewer.renew = wedged
         await clock.advance(4)
         soon = sup.healthy()  # one missed round is not yet a verdict
         await clock.advance(20)
         return before, soon, sup.healthy()
 
     assert run_daemon(tmp_path, scenario) == (True, True, False)
+
+
+def test_a_scan_stuck_on_a_hung_share_stops_the_watchdog_until_it_returns(tmp_path):
+    notifier = CountingNotifier()
+    hung = asyncio.Event()
+
+    async def scenario(sup, clock):
+        await clock.advance(2)
+        assert sup.stats.completed == 1
+        real_scan = sup.intake.scan
+
+        async def hanging_scan():
+            await hung.wait()  # a listdir on a dead NFS server: it does not return
+            return await real_scan()
+
+        sup.intake.scan = hanging_scan
+        # Off the loop only the store's calls count from here: the scan is meant to hang.
+        clock.busy = lambda: sup.store.in_flight > 0 or sup.runner.reading > 0
+        sup.request_reload()
+        await clock.advance(29)
+        healthy_before_the_limit = sup.healthy()
+        await clock.advance(2)
+        pings = notifier.pings
+        await clock.advance(60)  # a minute past the limit: not one ping, systemd would restart it
+        starved = notifier.pings == pings and not sup.healthy()
+        hung.set()  # the share comes back
+        await until(lambda: sup.intake.scan_started is None)  # the real scan, on its thread
+        await clock.advance(4)
+        return healthy_before_the_limit, starved, sup.healthy() and notifier.pings > pings
+
+    with capture_logs() as logs:
+        result = run_daemon(tmp_path, scenario, job_seconds=1.0, notifier=notifier, scan_stuck_seconds=30)
+    assert result == (True, True, True)
+    [stuck] = [e for e in logs if e["event"] == "scan_stuck"]  # said once, however long it lasts
+    assert "watchdog" in stuck["action"] and stuck["log_level"] == "critical"
+    assert any(e["event"] == "scan_unstuck" for e in logs)

@@ -9,9 +9,9 @@ changes), so every later write of the old attempt, fenced by owner and token, ch
 job's next attempt gets a new token. Leases do not
 run out within one lease of the server's own start: a server restart is nobody's silence.
 Discovery from several hosts is idempotent (insert-or-ignore on the video's path). Every call is
-awaited on the loop through psycopg's async connections: one for the work, one for renewals (so a
-long scan never delays a renewal); a server that does not answer (restarting, unreachable, out of
-connections) raises StoreUnavailable, and the scheduler waits for it.
+awaited on the loop through psycopg's async connections: one for the work, and a pool of one
+(psycopg_pool) for renewals, so a long scan never delays a renewal; a server that does not answer
+(restarting, unreachable, out of connections) raises StoreUnavailable, and the scheduler waits for it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
@@ -179,22 +180,20 @@ def _refused_for_good(exc: BaseException) -> bool:
 class _Channel:
     """One connection and the turn to use it: one transaction at a time. Reconnects when it was lost."""
 
-    def __init__(self, url: str, name: str, statement_timeout_ms: int = 0) -> None:
+    def __init__(self, url: str, name: str) -> None:
         self.url = url
         self.name = name
         self.conn: Any = None
         self.turn = asyncio.Lock()
-        self._options = f"-c statement_timeout={statement_timeout_ms}" if statement_timeout_ms else ""
 
     async def connect(self) -> None:
         import psycopg
         from psycopg.rows import dict_row
 
-        extra: dict[str, Any] = {"options": self._options} if self._options else {}
         try:
             self.conn = await psycopg.AsyncConnection.connect(
                 self.url, autocommit=True, row_factory=dict_row, connect_timeout=10,
-                application_name=f"video-supervisor {self.name}", **extra)
+                application_name=f"video-supervisor {self.name}")
         except psycopg.Error as exc:
             if _refused_for_good(exc):
                 raise StoreError(f"{hide_password(self.url)}: the server refused the connection ({_first_line(exc)}): "
@@ -219,8 +218,9 @@ class PostgresEngine:
         self.lease_seconds = lease_seconds
         self.in_flight = 0
         self._main = _Channel(url, "jobs")
-        # Renewals on a connection of their own, each bounded well within the lease.
-        self._lease = _Channel(url, "leases", statement_timeout_ms=max(500, int(lease_seconds * 1000 / 3)))
+        # Renewals on a connection of their own (a pool of one, which reconnects by itself), each bounded
+        # well within the lease; made at first use, on the loop.
+        self._leases: Any = None
         self._migrated = False
 
     @property
@@ -466,21 +466,48 @@ class PostgresEngine:
         if not claims:
             return set()
         ids = list(claims)
-        rows = await self._fetch(
+        rows = await self._lease_rows(
             f"UPDATE jobs j SET lease_until = {_NOW} + %(lease)s FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) "
             "AS c(id, token) WHERE j.id = c.id AND j.claim_token = c.token AND j.state = 'running' "
             "AND j.lease_owner = %(me)s RETURNING j.id",
-            {"lease": self.lease_seconds, "ids": ids, "tokens": [claims[i] for i in ids], "me": self.owner},
-            channel=self._lease)
+            {"lease": self.lease_seconds, "ids": ids, "tokens": [claims[i] for i in ids], "me": self.owner})
         return {int(r["id"]) for r in rows}
 
     async def publish_status(self, status: dict[str, Any]) -> None:
         """Say what this daemon runs and how its GPUs are, for `status` anywhere (its beat by the server's clock)."""
         host, pid, started = self.owner.rsplit(":", 2)
-        await self._fetch(
+        await self._lease_rows(
             f"INSERT INTO daemons VALUES (%s, %s, %s, %s, {_NOW}, %s) ON CONFLICT (id) DO UPDATE SET "
             "heartbeat_at = excluded.heartbeat_at, status = excluded.status",
-            (self.owner, host, int(pid), float(started), json.dumps(status, default=str)), channel=self._lease)
+            (self.owner, host, int(pid), float(started), json.dumps(status, default=str)))
+
+    async def _lease_rows(self, sql: str, params: Any) -> list[dict[str, Any]]:
+        """One statement on the leases' own connection (psycopg_pool's, which reconnects by itself after an
+        outage), waiting for it at most a third of the lease; trouble is StoreUnavailable."""
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+        await self._ready()
+        bound = self.lease_seconds / 3
+        if self._leases is None:
+            logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # an outage is said once, by the renewals
+            self._leases = AsyncConnectionPool(
+                self.url, min_size=1, max_size=1, open=False, name="leases", reconnect_timeout=self.lease_seconds,
+                check=AsyncConnectionPool.check_connection,
+                kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, int(bound)),
+                        "application_name": "video-supervisor leases",
+                        "options": f"-c statement_timeout={max(500, int(bound * 1000))}"})
+            await self._leases.open(wait=False)
+        self.in_flight += 1
+        try:
+            async with self._leases.connection(timeout=bound) as conn:
+                cur = await conn.execute(sql, params)
+                return list(await cur.fetchall()) if cur.description else []
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            self.in_flight -= 1
 
     async def check(self, *, idle: bool = False) -> None:
         return None  # a server is not a file that can be swapped under us
@@ -489,7 +516,9 @@ class PostgresEngine:
         try:
             await self._main.close()
         finally:
-            await self._lease.close()
+            leases, self._leases = self._leases, None
+            if leases is not None:
+                await leases.close()
 
 
 class _Transaction:

@@ -25,7 +25,7 @@ import structlog
 
 from supervisor.jobs.discovery import VideoFile
 from supervisor.jobs.model import Job, JobState, StoreError, StoreUnavailable, SyncResult, Takeover
-from supervisor.jobs.sqlite_store import JobStore, SchedulerLock, sync_in_thread
+from supervisor.jobs.sqlite_store import JobStore, SchedulerLock
 from supervisor.protocol.hours import HourRow
 
 T = TypeVar("T")
@@ -197,7 +197,7 @@ class SqliteEngine:
         # A big tree takes a while to record: on a connection and a thread of their own, so job outcomes are
         # not held up behind it.
         try:
-            return await self._write(sync_in_thread, self.path, videos, reprocess=reprocess, now=now,
+            return await self._write(self._store.sync_apart, videos, reprocess=reprocess, now=now,
                                      duration=duration, executor=self._scans)
         except StoreError as exc:  # its connection could not be opened: the store's trouble, said as such
             raise StoreUnavailable(str(exc)) from exc

@@ -445,6 +445,11 @@ class JobStore:
             raise
         return plan.result()
 
+    def sync_apart(self, videos: list[VideoFile], *, reprocess: bool, now: float, duration: float = 0.0
+                   ) -> SyncResult:
+        """`sync` on a connection of its own (the scan's thread), never this one's: see sync_in_thread."""
+        return sync_in_thread(self.path, videos, reprocess=reprocess, now=now, duration=duration)
+
     def jobs_by_id(self, ids: Iterable[int]) -> list[Job]:
         wanted = list(ids)
         out: list[Job] = []

@@ -20,7 +20,7 @@ import structlog
 from supervisor.clock import Clock
 from supervisor.config import Settings
 from supervisor.jobs.contract import JobStoreEngine
-from supervisor.jobs.model import Job, JobState, ResultFolderTaken, StoreUnavailable, Takeover
+from supervisor.jobs.model import Job, JobState, ResultFolderTaken, Takeover
 from supervisor.jobs.retrying import RetryingStore
 from supervisor.observe.job_logs import JobLog, job_log_path
 from supervisor.observe.observers import Observers
@@ -111,7 +111,6 @@ class JobRunner:
         self.reading = 0  # result folders being read on threads (people by hour)
         self.said: dict[tuple[str, str], int] = {}  # causes said once per run, with how often they held
         self._results: ResultRoot | None = None  # the output folder, opened at the first job
-        self._renewals_failing = False  # the store has not taken the last renewal
 
     @property
     def settings(self) -> Settings:
@@ -513,48 +512,6 @@ class JobRunner:
                   reason="the job was taken over by another scheduler (this one paused or cut off past its "
                          "lease): nothing of this attempt is recorded")
         return JobState.RUNNING, None
-
-    async def renew_claims(self, *, timeout: float) -> None:
-        """Extend the claims of the attempts under way, waiting at most `timeout` seconds for the store (a store
-        that does not answer is asked again next time); stop at once the worker of a claim found lost."""
-        claims = {rj.job.id: rj.token for rj in self.running.values() if not rj.lease_lost}
-        held: set[int] | None = set()
-        error = ""
-        if claims:
-            renewal = asyncio.ensure_future(self.store.renew(claims))
-            deadline = asyncio.ensure_future(self.clock.sleep(timeout))
-            try:
-                await asyncio.wait({renewal, deadline}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                deadline.cancel()
-                answered = renewal.done()
-                if not answered:
-                    renewal.cancel()
-            if not answered:
-                held, error = None, f"no answer within {timeout:g} s"
-            elif isinstance(renewal.exception(), StoreUnavailable):
-                held, error = None, str(renewal.exception())
-            else:
-                held = renewal.result()
-        if held is None:
-            if not self._renewals_failing and self.running:  # once an outage: our claims may run out meanwhile
-                log.warning("claims_not_renewed", error=error, running=len(self.running),
-                            lease_seconds=self.settings.scheduler.lease_seconds,
-                            action="running jobs go on; if this lasts past the lease, another host may take them")
-            self._renewals_failing = True
-            return
-        if self._renewals_failing:
-            self._renewals_failing = False
-            log.info("claims_renewed")
-        for job_id in claims.keys() - held:
-            rj = self.running.get(job_id)
-            if rj is None or rj.recording or rj.lease_lost or rj.token != claims[job_id]:
-                continue  # finished meanwhile: its own write is fenced
-            rj.lease_lost = True
-            rj.run.kill_now()
-            log.error("lease_lost", job_id=job_id, camera=rj.job.camera, video=str(rj.job.path), token=rj.token,
-                      action="its worker was killed at once; the scheduler that took the job over runs it, and "
-                             "nothing of this attempt is recorded")
 
     def _job_task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

@@ -93,8 +93,12 @@ class Intake:
                 self._stuck_logged = False
                 log.info("scan_unstuck", seconds=round(self._clock.monotonic() - started, 1))
         try:
-            sync = await self._store.sync(result.videos, reprocess=reprocess, now=self._clock.time(),
-                                          duration=self.settings.duration)
+            if self._daemon:  # refused: said below, and the next scan tries again
+                sync = await self._store.sync(result.videos, reprocess=reprocess, now=self._clock.time(),
+                                              duration=self.settings.duration)
+            else:  # a once run scans once: it waits for the store, as for every other call
+                sync = await self._store_call("sync", self._store.sync, result.videos, reprocess=reprocess,
+                                              now=self._clock.time(), duration=self.settings.duration)
         except StoreUnavailable as exc:  # the store's trouble (a full disk, a server away), said as such
             log.error("scan_not_recorded", store=self._store.describe, error=str(exc), found=len(result.videos),
                       action="the next scan tries again")

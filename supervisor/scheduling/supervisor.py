@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -42,6 +42,7 @@ from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from supervisor.scheduling.attempts import JobRunner, RunningJob
 from supervisor.scheduling.gpu_memory import MemoryAdmission
 from supervisor.scheduling.intake import Intake
+from supervisor.scheduling.leases import ClaimRenewer
 from supervisor.scheduling.pausing import CriticalPause, Worker
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.slots import GpuId, SlotPool
@@ -62,7 +63,6 @@ SCAN_STUCK_SECONDS = 900.0
 # How often the per-camera history behind the ETA is read again from the store.
 HISTORY_REFRESH_SECONDS = 30.0
 EX_INTERRUPTED = 130
-T = TypeVar("T")
 
 
 class Supervisor:
@@ -110,6 +110,8 @@ class Supervisor:
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
             base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
             crashed=self._task_ended, memory=self.memory if probe.indices() else None, gpu_lost=self.monitor.lost)
+        self.renewer = ClaimRenewer(store, self.clock, self.runner.running,
+                                    lambda: self.settings.scheduler.lease_seconds)
         self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
                              enqueue=self.runner.enqueue, store_call=self.calls.call)
         self._stop = asyncio.Event()
@@ -144,10 +146,6 @@ class Supervisor:
     def settings(self) -> Settings:
         """The settings in force: intake owns them, since a reload swaps them there."""
         return self.intake.settings
-
-    @settings.setter
-    def settings(self, new: Settings) -> None:
-        self.intake.settings = new
 
     @property
     def scans(self) -> int:
@@ -257,7 +255,6 @@ class Supervisor:
         self.observers.run_halted(reason)
         self._stop_intake()
 
-
     def halt(self, reason: str) -> None:
         """Stop starting jobs for a reason no retry can fix; the run exits 78 once running jobs drain."""
         if self._halt is None:
@@ -282,15 +279,10 @@ class Supervisor:
             self._apply_gpu_targets(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
         await self.runner.fill_people()
 
-
-
     def busy_off_loop(self) -> bool:
         """Whether work it handed to a thread (a store call, a scan, a result read) is still under way: what a
         clock moved by hand waits for before it moves on."""
         return self.store.in_flight > 0 or self.intake.scan_started is not None or self.runner.reading > 0
-
-
-
 
     # --- intake -------------------------------------------------------------
 
@@ -317,26 +309,9 @@ class Supervisor:
         self._apply_gpu_targets(self.monitor.reconfigure(config, poll_seconds=new.gpu.poll_seconds,
                                                          snapshot_seconds=new.gpu.snapshot_seconds))
 
-    # --- queue and dispatch -------------------------------------------------
-
-
     def _check_idle(self) -> None:
         if not self.queue.outstanding and not self.running:
             self._idle.set()
-
-
-
-
-
-
-
-    # --- one job ------------------------------------------------------------
-
-
-
-
-
-
 
     # --- reporting ----------------------------------------------------------
 
@@ -447,7 +422,7 @@ class Supervisor:
         self._beat("leases")
         while True:
             await self.clock.sleep(self._beat_interval())
-            await self.runner.renew_claims(timeout=self.settings.scheduler.lease_seconds / 3)
+            await self.renewer.renew(timeout=self.settings.scheduler.lease_seconds / 3)
             self._beat("leases")
 
     async def _takeovers(self) -> None:
@@ -456,7 +431,6 @@ class Supervisor:
         while True:
             await self.clock.sleep(self._beat_interval())
             await self._share_state()
-
 
     async def _share_state(self) -> None:
         """Say what this scheduler runs, and take over the jobs of one that stopped renewing its claims. A store
