@@ -131,6 +131,16 @@ class AlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IoSettings:
+    """The videos share's health (supervisor/scheduling/share.py)."""
+
+    probe_seconds: float = 30.0  # how often a 64 KiB read of a recording is timed
+    slow_ms: float = 500.0  # a probe read slower than this: the share is slow
+    stall_seconds: float = 60.0  # no answer this long (or an I/O error): stalled, alerted
+    max_read_wait_share: float = 0.5  # workers waiting on reads more than this: the limit is not raised
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
     retention_days: int = 14
@@ -154,6 +164,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    io: IoSettings = field(default_factory=IoSettings)
     source: str = "defaults"
     # A PostgreSQL job store shared by several daemons: `state_db = "postgresql://..."` sets it; state_db's
     # path is then unused.
@@ -339,6 +350,10 @@ def validate(s: Settings) -> None:
     _check(g.min_free_memory_mb >= 0, s, "gpu.min_free_memory_mb", "must be >= 0")
     _check(g.unknown_grace_seconds >= 0, s, "gpu.unknown_grace_seconds", "must be >= 0")
     _check(g.slowdown_margin >= 0, s, "gpu.slowdown_margin", "must be >= 0")
+    _check(s.io.probe_seconds > 0, s, "io.probe_seconds", "must be > 0")
+    _check(s.io.slow_ms > 0, s, "io.slow_ms", "must be > 0")
+    _check(s.io.stall_seconds > 0, s, "io.stall_seconds", "must be > 0")
+    _check(0 < s.io.max_read_wait_share <= 1, s, "io.max_read_wait_share", "must be in (0, 1]")
     _check(g.job_memory_mb >= 0, s, "gpu.job_memory_mb", "must be >= 0")
     _check(g.memory_ramp_seconds >= 0, s, "gpu.memory_ramp_seconds", "must be >= 0")
     _check(g.oom_cooldown_seconds >= 0, s, "gpu.oom_cooldown_seconds", "must be >= 0")

@@ -327,9 +327,10 @@ class _FakeRun:
             finished.cancel()
             launcher.running -= 1
         interrupted = self._stopped.done()
-        code = 143 if interrupted else code
+        timed_out = code == "timeout"  # the script says the attempt ran past its timeout
+        code = 143 if interrupted or timed_out else code
         launcher.events.append((clock.now, "end", video, code))
-        kind = classify(code, interrupted=interrupted)
+        kind = classify(code, interrupted=interrupted, timed_out=timed_out)
         return Outcome(kind, code, "" if kind is OutcomeKind.SUCCEEDED else f"exit {code}", stderr_tail=stderr,
                        done=DoneEvent.from_event(result) if code == 0 else None, duration=clock.now - started)
 

@@ -151,6 +151,7 @@ class Alerts(Observer):
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.failed = 0
+        self.last_delivery_seconds: float | None = None  # how long the last alert took to be accepted
         self.dropped = 0
 
     async def start(self, snapshot: Snapshot) -> None:
@@ -206,6 +207,10 @@ class Alerts(Observer):
     def store_unavailable(self, error: str) -> None:
         self.alert("store_unavailable", error=error)
 
+    def share_changed(self, state: str, detail: str) -> None:
+        if state == "stalled":
+            self.alert("share_stalled", detail=detail)
+
     def run_halted(self, reason: str) -> None:
         self.alert("run_halted", reason=reason)
 
@@ -234,10 +239,13 @@ class Alerts(Observer):
     async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
         s = self.settings
         for attempt in range(s.max_retries + 1):
+            started = time.monotonic()
             try:
                 await self._send(url, payload)
                 self.sent += 1
-                log.info("alert_sent", kind=payload["kind"], endpoint=endpoint_of(url))
+                self.last_delivery_seconds = round(time.monotonic() - started, 3)
+                log.info("alert_sent", kind=payload["kind"], endpoint=endpoint_of(url),
+                         seconds=self.last_delivery_seconds)
                 return
             except DeliveryError as exc:
                 error = str(exc)

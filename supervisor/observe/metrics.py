@@ -79,6 +79,16 @@ class Metrics(Observer):
                                         ["camera", "region"], registry=r)
         self.store_paused = Gauge(f"{NS}_store_paused", "1 while the job store refuses writes (the run waits)",
                                   registry=r)
+        self.share_state = Gauge(f"{NS}_share_state", "1 for the videos share's state (ok, slow, stalled)",
+                                 ["state"], registry=r)
+        self.share_latency = Gauge(f"{NS}_share_read_latency_seconds", "The last timed 64 KiB read of a recording",
+                                   registry=r)
+        self.share_throughput = Gauge(f"{NS}_share_read_bytes_per_second", "What the running workers read from "
+                                      "the videos share, all together", registry=r)
+        self.share_read_wait = Gauge(f"{NS}_share_read_wait_ratio", "The share of their time running workers wait "
+                                     "on reads (0-1)", registry=r)
+        self.store_round_trip = Gauge(f"{NS}_store_round_trip_seconds", "The job store's last count query",
+                                      registry=r)
         self.heartbeat = Gauge(f"{NS}_heartbeat_timestamp_seconds", "When the scheduler last looked at itself "
                                "(every couple of seconds while its loop runs)", registry=r)
         self.build = Gauge(f"{NS}_build_info", "The running version (always 1)", ["version"], registry=r)
@@ -135,6 +145,16 @@ class Metrics(Observer):
         self.heartbeat.set(snap.at)
         self.trend.set(snap.gpu_trends)
         self.store_paused.set(1 if snap.store_trouble else 0)
+        share = snap.io.get("share") or {}
+        for state in ("ok", "slow", "stalled"):
+            self.share_state.labels(state).set(1 if share.get("state", "ok") == state else 0)
+        # Each in base units: seconds, bytes per second, a ratio.
+        for gauge, value, scale in ((self.share_latency, share.get("read_latency_ms"), 1e-3),
+                                    (self.share_throughput, share.get("throughput_mb_s"), 2**20),
+                                    (self.share_read_wait, share.get("read_wait_share"), 1.0),
+                                    (self.store_round_trip, snap.io.get("store_round_trip_ms"), 1e-3)):
+            if isinstance(value, (int, float)):
+                gauge.set(value * scale)
         for state, n in snap.job_counts.items():
             self.jobs.labels(state).set(n)
         q = snap.queue_status()

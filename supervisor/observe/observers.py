@@ -55,6 +55,10 @@ class Observer:
         """The run stops: a task crashed, or a worker found the configuration unusable (exit 78)."""
         return None
 
+    def share_changed(self, state: str, detail: str) -> None:
+        """The videos share became ok, slow or stalled (supervisor/scheduling/share.py)."""
+        return None
+
     def tick(self, snapshot: Snapshot) -> None:
         """Every couple of seconds, from the event loop: a frozen look at the scheduler."""
         return None
@@ -103,6 +107,9 @@ class Observers(list[Observer]):
 
     def run_halted(self, reason: str) -> None:
         self._each("run_halted", lambda obs: obs.run_halted(reason))
+
+    def share_changed(self, state: str, detail: str) -> None:
+        self._each("share_changed", lambda obs: obs.share_changed(state, detail))
 
     def tick(self, snapshot: Snapshot) -> None:
         self._each("tick", lambda obs: obs.tick(snapshot))

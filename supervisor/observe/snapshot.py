@@ -56,6 +56,8 @@ class Snapshot:
     store_trouble: str | None
     # Per GPU, its last hours a point a minute (supervisor/gpu/trends.py).
     gpu_trends: Mapping[int, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    # The videos share, the store's round trip (supervisor/scheduling/share.py).
+    io: Mapping[str, Any] = field(default_factory=dict)
 
     def queue_status(self) -> dict[str, int]:
         return {"queued": self.queued, "waiting_retry": self.waiting_retry, "running": len(self.running),

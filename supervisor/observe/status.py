@@ -83,7 +83,7 @@ def build_snapshot(snap: Snapshot, speed: SpeedModel) -> dict[str, Any]:
         "started_at": snap.started_at, "limit": snap.limit, "monitored": snap.monitored,
         "gpus": list(snap.gpus), "running": running, "queue": snap.queue_status(),
         "scans": snap.scans, "last_scan_at": snap.last_scan_at, "reloads": snap.reloads,
-        "eta_seconds": eta, "store_trouble": snap.store_trouble,
+        "eta_seconds": eta, "store_trouble": snap.store_trouble, "io": dict(snap.io),
     }
 
 
@@ -176,6 +176,27 @@ def gpu_details(g: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def io_lines(io: Mapping[str, Any]) -> list[str]:
+    """The videos share and the job store, as `status` says them."""
+    share = io.get("share") or {}
+    if not share:
+        return []
+    parts = [f"videos share: {share.get('state', 'ok')}"]
+    if share.get("detail"):
+        parts[0] += f" ({share['detail']})"
+    if share.get("throughput_mb_s") is not None:
+        parts.append(f"{share['jobs']} worker(s) read {share['throughput_mb_s']:g} MB/s in all, waiting "
+                     f"{share['read_wait_share'] * 100:.0f} % on reads")
+    if share.get("scan_seconds") is not None:
+        parts.append(f"last scan {share['scan_seconds']:.1f} s")
+    lines = ["; ".join(parts)]
+    if share.get("pacing"):
+        lines.append(f"  limit not raised: {share['pacing']}")
+    if io.get("store_round_trip_ms") is not None:
+        lines.append(f"job store: {io['store_round_trip_ms']:g} ms a query")
+    return lines
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -236,6 +257,7 @@ def collect_status(store: JobReader, snapshot: dict[str, Any] | None) -> dict[st
         ],
         "speed": speed, "eta_seconds": None if eta is None else round(eta, 1),
         "store_trouble": snapshot.get("store_trouble") if snapshot else None,
+        "io": snapshot.get("io", {}) if snapshot else {},
         "hosts": [{"host": h["host"], "pid": h["pid"], "running_jobs": int(h["running_jobs"]),
                    "heartbeat_at": h["heartbeat_at"], "gpus": (h.get("status") or {}).get("gpus", []),
                    "limit": (h.get("status") or {}).get("limit")}
@@ -265,6 +287,7 @@ def render_status(st: dict[str, Any]) -> str:
         temp = f"{g['temperature']:.0f} C" if g.get("temperature") is not None else "no reading"
         lines.append(f"gpu {g['gpu']}: {temp}{util}{mem}, {g['health']}, limit {g['limit']}, running {g['running']}")
         lines.extend(f"  {line}" for line in gpu_details(g))
+    lines.extend(io_lines(st.get("io") or {}))
     j = st["jobs"]
     done = f"{j['done']} done"
     notes = []

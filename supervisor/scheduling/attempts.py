@@ -89,7 +89,7 @@ class JobRunner:
                  stats: RunStats, base_env: dict[str, str], stopping: Callable[[], bool],
                  halt: Callable[[str], None], check_idle: Callable[[], None],
                  crashed: Callable[[asyncio.Task[Any], str], None], memory: MemoryAdmission | None = None,
-                 gpu_lost: Callable[[GpuId], bool] = lambda gpu: False) -> None:
+                 excuse: Callable[[GpuId, Outcome], str | None] = lambda gpu, outcome: None) -> None:
         self._settings = settings
         self.store = store
         self._calls = calls
@@ -105,7 +105,8 @@ class JobRunner:
         self._check_idle = check_idle
         self._crashed = crashed
         self.memory = memory  # admission by GPU memory: told each attempt's end
-        self._gpu_lost = gpu_lost  # a GPU that fell off the bus: its jobs' failures are not theirs
+        # Why a failed attempt is not the job's (its GPU failed under it, the videos share stalled), or None.
+        self._excuse = excuse
         self.running: dict[int, RunningJob] = {}
         self.tasks: set[asyncio.Task[None]] = set()  # one per attempt under way
         self.reading = 0  # result folders being read on threads (people by hour)
@@ -428,14 +429,14 @@ class JobRunner:
                             message=f"done, {d.damaged_seconds:.1f} s damaged: see damage in summary.json")
             return JobState.DONE, None
         self._discard(rj)
-        if d.verdict in (Verdict.RETRY, Verdict.DEAD) and self._gpu_lost(rj.gpu):
-            # The GPU failed under it (lost, an Xid error, ECC): not the video's fault, and not an attempt.
+        excuse = self._excuse(rj.gpu, outcome) if d.verdict in (Verdict.RETRY, Verdict.DEAD) else None
+        if excuse is not None:
+            # Not the video's fault, and not an attempt: its GPU failed under it, or the share it reads stalled.
             if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
                                           token=rj.token):
                 return self._lost(rj, "requeue_interrupted")
-            log.warning("job_not_charged", outcome=str(outcome.kind), exit_code=outcome.exit_code,
-                        reason=f"GPU {rj.gpu} failed under it", action="queued again for another GPU, no attempt "
-                        "charged")
+            log.warning("job_not_charged", outcome=str(outcome.kind), exit_code=outcome.exit_code, reason=excuse,
+                        action="queued again, no attempt charged")
             return JobState.QUEUED, now
         if d.verdict is Verdict.REQUEUE:
             if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,

@@ -43,6 +43,7 @@ class Intake:
         self._parser = PathParser(settings.discovery.pattern)
         self.scans = 0
         self.last_scan_at: float | None = None
+        self.last_scan_seconds: float | None = None  # how long the last walk of the videos folder took
         self.reloads = 0
         self.scan_started: float | None = None  # the clock's monotonic time the running scan began
         self._stuck_logged = False
@@ -88,6 +89,7 @@ class Intake:
                       action="keeping the queue as it is; the next scan tries again")
             return
         finally:
+            self.last_scan_seconds = self._clock.monotonic() - started
             self.scan_started = None
             if self._stuck_logged:
                 self._stuck_logged = False

@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,6 +40,7 @@ from supervisor.observe.snapshot import Snapshot
 from supervisor.observe.stats import RunStats
 from supervisor.process.launcher import Launcher, ProcessLauncher
 from supervisor.process.orphans import OrphanReaper
+from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from supervisor.scheduling.attempts import JobRunner, RunningJob
 from supervisor.scheduling.gpu_memory import MemoryAdmission
@@ -45,6 +48,7 @@ from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.leases import ClaimRenewer
 from supervisor.scheduling.pausing import CriticalPause, Worker
 from supervisor.scheduling.queue import JobQueue
+from supervisor.scheduling.share import ShareWatch
 from supervisor.scheduling.slots import GpuId, SlotPool
 
 log = structlog.get_logger("supervisor")
@@ -109,7 +113,9 @@ class Supervisor:
             settings=lambda: self.settings, store=store, calls=self.calls, queue=self.queue, slots=self.slots,
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
             base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
-            crashed=self._task_ended, memory=self.memory if probe.indices() else None, gpu_lost=self.monitor.lost)
+            crashed=self._task_ended, memory=self.memory if probe.indices() else None, excuse=self._excuse)
+        self.share = ShareWatch(lambda: self.settings, self.clock, sample=self._share_sample,
+                                on_change=self.observers.share_changed)
         self.renewer = ClaimRenewer(store, self.clock, self.runner.running,
                                     lambda: self.settings.scheduler.lease_seconds)
         self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
@@ -128,6 +134,7 @@ class Supervisor:
         self._scan_stuck_seconds = scan_stuck_seconds
         # The clock's monotonic time each task that must keep going whatever the store does last went round.
         self._beats: dict[str, float] = {}
+        self._store_round_trip_ms: float | None = None  # the last snapshot's count query, both engines
 
     @property
     def running(self) -> dict[int, RunningJob]:
@@ -194,6 +201,7 @@ class Supervisor:
                 long_lived.append(("takeovers", self._takeovers()))
             if self.monitor.policies:
                 long_lived.append(("gpu-health", self.monitor.run(self._apply_gpu_targets)))
+            long_lived.append(("share", self.share.run()))
             if self.daemon:
                 long_lived.append(("rescan", self._rescan_loop()))
             for name, coro in long_lived:
@@ -221,6 +229,7 @@ class Supervisor:
             await self._shutdown()
             self.probe.close()
             self.runner.close()
+            self.share.close()
         return self._exit_code()
 
     def _exit_code(self) -> int:
@@ -282,7 +291,8 @@ class Supervisor:
     def busy_off_loop(self) -> bool:
         """Whether work it handed to a thread (a store call, a scan, a result read) is still under way: what a
         clock moved by hand waits for before it moves on."""
-        return self.store.in_flight > 0 or self.intake.scan_started is not None or self.runner.reading > 0
+        return (self.store.in_flight > 0 or self.intake.scan_started is not None or self.runner.reading > 0
+                or self.share.probing)
 
     # --- intake -------------------------------------------------------------
 
@@ -327,7 +337,9 @@ class Supervisor:
     async def snapshot(self) -> Snapshot:
         """A frozen look for observers; the store's figures read once for all of them, off the loop."""
         try:
+            started = self.clock.monotonic()
             self.job_counts = await self.store.counts()
+            self._store_round_trip_ms = round((self.clock.monotonic() - started) * 1000, 1)
             self._pending_bytes = await self.store.pending_bytes_by_camera()
             if self.clock.monotonic() - self._history_at >= HISTORY_REFRESH_SECONDS:
                 self._history = await self.store.done_work_by_camera()
@@ -344,7 +356,14 @@ class Supervisor:
             history=self._history, scans=self.intake.scans, last_scan_at=self.intake.last_scan_at,
             reloads=self.intake.reloads, store_trouble=self.store_trouble,
             gpu_trends={g: self.monitor.trends.series(g) for g in self.monitor.policies},
+            io=self.io_figures(),
         )
+
+    def io_figures(self) -> dict[str, Any]:
+        """The videos share, the job store's round trip and alert delivery, as `status` and the page show them."""
+        if self.intake.last_scan_seconds is not None:
+            self.share.note_scan(self.intake.last_scan_seconds)
+        return {"share": self.share.figures(), "store_round_trip_ms": self._store_round_trip_ms}
 
     def gpu_figures(self) -> list[dict[str, Any]]:
         """Each GPU as the monitor sees it, with what admission by memory makes of it."""
@@ -380,10 +399,38 @@ class Supervisor:
     def _beat_limits(self) -> dict[str, float]:
         return {"leases": self._beat_interval(), "gpu-health": self.monitor.poll_seconds}
 
+    def _excuse(self, gpu: GpuId, outcome: Outcome) -> str | None:
+        """Why a failed attempt is not the job's: its GPU failed under it, or it timed out on a stalled share."""
+        if self.monitor.lost(gpu):
+            return f"GPU {gpu} failed under it"
+        if outcome.kind is OutcomeKind.TIMED_OUT and self.share.stalled:
+            return f"it timed out while the videos share was stalled ({self.share.detail})"
+        return None
+
+    def _share_sample(self) -> Path | None:
+        """A recording a job reads now: what the share probe times."""
+        running = sorted(self.running.values(), key=lambda r: r.started_at)
+        return running[-1].job.path if running else None
+
+    def _paced(self, targets: list[SlotTarget]) -> list[SlotTarget]:
+        """Targets that would raise a limit while workers wait on the share: held where they are."""
+        self.share.note_workers((self.clock.time() - rj.started_at, rj.progress) for rj in self.running.values())
+        why = self.share.pacing()
+        if why is None:
+            return targets
+        out = []
+        for t in targets:
+            held = self.slots.limit(t.gpu)
+            if t.limit > held:
+                log.info("limit_not_raised", gpu=t.gpu, limit=held, wanted=t.limit, reason=why)
+                t = replace(t, limit=held, reason=f"{t.reason}; not raised: {why}")
+            out.append(t)
+        return out
+
     def _apply_gpu_targets(self, targets: list[SlotTarget]) -> None:
         self._beat("gpu-health")
         self.memory.observe(targets)
-        targets = self.memory.capped(targets)
+        targets = self._paced(self.memory.capped(targets))
         self.slots.apply(targets)
         self.pausing.apply(targets, self._workers())
         if self.monitor.all_lost and self._crash is None:
