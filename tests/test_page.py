@@ -103,8 +103,16 @@ def test_the_page_charts_each_gpus_last_hours_and_escapes_what_it_shows() -> Non
               "eta_seconds_by_camera": {"<cam>": 7200.0},
               "gpus": [{"gpu": 0, "health": "healthy", "limit": 4, "temperature": 63, "utilization": 50,
                         "memory_used_mb": 1000, "memory_total_mb": 8000}],
-              "recent_failures": [], "damaged": {"videos": 0, "seconds": 0.0}, "gpu_trend": trend.points()}
+              "recent_failures": [], "damaged": {"videos": 0, "seconds": 0.0}, "gpu_trend": trend.points(),
+              "io": {"share": {"state": "slow", "detail": "a 64 KiB read took 800 ms", "jobs": 2,
+                               "throughput_mb_s": 18, "read_wait_share": 0.62,
+                               "pacing": "videos share: 18 MB/s, workers waiting 62 % on reads"},
+                     "store_round_trip_ms": 2.5}}
     html = render_page(status, {"people": []})
+    assert ("<p>videos share: slow (a 64 KiB read took 800 ms); 2 worker(s) read 18 MB/s in all, waiting 62 % on "
+            "reads</p>") in html
+    assert "<p>limit not raised: videos share: 18 MB/s, workers waiting 62 % on reads</p>" in html
+    assert "<p>job store: 2.5 ms a query</p>" in html
     data = json.loads(html.split('id="chart-data">', 1)[1].split("</script>", 1)[0])
     assert {k: v["values"] for k, v in data.items()} == {
         "gpu0temperature": [61, 63, 64], "gpu0limit": [4, 4, 4], "gpu0utilization": [50, 50, 50],

@@ -33,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from supervisor.jobs.contract import JobReader
 from supervisor.observe.charts import canvas, page
 from supervisor.observe.estimate import format_duration
+from supervisor.observe.status import gpu_details, io_lines
 
 MAX_CLIENTS = 8
 CLIENT_TIMEOUT_SECONDS = 10.0
@@ -174,6 +175,9 @@ def render_page(st: dict[str, Any], ppl: dict[str, Any]) -> str:
                         f"<td>{r['fps'] or '-'}</td>"
                         f"<td>{format_duration(r['eta_seconds']) if r['eta_seconds'] else '-'}</td></tr>"
                         for r in st["running"]]) + "</table>"))
+    io = io_lines(st.get("io") or {})
+    running += ("<h2>Videos share and job store</h2>" + "".join(f"<p>{escape(line.strip())}</p>" for line in io)
+                if io else "")
     gpus = "<h2>GPUs</h2>"
     if not st["gpus"]:
         gpus += "<p class=muted>no GPU monitoring (no NVIDIA driver, or probe = none)</p>"
@@ -182,7 +186,8 @@ def render_page(st: dict[str, Any], ppl: dict[str, Any]) -> str:
         labels = [time.strftime("%H:%M", time.localtime(p["at"])) for p in points]
         gpus += (f"<h3>GPU {g['gpu']}: {escape(str(g.get('health')))}, limit {g.get('limit')}</h3>"
                  f"<p>{g.get('temperature')} C, {g.get('utilization')} % busy, {g.get('memory_used_mb')} of "
-                 f"{g.get('memory_total_mb')} MB</p>")
+                 f"{g.get('memory_total_mb')} MB</p>"
+                 + "".join(f"<p class=muted>{escape(line)}</p>" for line in gpu_details(g)))
         for field, unit in (("temperature", "temperature (C)"), ("limit", "jobs allowed at once"),
                             ("utilization", "busy (%)"), ("memory_used_mb", "memory in use (MB)")):
             key = f"gpu{g['gpu']}{field}"
