@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import pty
+import re
 import shutil
 import signal
 import subprocess
@@ -70,6 +71,11 @@ def test_status_while_the_daemon_runs_and_after(tmp_path):
         assert st["jobs"]["done"] >= 2 and st["eta_seconds"] is not None and st["eta_seconds"] > 0
         human = run_cli("status", "--state-db", db).stdout
         assert f"pid {d.proc.pid}" in human and "gpu 0: 74 C, 97% busy, 8.8/12.0 GB, warm, limit 2" in human
+        assert "  bands: warm from 70 C, critical above 80 C (settings)" in human
+        # A point a minute: one or two, as the run straddles a minute or not.
+        assert re.search(r"\n  last [12] min: 74-74 C, 97% busy on average, limit as low as 2\n", human), human
+        report = run_cli("report", "--state-db", db).stdout
+        assert re.search(r"GPUs, the running daemon's last hour:\n  gpu 0: 74-74 C over [12] min, 97% busy", report)
         assert "queue ETA:" in human
         gate.unlink()
         d.signal(signal.SIGTERM)

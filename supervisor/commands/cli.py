@@ -308,13 +308,14 @@ def _inspect_store(command: str, args: argparse.Namespace, url: str, db: Path, s
             st = collect_status(store, read_snapshot(status_file))
             print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
             return 0
-        return _report(store, args)
+        return _report(store, args, status_file)
     finally:
         store.close()
 
 
-def _report(store: Any, args: argparse.Namespace) -> int:
-    """Throughput and people over every recording; with --by, people per period alone."""
+def _report(store: Any, args: argparse.Namespace, status_file: Path) -> int:
+    """Throughput and people over every recording, and the running daemon's GPUs over the last hour; with --by,
+    people per period alone."""
     from supervisor.observe import people
     from supervisor.observe.report import Finished, build_report, render_csv, render_json, render_table
 
@@ -340,10 +341,16 @@ def _report(store: Any, args: argparse.Namespace) -> int:
         print(render_csv(report), end="")
         return 0
     totals = people.summary(store, wanted)
+    from supervisor.observe.status import gpu_trend_lines, read_snapshot
+
+    snapshot = read_snapshot(status_file)
+    gpus = [{"gpu": g["gpu"], **(g.get("last_hour") or {})} for g in (snapshot or {}).get("gpus", [])]
     if args.json:
-        print(json.dumps({**json.loads(render_json(report)), "people": totals}, indent=2))
+        print(json.dumps({**json.loads(render_json(report)), "people": totals, "gpus_last_hour": gpus}, indent=2))
     else:
-        print(render_table(report) + "\n\n" + people.render_summary(totals))
+        trend = gpu_trend_lines(gpus)
+        print(render_table(report) + "\n\n" + people.render_summary(totals)
+              + ("\n\nGPUs, the running daemon's last hour:\n" + "\n".join(trend) if trend else ""))
     return 0
 
 

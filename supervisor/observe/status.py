@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,6 +173,18 @@ def gpu_details(g: Mapping[str, Any]) -> list[str]:
         util = f", {hour['utilization_mean']:.0f}% busy on average" if hour.get("utilization_mean") is not None else ""
         out.append(f"last {hour['minutes']} min: {hour['temperature_min']:.0f}-{hour['temperature_max']:.0f} C"
                    f"{util}, limit as low as {hour['limit_min']}")
+    return out
+
+
+def gpu_trend_lines(gpus: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`report`'s lines of each GPU's last hour (from the running daemon's snapshot)."""
+    out = []
+    for g in gpus:
+        if g.get("temperature_max") is None:
+            continue
+        util = f", {g['utilization_mean']:.0f}% busy on average" if g.get("utilization_mean") is not None else ""
+        out.append(f"  gpu {g['gpu']}: {g['temperature_min']:.0f}-{g['temperature_max']:.0f} C over {g['minutes']} "
+                   f"min{util}, limit as low as {g['limit_min']}")
     return out
 
 
