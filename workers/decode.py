@@ -41,6 +41,7 @@ import numpy as np
 
 from supervisor.protocol import EX_DATAERR
 from workers.errors import WorkerError
+from workers.motion import thumbnail
 
 # A read counts as cut short when it ends this far before the expected end (the smaller of the two).
 SHORT_SECONDS = 2.0
@@ -68,6 +69,9 @@ REORDER_FRAMES = 8
 REORDER_MIN_SECONDS = 0.5
 # Demuxing errors in a row before the rest of the file is given up as unreadable.
 MAX_DEMUX_RETRIES = 50
+# Pixel formats whose first plane is the 8-bit grey picture.
+LUMA_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
+                          "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "gray"})
 # Containers that hold pictures, not recordings.
 IMAGE_FORMATS = frozenset({"image2", "image2pipe", "apng", "gif", "webp"})
 
@@ -132,15 +136,37 @@ class Gap:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "seconds": round(self.end - self.start, 3)}
 
 
-@dataclass(slots=True)
 class Sample:
-    t: float  # video time: seconds from the stream's start on the recording's one clock
-    slot: int  # which 1/sample_fps-second slot it stands for
-    image: np.ndarray  # BGR, upright
-    # Where the sample before this one stops standing for time: this one's time, or where lost or unknown
-    # time began between them (then `break_before`).
-    prev_end: float = 0.0
-    break_before: bool = False
+    """One sampled frame. Its BGR picture is made on first use (`image`), so a sample the motion gate
+    reuses is never converted; `thumb` is its small grey picture for the gate, when asked for."""
+
+    __slots__ = ("_frame", "_image", "_rotation", "break_before", "prev_end", "slot", "t", "thumb")
+
+    def __init__(self, t: float, slot: int, image: np.ndarray | None = None, *, prev_end: float = 0.0,
+                 break_before: bool = False, frame: Any = None, rotation: int = 0,
+                 thumb: np.ndarray | None = None) -> None:
+        self.t = t  # video time: seconds from the stream's start on the recording's one clock
+        self.slot = slot  # which 1/sample_fps-second slot it stands for
+        # Where the sample before this one stops standing for time: this one's time, or where lost or
+        # unknown time began between them (then `break_before`).
+        self.prev_end = prev_end
+        self.break_before = break_before
+        self.thumb = thumb
+        self._frame = frame
+        self._rotation = rotation
+        self._image = image
+
+    @property
+    def image(self) -> np.ndarray:
+        """BGR, upright."""
+        if self._image is None:
+            self._image = upright(to_bgr(self._frame), self._rotation)
+            self._frame = None
+        return self._image
+
+    def release(self) -> None:
+        """Drop the decoded picture (a reused sample needs none)."""
+        self._frame = self._image = None
 
 
 @dataclass(slots=True)
@@ -197,6 +223,16 @@ def to_bgr(frame: Any) -> np.ndarray:
         return bgr
     converted: np.ndarray = frame.reformat(format="bgr24", interpolation="POINT").to_ndarray()
     return converted
+
+
+def luma(frame: Any) -> np.ndarray | None:
+    """The frame's grey picture as stored (its 8-bit Y plane, no copy, no colour conversion); None for a
+    format without one."""
+    if frame.format.name not in LUMA_FORMATS:
+        return None
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)[:plane.height]
+    return rows[:, :plane.width]
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -355,9 +391,12 @@ class VideoSource:
         self.report.decode_errors += errors
         self._trailing_errors = errors
 
-    def samples(self, sample_fps: float, max_seconds: float = 0.0, max_gap: float = 2.0) -> Iterator[Sample]:
+    def samples(self, sample_fps: float, max_seconds: float = 0.0, max_gap: float = 2.0, *,
+                thumb_width: int = 0, convert: bool = True) -> Iterator[Sample]:
         """The first frame of each 1/sample_fps-second slot of video time, up to `max_seconds` (0: all).
-        A frame stands for the time to the next one, at most `max_gap` seconds."""
+        A frame stands for the time to the next one, at most `max_gap` seconds. `thumb_width`: give each
+        sample a grey thumbnail that wide (for the motion gate); `convert=False`: leave the BGR picture
+        to be made on first use (by whoever needs it), not here."""
         report = self.report
         info = self.info
         tb = float(self._time_base)
@@ -437,10 +476,19 @@ class VideoSource:
             if slot <= last_slot:
                 continue
             last_slot = slot
-            image = upright(to_bgr(frame), info.rotation)
+            sample = Sample(t, slot, prev_end=t if broke_at is None else broke_at, break_before=broke_at is not None,
+                            frame=frame, rotation=info.rotation)
+            if thumb_width:
+                grey = luma(frame)
+                if grey is None:
+                    import cv2
+
+                    grey = cv2.cvtColor(sample.image, cv2.COLOR_BGR2GRAY)
+                sample.thumb = thumbnail(grey, thumb_width)
+            if convert:
+                sample.image  # noqa: B018 - converted here, on the reader thread, beside inference
             report.decode_seconds += time.perf_counter() - started
-            yield Sample(t, slot, image, prev_end=t if broke_at is None else broke_at,
-                         break_before=broke_at is not None)
+            yield sample
             broke_at = None
             started = time.perf_counter()
         report.decode_seconds += time.perf_counter() - started

@@ -35,13 +35,15 @@ from supervisor.protocol.lifeline import die_with_parent
 from supervisor.protocol.names import parse_recorded
 from supervisor.protocol.rois import RoiError, check_frame_size, load_rois
 from workers import engines
-from workers.counting import Interval, OccupancyTracker, RegionCounter, wanted_class_ids
+from workers.counting import Detections, Interval, OccupancyTracker, RegionCounter, wanted_class_ids
 from workers.decode import DecodeReport, Sample, VideoInfo, VideoSource
 from workers.errors import WorkerError
+from workers.motion import THUMB_WIDTH, MotionGate, MotionSettings
 from workers.outputs import AtomicOutputs, UnsafeOutput
 from workers.recording_time import RecordingTime
 
 PROGRESS_INTERVAL = 0.5
+DEFAULT_MOTION = MotionSettings(enabled=False)
 
 
 class Stopped(BaseException):
@@ -71,14 +73,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="seconds with nobody (counted as samples in a row) that end an occupancy interval")
     p.add_argument("--max-frame-gap", type=float, default=2.0,
                    help="seconds one frame may stand for when frames are sparse; beyond, the time is unknown")
+    p.add_argument("--motion-gate", choices=("on", "off"), default="on" if DEFAULT_MOTION.enabled else "off",
+                   help="run the network only on samples where the picture changed since the last inferred one; "
+                        "others reuse its detections")
+    p.add_argument("--motion-threshold", type=float, default=DEFAULT_MOTION.threshold,
+                   help="mean grey-level difference (0-255) in one cell of the small grey picture that is motion")
+    p.add_argument("--motion-max-reuse", type=float, default=DEFAULT_MOTION.max_reuse_seconds,
+                   help="seconds of video after which a sample is inferred whatever moved")
     p.add_argument("--recorded-at", default="",
                    help="recording start, or start/end (ISO 8601); default: from the file name, else the "
                         "file's mtime minus its duration (marked estimated)")
     args = p.parse_args(argv)
     if args.sample_fps <= 0 or args.imgsz < 32 or not 0 < args.conf < 1 or args.duration < 0 \
-            or args.max_frame_gap <= 0:
-        p.error("--sample-fps > 0, --imgsz >= 32, 0 < --conf < 1, --duration >= 0 and --max-frame-gap > 0 "
-                "are required")
+            or args.max_frame_gap <= 0 or args.motion_threshold <= 0 or args.motion_max_reuse <= 0:
+        p.error("--sample-fps > 0, --imgsz >= 32, 0 < --conf < 1, --duration >= 0, --max-frame-gap > 0, "
+                "--motion-threshold > 0 and --motion-max-reuse > 0 are required")
     try:
         parse_recorded(args.recorded_at)
     except ValueError as exc:
@@ -260,14 +269,26 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     try:
         # Written at the end, when an estimated start is known: two short rows a second.
         rows: list[tuple[float, list[int]]] = []
-        pending: list[Sample] = []
+        # Samples in order, each with whether it is inferred; a reused one takes the detections of the
+        # inferred sample before it, which may still be waiting in this batch.
+        pending: list[tuple[Sample, bool]] = []
+        last_found: list[Detections] = []
+        gate = MotionGate(MotionSettings(args.motion_gate == "on", args.motion_threshold, args.motion_max_reuse))
 
         def flush() -> None:
             nonlocal sampled, detections_total
-            t0 = time.perf_counter()
-            found = model.predict([s.image for s in pending], conf=args.conf, classes=class_ids, agnostic=agnostic)
-            timings.inference += time.perf_counter() - t0
-            for sample, det in zip(pending, found, strict=True):
+            images = [s.image for s, infer in pending if infer]
+            found: list[Detections] = []
+            if images:
+                t0 = time.perf_counter()
+                found = model.predict(images, conf=args.conf, classes=class_ids, agnostic=agnostic)
+                timings.inference += time.perf_counter() - t0
+            results_left = iter(found)
+            for sample, infer in pending:
+                if infer:
+                    last_found[:] = [next(results_left)]
+                det = last_found[0] if last_found else Detections.empty()
+                sample.release()
                 counts = counter.count(det)
                 tracker.update(sample.t, counts, prev_end=sample.prev_end, break_before=sample.break_before)
                 detections_total += len(det)
@@ -275,24 +296,34 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             sampled += len(pending)
             pending.clear()
 
-        reader = FrameReader(source.samples(sample_fps, args.duration, args.max_frame_gap), depth=2 * batch)
+        gated = gate.settings.enabled
+        reader = FrameReader(source.samples(sample_fps, args.duration, args.max_frame_gap,
+                                            thumb_width=THUMB_WIDTH if gated else 0, convert=not gated),
+                             depth=2 * batch)
         readers.append(reader)
+        waiting = 0  # samples in `pending` to be inferred
         for sample in reader:
-            pending.append(sample)
-            if len(pending) >= batch:
+            infer = gate.decide(sample.t, sample.thumb, break_before=sample.break_before)
+            pending.append((sample, infer))
+            waiting += infer
+            if waiting >= batch or not waiting:
                 flush()
+                waiting = 0
             now = time.perf_counter()
             if now - last_progress >= PROGRESS_INTERVAL:
                 last_progress = now
                 emit({"event": "progress", "position_seconds": round(sample.t, 3),
                       "duration_seconds": round(expected_end, 3), "frame": report.frames_decoded,
                       "frames": round(expected_end * info.fps) if info.fps else 0,
-                      "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1)})
+                      "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1),
+                      "sample": "inferred" if infer else "reused", "samples_inferred": gate.inferred,
+                      "samples_reused": gate.reused})
         if pending:
             flush()
         refuse_if_not_a_recording(report)
         covered = args.duration if report.limited else report.end_time()
         intervals = tracker.finish(report.cover_end)
+        gate.finish(report.cover_end)
         # The whole recording's length: with --duration, what the file says beyond the part read.
         when.settle(max(covered, info.duration or 0.0) if report.limited else covered)
         if when.warning:
@@ -318,6 +349,7 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             "video_info": video_info_dict(info),
             "processed_seconds": round(covered, 3), "duration_limited": report.limited,
             "frames_decoded": report.frames_decoded, "frames_sampled": sampled,
+            "samples_inferred": gate.inferred, "samples_reused": gate.reused, "motion": gate.as_dict(),
             "first_sample_time": round(report.first_t or 0.0, 3), "last_sample_time": round(report.last_t or 0.0, 3),
             "damage": damage,
             "clock": {"frame_interval": round(report.frame_interval, 4),
@@ -353,7 +385,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     emit({"event": "done", "output": str(args.out / "summary.json"), "video_seconds": round(covered, 3),
           "duration_limited": report.limited, "damaged_seconds": damage["seconds"],
           "damaged_spans": len(report.spans), "discontinuities": len(report.discontinuities),
-          "frames_sampled": sampled, "detections": detections_total,
+          "frames_sampled": sampled, "samples_inferred": gate.inferred, "samples_reused": gate.reused,
+          "detections": detections_total,
           "model_load_seconds": round(timings.load, 3), "engine": model.name,
           "engine_fallback": choice.reason if choice.fallback else None,
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})
