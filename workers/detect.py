@@ -4,6 +4,7 @@
                              [--model=PATH] [--engine=auto] [--sample-fps=2] [--batch=auto] [--device=auto]
                              [--imgsz=640] [--conf=0.25] [--max-frame-gap=2]
                              [--recorded-at=ISO or START/END]
+                             [--motion-gate=on] [--motion-threshold=6] [--motion-max-reuse=10]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
 not at all. Every time in them comes from the frames' presentation timestamps.
@@ -43,7 +44,7 @@ from workers.outputs import AtomicOutputs, UnsafeOutput
 from workers.recording_time import RecordingTime
 
 PROGRESS_INTERVAL = 0.5
-DEFAULT_MOTION = MotionSettings(enabled=False)
+DEFAULT_MOTION = MotionSettings(enabled=True)  # as [worker] motion_gate; see README, Benchmarks
 
 
 class Stopped(BaseException):
