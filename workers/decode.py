@@ -26,6 +26,7 @@ video ends before a longer audio track.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
@@ -69,6 +70,9 @@ REORDER_FRAMES = 8
 REORDER_MIN_SECONDS = 0.5
 # Demuxing errors in a row before the rest of the file is given up as unreadable.
 MAX_DEMUX_RETRIES = 50
+# Frames per sample from which frames no other frame needs are not decoded (a sample may then be the
+# second or third frame of its slot: its time is still its own PTS).
+SKIP_MIN_FRAMES = 3
 # Pixel formats whose first plane is the 8-bit grey picture.
 LUMA_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
                           "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "gray"})
@@ -185,6 +189,7 @@ class DecodeReport:
     gaps: list[Gap] = field(default_factory=list)
     bytes_lost: int = 0
     decode_seconds: float = 0.0
+    skipping: bool = False  # frames no other frame refers to were not decoded
 
     def end_time(self) -> float:
         """Up to where the file was read: the last frame's time plus its duration."""
@@ -257,6 +262,7 @@ class _ByteWatch:
         self._high: int | None = None  # the furthest byte any packet so far reached
         self._share = 0
         self.marks: deque[float] = deque(maxlen=256)
+        self._stamps: deque[float] = deque(maxlen=65)  # recent video packets' times, for their cadence
         self.bytes_lost = 0
         self.data_end: float | None = None  # the latest time any stream's data reaches
 
@@ -267,6 +273,8 @@ class _ByteWatch:
             when = float(stamp * packet.stream.time_base) - self._origin
             end = when + float((packet.duration or 0) * packet.stream.time_base)
             self.data_end = end if self.data_end is None else max(self.data_end, end)
+            if packet.stream_index == self._video:
+                self._stamps.append(when)
         pos, size = packet.pos, packet.size
         video = packet.stream_index == self._video
         lost = False
@@ -286,6 +294,12 @@ class _ByteWatch:
                 self._share = int(size * FRAMING_SHARE)
         if video and (lost or packet.is_corrupt) and when is not None:
             self.marks.append(when)
+
+    def frame_interval(self) -> float | None:
+        """The typical time between the video's frames as its packets say (every frame has one, decoded or
+        skipped): the median step between recent packet times in display order."""
+        steps = [b - a for a, b in itertools.pairwise(sorted(self._stamps)) if b > a]
+        return statistics.median(steps) if len(steps) >= 4 else None
 
     def lost_between(self, after: float, upto: float) -> bool:
         """A mark from the last good frame on (the packet a loss cut into may be that frame's own) up to
@@ -392,17 +406,24 @@ class VideoSource:
         self._trailing_errors = errors
 
     def samples(self, sample_fps: float, max_seconds: float = 0.0, max_gap: float = 2.0, *,
-                thumb_width: int = 0, convert: bool = True) -> Iterator[Sample]:
+                thumb_width: int = 0, convert: bool = True, skip: str = "auto") -> Iterator[Sample]:
         """The first frame of each 1/sample_fps-second slot of video time, up to `max_seconds` (0: all).
         A frame stands for the time to the next one, at most `max_gap` seconds. `thumb_width`: give each
         sample a grey thumbnail that wide (for the motion gate); `convert=False`: leave the BGR picture
-        to be made on first use (by whoever needs it), not here."""
+        to be made on first use (by whoever needs it), not here. `skip="auto"`: where samples are at
+        least SKIP_MIN_FRAMES frames apart, frames no other frame refers to (B-frames, mostly) are not
+        decoded at all (FFmpeg's `skip_frame = NONREF`); "off" decodes every frame."""
         report = self.report
         info = self.info
         tb = float(self._time_base)
         origin_pts = self._origin
         origin_seconds = float(origin_pts * self._time_base) if origin_pts is not None else 0.0
         self._bytes = watch = _ByteWatch(self._stream.index, origin_seconds)
+        # Skipped frames never come out of the decoder, so the typical interval between frames then comes
+        # from the packets, every frame's, not from the frames decoded.
+        skipping = skip == "auto" and info.fps > 0 and info.fps >= SKIP_MIN_FRAMES * sample_fps
+        self._stream.codec_context.skip_frame = "NONREF" if skipping else "DEFAULT"
+        report.skipping = skipping
         last_slot = -1
         prev_t: float | None = None  # video time of the last good frame
         prev_stamp = 0.0  # its own time in the file
@@ -465,7 +486,8 @@ class VideoSource:
                         report.gaps.append(Gap(prev_t + max_gap, t))
                         broke_at = prev_t + max_gap if broke_at is None else broke_at
                     intervals.append(gap)
-                    report.frame_interval = statistics.median(intervals)
+                    cadence = watch.frame_interval() if skipping else None
+                    report.frame_interval = cadence or statistics.median(intervals)
             watch.forget_upto(stamp)
             report.frames_decoded += 1
             if report.first_t is None:

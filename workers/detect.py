@@ -5,6 +5,7 @@
                              [--imgsz=640] [--conf=0.25] [--max-frame-gap=2]
                              [--recorded-at=ISO or START/END]
                              [--motion-gate=on] [--motion-threshold=6] [--motion-max-reuse=10]
+                             [--skip-frames=auto]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
 not at all. Every time in them comes from the frames' presentation timestamps.
@@ -81,6 +82,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="mean grey-level difference (0-255) in one cell of the small grey picture that is motion")
     p.add_argument("--motion-max-reuse", type=float, default=DEFAULT_MOTION.max_reuse_seconds,
                    help="seconds of video after which a sample is inferred whatever moved")
+    p.add_argument("--skip-frames", choices=("auto", "off"), default="auto",
+                   help="auto: where samples are 3 or more frames apart, leave frames no other frame refers to "
+                        "(B-frames) undecoded; off: decode every frame")
     p.add_argument("--recorded-at", default="",
                    help="recording start, or start/end (ISO 8601); default: from the file name, else the "
                         "file's mtime minus its duration (marked estimated)")
@@ -299,7 +303,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
 
         gated = gate.settings.enabled
         reader = FrameReader(source.samples(sample_fps, args.duration, args.max_frame_gap,
-                                            thumb_width=THUMB_WIDTH if gated else 0, convert=not gated),
+                                            thumb_width=THUMB_WIDTH if gated else 0, convert=not gated,
+                                            skip=args.skip_frames),
                              depth=2 * batch)
         readers.append(reader)
         waiting = 0  # samples in `pending` to be inferred
@@ -362,7 +367,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             "device": device, "half": half, "engine": engines.describe(model, choice, timings.load),
             "settings": {"sample_fps": sample_fps, "imgsz": args.imgsz, "conf": args.conf, "batch": batch,
                          "duration": args.duration, "debounce_seconds": args.debounce,
-                         "debounce_samples": tracker.close_after, "max_frame_gap": args.max_frame_gap},
+                         "debounce_samples": tracker.close_after, "max_frame_gap": args.max_frame_gap,
+                         "skip_frames": args.skip_frames, "non_reference_frames_skipped": report.skipping},
             "regions": {r.name: {**totals[r.name], "classes": list(r.classes),
                                  "polygon": None if r.whole_frame else [list(p) for p in r.points]}
                         for r in regions},

@@ -152,7 +152,7 @@ def export_int8(model: Path, calibrate: Sequence[Path], *, frames: int = 300, im
     import nncf
     import openvino
 
-    logging.getLogger("nncf").setLevel(logging.WARNING)  # one line per operation left unquantised, else
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # else a line for each operation left unquantised
 
     fp32 = exported_path(model, "openvino")
     ov_model = openvino.Core().read_model(str(fp32 / "model.xml"))

@@ -113,6 +113,9 @@ def write_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: int
 # Recorder formats made with the ffmpeg command-line tool: (file suffix, ffmpeg output arguments).
 ENCODINGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "h264_mp4": (".mp4", ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")),
+    # As recorders that use B-frames write it (two between reference frames, none of them a reference).
+    "h264_bframes_mp4": (".mp4", ("-c:v", "libx264", "-preset", "ultrafast", "-x264-params",
+                                  "bframes=2:b-pyramid=none:b-adapt=0", "-pix_fmt", "yuv420p")),
     "hevc_mkv": (".mkv", ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
                           "-pix_fmt", "yuv420p")),
     "h264_ts": (".ts", ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mpegts")),
