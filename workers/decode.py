@@ -314,10 +314,14 @@ class _ByteWatch:
 class VideoSource:
     """One recording opened for reading; iterate `samples()` once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, hwaccel: str = "") -> None:
+        """`hwaccel`: an FFmpeg hardware decoder type to decode on ("cuda": NVDEC), falling back to the CPU
+        where it cannot be had; `decoder` says which decodes, `decoder_note` why not the one asked for."""
         import av
 
         self.path = path
+        self.decoder = "cpu"
+        self.decoder_note = ""
         if not path.is_file():
             raise WorkerError(EX_DATAERR, "no such video file")
         if path.stat().st_size == 0:
@@ -329,7 +333,7 @@ class VideoSource:
             raise WorkerError(EX_DATAERR, f"cannot read the file: {exc.strerror or exc}") from exc
         av.logging.set_level(None)  # FFmpeg's own messages would bury the one line that matters
         try:
-            self._container = av.open(str(path), metadata_errors="ignore")
+            self._container = self._open(av, path, hwaccel)
         except av.FFmpegError as exc:
             raise WorkerError(EX_DATAERR, "cannot open as a video (not a video, damaged, or an MP4 whose "
                                           f"recorder stopped before writing its index): {_reason(exc)}") from exc
@@ -363,6 +367,19 @@ class VideoSource:
             raise
         self.report = DecodeReport(frame_interval=self.info.frame_seconds)
         self._bytes: _ByteWatch | None = None
+
+    def _open(self, av: Any, path: Path, hwaccel: str) -> Any:
+        if hwaccel:
+            from av.codec.hwaccel import HWAccel
+
+            try:
+                container = av.open(str(path), metadata_errors="ignore",
+                                    hwaccel=HWAccel(hwaccel, allow_software_fallback=True))
+                self.decoder = hwaccel
+                return container
+            except (av.FFmpegError, OSError, ValueError) as exc:  # no device, no driver, not permitted
+                self.decoder_note = f"{hwaccel} decoding unavailable ({_reason(exc)}): decoded on the CPU"
+        return av.open(str(path), metadata_errors="ignore")
 
     def close(self) -> None:
         self._container.close()

@@ -5,7 +5,7 @@
                              [--imgsz=640] [--conf=0.25] [--max-frame-gap=2]
                              [--recorded-at=ISO or START/END]
                              [--motion-gate=on] [--motion-threshold=6] [--motion-max-reuse=10]
-                             [--skip-frames=auto]
+                             [--skip-frames=auto] [--decode=auto]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
 not at all. Every time in them comes from the frames' presentation timestamps.
@@ -82,6 +82,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="mean grey-level difference (0-255) in one cell of the small grey picture that is motion")
     p.add_argument("--motion-max-reuse", type=float, default=DEFAULT_MOTION.max_reuse_seconds,
                    help="seconds of video after which a sample is inferred whatever moved")
+    p.add_argument("--decode", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to decode: cuda is NVDEC through FFmpeg (falls back to the CPU where unavailable); "
+                        "auto: cuda when inference runs on a CUDA GPU")
     p.add_argument("--skip-frames", choices=("auto", "off"), default="auto",
                    help="auto: where samples are 3 or more frames apart, leave frames no other frame refers to "
                         "(B-frames) undecoded; off: decode every frame")
@@ -218,7 +221,11 @@ def run(args: argparse.Namespace) -> int:
     except RoiError as exc:
         raise WorkerError(EX_CONFIG, str(exc)) from exc
     identity = video_identity(args.video)
-    source = VideoSource(args.video)
+    # Decided before the model loads (the source's size is checked against the ROIs first): a CUDA
+    # device asked for, or `auto` with a GPU there, decodes on NVDEC too.
+    wants_nvdec = args.decode == "cuda" or (args.decode == "auto" and (args.device.startswith("cuda") or (
+        args.device == "auto" and args.engine in ("auto", "torch") and engines.gpu_present())))
+    source = VideoSource(args.video, hwaccel="cuda" if wants_nvdec else "")
     try:
         try:
             check_frame_size(regions, source.info.width, source.info.height, args.camera, rois.source)
@@ -368,7 +375,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             "settings": {"sample_fps": sample_fps, "imgsz": args.imgsz, "conf": args.conf, "batch": batch,
                          "duration": args.duration, "debounce_seconds": args.debounce,
                          "debounce_samples": tracker.close_after, "max_frame_gap": args.max_frame_gap,
-                         "skip_frames": args.skip_frames, "non_reference_frames_skipped": report.skipping},
+                         "skip_frames": args.skip_frames, "non_reference_frames_skipped": report.skipping,
+                         "decoder": source.decoder, "decoder_note": source.decoder_note or None},
             "regions": {r.name: {**totals[r.name], "classes": list(r.classes),
                                  "polygon": None if r.whole_frame else [list(p) for p in r.points]}
                         for r in regions},
