@@ -94,34 +94,40 @@ def run_worker(video: Path, out: Path, model: Path, extra: Sequence[str]) -> dic
     return summary
 
 
-def run_all(run: Run, videos: Sequence[Path], work: Path, model: Path) -> Run:
-    started = time.perf_counter()
+def run_interleaved(runs: Sequence[Run], videos: Sequence[Path], work: Path, model: Path, base_seconds: float,
+                    fps: float) -> tuple[float, float]:
+    """Each recording through every run in turn, then the baseline: a machine whose load drifts (a shared
+    one) weighs on all of them alike. Returns the baseline's (video seconds, wall seconds)."""
+    base_video = base_wall = 0.0
     for i, video in enumerate(videos):
-        run.summaries.append(run_worker(video, work / run.label.replace(" ", "-") / str(i), model, run.args))
-    run.wall = time.perf_counter() - started
-    print(f"ran {run.label}: {run.video_seconds / run.wall:.2f} video-s/s", flush=True)
-    return run
+        for run in runs:
+            started = time.perf_counter()
+            run.summaries.append(run_worker(video, work / run.label.replace(" ", "-") / str(i), model, run.args))
+            run.wall += time.perf_counter() - started
+        seconds, wall = baseline(video, model, base_seconds, fps)
+        base_video, base_wall = base_video + seconds, base_wall + wall
+        rates = [f"{r.label} {r.summaries[-1]['timing']['video_seconds_per_second']:.2f}" for r in runs]
+        print(f"{video.parent.name}: {', '.join(rates)}, baseline {seconds / wall:.2f} video-s/s", flush=True)
+    return base_video, base_wall
 
 
-def baseline(videos: Sequence[Path], model: Path, seconds: float, fps: float) -> tuple[float, float]:
-    """ultralytics' own streaming predictor on the first `seconds` of each recording: (video s, wall s)."""
+def baseline(video: Path, model: Path, seconds: float, fps: float) -> tuple[float, float]:
+    """ultralytics' own streaming predictor on the first `seconds` of a recording: (video s, wall s), its
+    model load included, as the worker's."""
     os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0", YOLO_VERBOSE="False")
     os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp())
     from ultralytics import YOLO
 
     stride = max(1, round(fps / SAMPLE_FPS))
     frames = int(seconds * fps / stride)
-    total = 0.0
     started = time.perf_counter()
-    for video in videos:
-        yolo = YOLO(str(model), task="detect")
-        n = 0
-        for _ in yolo.predict(source=str(video), stream=True, vid_stride=stride, verbose=False):
-            n += 1
-            if n >= frames:
-                break
-        total += n * stride / fps
-    return total, time.perf_counter() - started
+    yolo = YOLO(str(model), task="detect")
+    n = 0
+    for _ in yolo.predict(source=str(video), stream=True, vid_stride=stride, verbose=False):
+        n += 1
+        if n >= frames:
+            break
+    return n * stride / fps, time.perf_counter() - started
 
 
 def decode_rates(folder: Path, seconds: float) -> list[tuple[str, float, float, int, int]]:
@@ -214,9 +220,9 @@ def main() -> int:
                 print(f"(no INT8 rows: {int8}; make one with python -m workers.export_model {args.model} --int8 "
                       "--calibrate DIR)")
         work = Path(d) / "out"
-        runs = [run_all(Run(label, extra), videos, work, args.model) for label, extra in configs]
-        base_seconds = (args.baseline_minutes * 60) or seconds
-        base_video, base_wall = baseline(videos, args.model, base_seconds, args.fps)
+        runs = [Run(label, extra) for label, extra in configs]
+        base_video, base_wall = run_interleaved(runs, videos, work, args.model,
+                                                (args.baseline_minutes * 60) or seconds, args.fps)
         levels = parallel_rates(videos, work, args.model, configs[1][1], args.parallel) if args.parallel else []
     report(args, runs, (base_video, base_wall), decoding, levels, cuda)
     return 0
