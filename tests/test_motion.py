@@ -121,9 +121,13 @@ def test_gated_counts_equal_ungated_counts_on_an_idle_and_busy_recording(tmp_pat
     assert on["peak_count"] == off["peak_count"] >= 2
     assert on["person_seconds"] == pytest.approx(off["person_seconds"], rel=0.02)
     assert on["occupied_seconds"] == pytest.approx(off["occupied_seconds"], rel=0.02)
-    # Every progress line says what became of its sample, and the running totals.
+    # The progress lines say what became of every sample, in order, and the running totals.
     progress = [e for e in gated["progress"] if e["event"] == "progress"]
     assert progress and all(e["sample"] in ("inferred", "reused") for e in progress)
+    decisions = "".join(e["samples"] for e in progress)
+    assert len(decisions) == samples and decisions.count("i") == gated["samples_inferred"]
+    assert decisions[0] == "i" and (progress[-1]["samples_inferred"], progress[-1]["samples_reused"]) == (
+        gated["samples_inferred"], gated["samples_reused"])
     done = gated["progress"][-1]
     assert (done["samples_inferred"], done["samples_reused"]) == (gated["samples_inferred"], gated["samples_reused"])
 

@@ -309,6 +309,22 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             pending.clear()
 
         gated = gate.settings.enabled
+        # What became of each sample since the last progress line: "i" inferred, "r" reused, in order.
+        decisions: list[str] = []
+        decided_from: float | None = None
+
+        def progress(position: float, now: float) -> None:
+            nonlocal decided_from
+            emit({"event": "progress", "position_seconds": round(position, 3),
+                  "duration_seconds": round(expected_end, 3), "frame": report.frames_decoded,
+                  "frames": round(expected_end * info.fps) if info.fps else 0,
+                  "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1),
+                  "sample": "inferred" if decisions[-1] == "i" else "reused",
+                  "samples": "".join(decisions), "samples_from_seconds": round(decided_from or 0.0, 3),
+                  "samples_inferred": gate.inferred, "samples_reused": gate.reused})
+            decisions.clear()
+            decided_from = None
+
         reader = FrameReader(source.samples(sample_fps, args.duration, args.max_frame_gap,
                                             thumb_width=THUMB_WIDTH if gated else 0, convert=not gated,
                                             skip=args.skip_frames),
@@ -322,15 +338,14 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             if waiting >= batch or not waiting:
                 flush()
                 waiting = 0
+            decisions.append("i" if infer else "r")
+            decided_from = sample.t if decided_from is None else decided_from
             now = time.perf_counter()
             if now - last_progress >= PROGRESS_INTERVAL:
                 last_progress = now
-                emit({"event": "progress", "position_seconds": round(sample.t, 3),
-                      "duration_seconds": round(expected_end, 3), "frame": report.frames_decoded,
-                      "frames": round(expected_end * info.fps) if info.fps else 0,
-                      "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1),
-                      "sample": "inferred" if infer else "reused", "samples_inferred": gate.inferred,
-                      "samples_reused": gate.reused})
+                progress(sample.t, now)
+        if decisions:
+            progress(report.last_t or 0.0, time.perf_counter())
         if pending:
             flush()
         refuse_if_not_a_recording(report)
