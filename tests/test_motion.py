@@ -145,3 +145,14 @@ def test_someone_no_threshold_sees_is_found_within_the_forced_interval(tmp_path,
     assert 3.3 <= first_seen <= 3.3 + max_reuse
     assert summary["motion"]["inferred_because"]["motion"] == 0
     assert summary["samples_inferred"] == pytest.approx(20 / max_reuse, abs=1)
+
+
+@needs_ffmpeg
+def test_reused_samples_take_the_detections_of_the_inferred_sample_before_them_in_any_batch(tmp_path):
+    video = encode_scene(tmp_path / "cam" / "cam_20251114_100000.mp4",
+                         (Actor("man", 0.2, 2.0, 9.0, sway=0.0), Actor("man", -0.05, 5.0, 14.0, walk=0.1, sway=0.0)),
+                         seconds=16, fps=10, noise=2.0)
+    one = detect(video, tmp_path / "one", "--motion-gate=on", "--batch=1")
+    three = detect(video, tmp_path / "three", "--motion-gate=on", "--batch=3")
+    assert one["samples_reused"] > 0 and one["motion"]["reused_spans"] == three["motion"]["reused_spans"]
+    assert (tmp_path / "one" / "counts.csv").read_text() == (tmp_path / "three" / "counts.csv").read_text()

@@ -333,6 +333,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
         waiting = 0  # samples in `pending` to be inferred
         for sample in reader:
             infer = gate.decide(sample.t, sample.thumb, break_before=sample.break_before)
+            if not infer:
+                sample.release()  # its picture is never needed: free the decoder's frame at once
             pending.append((sample, infer))
             waiting += infer
             if waiting >= batch or not waiting:
