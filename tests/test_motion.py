@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes import REPO
 from workers.motion import MotionGate, MotionSettings, cell_differences, thumbnail
-from workers.scenes import Actor, encode_scene
+from workers.scenes import LEFT_RIGHT_ROIS, Actor, encode_scene
 
 MODEL = REPO / "models" / "person.pt"
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg tool makes the recordings")
@@ -104,23 +104,28 @@ IDLE_AND_BUSY = (Actor("man", 0.2, 6.0, 16.0, sway=3.0), Actor("man", -0.05, 24.
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("seconds", [40.0, 33.0])
-def test_gated_counts_equal_ungated_counts_on_an_idle_and_busy_recording(tmp_path, seconds):
+@pytest.mark.parametrize(("seconds", "regions"), [(40.0, False), (33.0, True)])
+def test_gated_counts_equal_ungated_counts_on_an_idle_and_busy_recording(tmp_path, seconds, regions):
     if not MODEL.is_file():
         pytest.fail(f"{MODEL} is missing: `make test` fetches it")
     video = encode_scene(tmp_path / "cam" / "cam_20251114_100000.mp4", IDLE_AND_BUSY, seconds=seconds, fps=10,
                          noise=2.0)
-    ungated = detect(video, tmp_path / "off", "--motion-gate=off")
-    gated = detect(video, tmp_path / "on", "--motion-gate=on")
+    rois = tmp_path / "rois.toml"
+    rois.write_text(LEFT_RIGHT_ROIS.format(camera="cam") if regions else "")
+    ungated = detect(video, tmp_path / "off", "--motion-gate=off", f"--rois={rois if regions else ''}")
+    gated = detect(video, tmp_path / "on", "--motion-gate=on", f"--rois={rois if regions else ''}")
     samples = round(seconds * 2)
     assert ungated["samples_inferred"] == samples and ungated["samples_reused"] == 0
     assert gated["samples_inferred"] + gated["samples_reused"] == samples == gated["frames_sampled"]
     assert gated["samples_reused"] >= samples // 3  # the empty room and the one who stands still
     assert gated["motion"]["enabled"] is True and gated["motion"]["reused_spans"]
-    off, on = ungated["regions"]["frame"], gated["regions"]["frame"]
-    assert on["peak_count"] == off["peak_count"] >= 2
-    assert on["person_seconds"] == pytest.approx(off["person_seconds"], rel=0.02)
-    assert on["occupied_seconds"] == pytest.approx(off["occupied_seconds"], rel=0.02)
+    assert list(gated["regions"]) == (["left", "right"] if regions else ["frame"])
+    for name, off in ungated["regions"].items():
+        on = gated["regions"][name]
+        assert on["peak_count"] == off["peak_count"] >= 1
+        assert on["person_seconds"] == pytest.approx(off["person_seconds"], rel=0.02)
+        assert on["occupied_seconds"] == pytest.approx(off["occupied_seconds"], rel=0.02)
+    assert (gated["motion"]["cells_watched"] is not None) is regions
     # The progress lines say what became of every sample, in order, and the running totals.
     progress = [e for e in gated["progress"] if e["event"] == "progress"]
     assert progress and all(e["sample"] in ("inferred", "reused") for e in progress)
@@ -156,3 +161,26 @@ def test_reused_samples_take_the_detections_of_the_inferred_sample_before_them_i
     three = detect(video, tmp_path / "three", "--motion-gate=on", "--batch=3")
     assert one["samples_reused"] > 0 and one["motion"]["reused_spans"] == three["motion"]["reused_spans"]
     assert (tmp_path / "one" / "counts.csv").read_text() == (tmp_path / "three" / "counts.csv").read_text()
+
+
+def test_with_regions_drawn_only_motion_in_or_next_to_them_counts():
+    from supervisor.protocol.rois import Region
+
+    floor_left = Region("left", ((0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)))
+    gate = MotionGate(MotionSettings(enabled=True, threshold=6.0, max_reuse_seconds=100.0), regions=(floor_left,))
+    gate.decide(0.0, thumbnail(grey()))
+    clock = grey()
+    clock[10:40, 860:950] = 250  # a burnt-in clock, top right: far from the region
+    assert gate.decide(0.5, thumbnail(clock)) is False
+    walker = grey()
+    walker[300:520, 100:160] = 30  # someone on the left of the floor
+    assert gate.decide(1.0, thumbnail(walker)) is True
+    assert gate.as_dict()["cells_watched"] < 0.7 * 12 * 20  # about half the 12 x 20 cells, and a margin
+
+
+def test_a_camera_counted_over_the_whole_frame_watches_every_cell():
+    gate = MotionGate(MotionSettings(enabled=True, threshold=6.0, max_reuse_seconds=100.0))
+    gate.decide(0.0, thumbnail(grey()))
+    clock = grey()
+    clock[10:40, 860:950] = 250
+    assert gate.decide(0.5, thumbnail(clock)) is True and gate.as_dict()["cells_watched"] is None

@@ -518,12 +518,14 @@ class VideoSource:
             sample = Sample(t, slot, prev_end=t if broke_at is None else broke_at, break_before=broke_at is not None,
                             frame=frame, rotation=info.rotation)
             if thumb_width:
-                grey = luma(frame)
-                if grey is None:
+                stored = luma(frame)
+                if stored is not None:
+                    # Turned upright as the picture is (small: a cheap turn), so it lines up with the regions.
+                    sample.thumb = upright(thumbnail(stored, thumb_width), info.rotation)
+                else:
                     import cv2
 
-                    grey = cv2.cvtColor(sample.image, cv2.COLOR_BGR2GRAY)
-                sample.thumb = thumbnail(grey, thumb_width)
+                    sample.thumb = thumbnail(cv2.cvtColor(sample.image, cv2.COLOR_BGR2GRAY), thumb_width)
             if convert:
                 sample.image  # noqa: B018 - converted here, on the reader thread, beside inference
             report.decode_seconds += time.perf_counter() - started

@@ -285,7 +285,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
         # inferred sample before it, which may still be waiting in this batch.
         pending: list[tuple[Sample, bool]] = []
         last_found: list[Detections] = []
-        gate = MotionGate(MotionSettings(args.motion_gate == "on", args.motion_threshold, args.motion_max_reuse))
+        gate = MotionGate(MotionSettings(args.motion_gate == "on", args.motion_threshold, args.motion_max_reuse),
+                          regions=tuple(regions))
 
         def flush() -> None:
             nonlocal sampled, detections_total

@@ -7,6 +7,11 @@ a person who walks in slowly adds up against a fixed reference until a cell chan
 of `CELL` x `CELL` thumbnail pixels. Where no cell's mean absolute difference reaches `threshold`
 grey levels, nothing in the frame moved and the last detections stand for this sample too.
 
+Where the camera has regions drawn, only cells in or next to a region count (one cell around each,
+so feet stepping in are seen before they are inside): what moves elsewhere (a burnt-in clock, a
+street through the window, a screen) cannot change a region's count, and would otherwise keep the
+network running all day.
+
 A sample is always inferred when:
 
 - it is the first, or its picture has another size than the reference (a resolution change);
@@ -19,10 +24,13 @@ Pure: no model, no I/O; the worker asks `decide` and reports `inferred`/`reused`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from supervisor.protocol.rois import Region
 
 THUMB_WIDTH = 160
 CELL = 8
@@ -64,11 +72,34 @@ def cell_differences(current: np.ndarray, reference: np.ndarray, cell: int = CEL
     return means
 
 
+def region_cells(regions: Sequence[Region], shape: tuple[int, int], cell: int = CELL,
+                 margin: int = 1) -> np.ndarray | None:
+    """Which cells of a thumbnail of `shape` lie in or within `margin` cells of a region (None: every
+    cell, for a camera counted over the whole frame)."""
+    import cv2
+
+    if not regions or any(r.whole_frame for r in regions):
+        return None
+    h, w = shape
+    mask = np.zeros((h, w), dtype=np.uint8)
+    for region in regions:
+        points = np.round(np.array(region.points, dtype=np.float64) * [w - 1, h - 1]).astype(np.int32)
+        cv2.fillPoly(mask, [points], 1)
+        cv2.polylines(mask, [points], True, 1)  # a region thinner than a pixel still has its cells
+    rows, cols = -(-h // cell), -(-w // cell)
+    padded = np.zeros((rows * cell, cols * cell), dtype=np.uint8)
+    padded[:h, :w] = mask
+    cells = padded.reshape(rows, cell, cols, cell).max(axis=(1, 3))
+    grown: np.ndarray = cv2.dilate(cells, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) > 0
+    return grown
+
+
 @dataclass(slots=True)
 class MotionGate:
     """Decides, sample by sample, whether to run the network or reuse the last detections."""
 
     settings: MotionSettings
+    regions: tuple[Region, ...] = ()
     inferred: int = 0
     reused: int = 0
     reasons: dict[str, int] = field(default_factory=lambda: {"first": 0, "motion": 0, "interval": 0, "break": 0,
@@ -78,6 +109,8 @@ class MotionGate:
     _reference_t: float = 0.0
     _last_t: float | None = None
     _last_reused: bool = False
+    _mask: np.ndarray | None = None
+    _mask_shape: tuple[int, ...] = ()
 
     def decide(self, t: float, thumb: np.ndarray | None, *, break_before: bool = False) -> bool:
         """True: infer this sample (and it becomes the reference); False: reuse the last detections."""
@@ -107,7 +140,13 @@ class MotionGate:
             return "break"
         if t - self._reference_t >= self.settings.max_reuse_seconds - 1e-6:
             return "interval"
-        if float(cell_differences(thumb, reference).max()) >= self.settings.threshold:
+        differences = cell_differences(thumb, reference)
+        if thumb.shape != self._mask_shape:
+            self._mask = region_cells(self.regions, (thumb.shape[0], thumb.shape[1]))
+            self._mask_shape = thumb.shape
+        if self._mask is not None:
+            differences = differences[self._mask]
+        if differences.size and float(differences.max()) >= self.settings.threshold:
             return "motion"
         return None
 
@@ -119,7 +158,9 @@ class MotionGate:
 
     def as_dict(self) -> dict[str, Any]:
         total = self.inferred + self.reused
-        return {**self.settings.as_dict(), "samples_inferred": self.inferred, "samples_reused": self.reused,
+        watched = None if self._mask is None else int(self._mask.sum())
+        return {**self.settings.as_dict(), "cells_watched": watched, "samples_inferred": self.inferred,
+                "samples_reused": self.reused,
                 "reused_fraction": round(self.reused / total, 4) if total else 0.0,
                 "inferred_because": dict(self.reasons),
                 "reused_spans": [[round(a, 3), round(b, 3)] for a, b in self.spans]}
