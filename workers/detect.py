@@ -22,12 +22,10 @@ import argparse
 import csv
 import json
 import os
-import queue
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from workers.decode import DecodeReport, Sample, VideoInfo, VideoSource
 from workers.errors import WorkerError
 from workers.motion import THUMB_WIDTH, MotionGate, MotionSettings
 from workers.outputs import AtomicOutputs, UnsafeOutput
+from workers.reader import FrameReader
 from workers.recording_time import RecordingTime
 
 PROGRESS_INTERVAL = 0.5
@@ -131,60 +130,6 @@ class Timings:
             "video_seconds_per_second": round(video_seconds / total, 3) if total > 0 else 0.0,
             "sampled_frames_per_second": round(sampled / total, 3) if total > 0 else 0.0,
         }
-
-
-class FrameReader:
-    """Decodes on its own thread, ahead of inference, so decoding overlaps the model's work.
-
-    FFmpeg decodes without the GIL; the queue is small, so memory stays bounded.
-    """
-
-    _END = object()
-
-    def __init__(self, frames: Iterator[Sample], depth: int) -> None:
-        self._frames = frames
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, depth))
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self.waited = 0.0  # seconds the consumer spent waiting for a decoded frame: decoding not hidden
-        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for item in self._frames:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-        except BaseException as exc:  # handed to the consumer, which raises it
-            self.error = exc
-        finally:
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(self._END, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-
-    def __iter__(self) -> Iterator[Sample]:
-        while True:
-            started = time.perf_counter()
-            item = self._queue.get()
-            self.waited += time.perf_counter() - started
-            if item is self._END:
-                if self.error is not None:
-                    raise self.error
-                return
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
 
 
 def model_files(path_text: str) -> tuple[Path, dict[str, str]]:
