@@ -56,6 +56,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/thermal.py
 	$(BIN)/python bench/worker.py
+	$(BIN)/python bench/day.py --minutes 10 --baseline-minutes 2
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/soak.py
 

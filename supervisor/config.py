@@ -28,10 +28,11 @@ DEFAULT_WORKER_COMMAND: tuple[str, ...] = (
     "{python}", "-m", "workers.detect",
     "--video", "{video}", "--camera", "{camera}", "--rois", "{rois}",
     "--out", "{out}", "--duration", "{duration}", "--model", "{model}", "--engine", "{engine}",
-    "--recorded-at", "{recorded_at}",
+    "--recorded-at", "{recorded_at}", "--motion-gate", "{motion_gate}", "--motion-threshold", "{motion_threshold}",
+    "--motion-max-reuse", "{motion_max_reuse}",
 )
 PLACEHOLDERS = frozenset({"python", "video", "camera", "out", "rois", "duration", "model", "engine", "recorded_at",
-                          "attempt", "job_id"})
+                           "attempt", "job_id", "motion_gate", "motion_threshold", "motion_max_reuse"})
 PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -102,6 +103,9 @@ class WorkerSettings:
     command: tuple[str, ...] = DEFAULT_WORKER_COMMAND
     model: Path = DEFAULT_MODEL
     engine: str = "auto"  # auto: torch on a CUDA GPU, else the fastest exported CPU engine
+    motion_gate: bool = True  # infer only samples where the picture changed; the others reuse detections
+    motion_threshold: float = 6.0  # grey levels (0-255), mean over one cell of the small grey picture
+    motion_max_reuse_seconds: float = 10.0  # a sample is inferred at least this often
     timeout_seconds: float = 4 * 3600.0
     max_attempts: int = 3
     max_transient_attempts: int = 10  # exit 75 (CUDA out of memory, disk full): its own cap
@@ -370,6 +374,8 @@ def validate(s: Settings) -> None:
             _check(name in PLACEHOLDERS, s, f"worker.command[{i}]",
                    f"unknown placeholder {{{name}}} (known: {', '.join(sorted(PLACEHOLDERS))})")
     _check(w.engine in ENGINES, s, "worker.engine", f"{w.engine!r} is not one of {', '.join(ENGINES)}")
+    _check(0 < w.motion_threshold <= 255, s, "worker.motion_threshold", "must be > 0 and <= 255")
+    _check(w.motion_max_reuse_seconds > 0, s, "worker.motion_max_reuse_seconds", "must be > 0")
     _check(w.timeout_seconds > 0, s, "worker.timeout_seconds", "must be > 0")
     _check(w.max_attempts >= 1, s, "worker.max_attempts", "must be >= 1")
     _check(w.max_transient_attempts >= 1, s, "worker.max_transient_attempts", "must be >= 1")

@@ -97,7 +97,7 @@ def test_command_template_fills_whole_arguments_only():
     argv = expand_command(DEFAULT_WORKER_COMMAND, {
         "python": "py", "video": "/v/a b;rm -rf.mp4", "camera": "c", "rois": "", "out": "/o", "duration": "0",
         "attempt": "1", "job_id": "1", "model": "/m.pt", "recorded_at": "2025-11-14T10:00:00",
-        "engine": "auto"})
+        "engine": "auto", "motion_gate": "on", "motion_threshold": "6", "motion_max_reuse": "10"})
     assert argv[:3] == ["py", "-m", "workers.detect"]
     assert "--video=/v/a b;rm -rf.mp4" in argv  # one argument, never split or interpreted
     assert "--rois=" in argv and "--camera=c" in argv
@@ -139,4 +139,7 @@ def test_the_documented_settings_file_names_every_default():
     defaults = Settings()
     assert documented.worker.command == defaults.worker.command == DEFAULT_WORKER_COMMAND
     assert documented.worker.engine == defaults.worker.engine == "auto"
+    assert documented.worker.motion_gate == defaults.worker.motion_gate
+    assert documented.worker.motion_threshold == defaults.worker.motion_threshold
+    assert documented.worker.motion_max_reuse_seconds == defaults.worker.motion_max_reuse_seconds
     assert documented.worker.max_transient_attempts == defaults.worker.max_transient_attempts

@@ -133,3 +133,25 @@ def test_a_fallback_to_torch_is_a_warning_in_the_supervisor_log(tmp_path):
     assert warning["engine"] == "torch" and "no exported model" in warning["reason"]
     [repeated] = [e for e in logs if e["event"] == "engine_fallback_repeated"]
     assert repeated["count"] == 2 and repeated["reason"] == warning["reason"]
+
+
+@pytest.mark.parametrize(("agreement", "expected"), [
+    (None, "openvino"),
+    ({"within_tolerance": False, "recordings": 3, "differences": ["a.mp4 frame: peak 3 against 2"]}, "openvino"),
+    ({"within_tolerance": True, "recordings": 3, "differences": []}, "openvino-int8"),
+])
+def test_auto_takes_the_int8_model_only_where_its_counts_agreed_with_fp32(tmp_path, agreement, expected):
+    model = tmp_path / "person.pt"
+    shutil.copyfile(MODEL, model)
+    shutil.copytree(engines.exported_path(MODEL, "openvino"), engines.exported_path(model, "openvino"))
+    int8 = engines.exported_path(model, "openvino-int8")
+    shutil.copytree(engines.exported_path(MODEL, "openvino"), int8)  # the FP32 network stands in for it
+    meta = json.loads((int8 / "source.json").read_text())
+    (int8 / "source.json").write_text(json.dumps({**meta, "engine": "openvino-int8", "agreement": agreement}))
+    choice = engines.choose("auto", "cpu", model)
+    assert choice.engine == expected
+    if expected == "openvino":
+        assert "openvino-int8" in choice.reason and "passed over" in choice.reason
+    else:
+        assert "checked against FP32" in choice.reason
+    assert engines.choose("openvino-int8", "cpu", model).engine == "openvino-int8"  # insisting always may

@@ -26,6 +26,7 @@ video ends before a longer audio track.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
@@ -41,6 +42,7 @@ import numpy as np
 
 from supervisor.protocol import EX_DATAERR
 from workers.errors import WorkerError
+from workers.motion import thumbnail
 
 # A read counts as cut short when it ends this far before the expected end (the smaller of the two).
 SHORT_SECONDS = 2.0
@@ -68,6 +70,12 @@ REORDER_FRAMES = 8
 REORDER_MIN_SECONDS = 0.5
 # Demuxing errors in a row before the rest of the file is given up as unreadable.
 MAX_DEMUX_RETRIES = 50
+# Frames per sample from which frames no other frame needs are not decoded (a sample may then be the
+# second or third frame of its slot: its time is still its own PTS).
+SKIP_MIN_FRAMES = 3
+# Pixel formats whose first plane is the 8-bit grey picture.
+LUMA_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
+                          "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "gray"})
 # Containers that hold pictures, not recordings.
 IMAGE_FORMATS = frozenset({"image2", "image2pipe", "apng", "gif", "webp"})
 
@@ -132,15 +140,37 @@ class Gap:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "seconds": round(self.end - self.start, 3)}
 
 
-@dataclass(slots=True)
 class Sample:
-    t: float  # video time: seconds from the stream's start on the recording's one clock
-    slot: int  # which 1/sample_fps-second slot it stands for
-    image: np.ndarray  # BGR, upright
-    # Where the sample before this one stops standing for time: this one's time, or where lost or unknown
-    # time began between them (then `break_before`).
-    prev_end: float = 0.0
-    break_before: bool = False
+    """One sampled frame. Its BGR picture is made on first use (`image`), so a sample the motion gate
+    reuses is never converted; `thumb` is its small grey picture for the gate, when asked for."""
+
+    __slots__ = ("_frame", "_image", "_rotation", "break_before", "prev_end", "slot", "t", "thumb")
+
+    def __init__(self, t: float, slot: int, image: np.ndarray | None = None, *, prev_end: float = 0.0,
+                 break_before: bool = False, frame: Any = None, rotation: int = 0,
+                 thumb: np.ndarray | None = None) -> None:
+        self.t = t  # video time: seconds from the stream's start on the recording's one clock
+        self.slot = slot  # which 1/sample_fps-second slot it stands for
+        # Where the sample before this one stops standing for time: this one's time, or where lost or
+        # unknown time began between them (then `break_before`).
+        self.prev_end = prev_end
+        self.break_before = break_before
+        self.thumb = thumb
+        self._frame = frame
+        self._rotation = rotation
+        self._image = image
+
+    @property
+    def image(self) -> np.ndarray:
+        """BGR, upright."""
+        if self._image is None:
+            self._image = upright(to_bgr(self._frame), self._rotation)
+            self._frame = None
+        return self._image
+
+    def release(self) -> None:
+        """Drop the decoded picture (a reused sample needs none)."""
+        self._frame = self._image = None
 
 
 @dataclass(slots=True)
@@ -159,6 +189,7 @@ class DecodeReport:
     gaps: list[Gap] = field(default_factory=list)
     bytes_lost: int = 0
     decode_seconds: float = 0.0
+    skipping: bool = False  # frames no other frame refers to were not decoded
 
     def end_time(self) -> float:
         """Up to where the file was read: the last frame's time plus its duration."""
@@ -199,6 +230,16 @@ def to_bgr(frame: Any) -> np.ndarray:
     return converted
 
 
+def luma(frame: Any) -> np.ndarray | None:
+    """The frame's grey picture as stored (its 8-bit Y plane, no copy, no colour conversion); None for a
+    format without one."""
+    if frame.format.name not in LUMA_FORMATS:
+        return None
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)[:plane.height]
+    return rows[:, :plane.width]
+
+
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """Turn a stored frame as its display matrix says: `rotation` degrees counterclockwise, as numpy's
     rot90 turns (the same picture FFmpeg's autorotation shows)."""
@@ -221,6 +262,7 @@ class _ByteWatch:
         self._high: int | None = None  # the furthest byte any packet so far reached
         self._share = 0
         self.marks: deque[float] = deque(maxlen=256)
+        self._stamps: deque[float] = deque(maxlen=65)  # recent video packets' times, for their cadence
         self.bytes_lost = 0
         self.data_end: float | None = None  # the latest time any stream's data reaches
 
@@ -231,6 +273,8 @@ class _ByteWatch:
             when = float(stamp * packet.stream.time_base) - self._origin
             end = when + float((packet.duration or 0) * packet.stream.time_base)
             self.data_end = end if self.data_end is None else max(self.data_end, end)
+            if packet.stream_index == self._video:
+                self._stamps.append(when)
         pos, size = packet.pos, packet.size
         video = packet.stream_index == self._video
         lost = False
@@ -251,6 +295,12 @@ class _ByteWatch:
         if video and (lost or packet.is_corrupt) and when is not None:
             self.marks.append(when)
 
+    def frame_interval(self) -> float | None:
+        """The typical time between the video's frames as its packets say (every frame has one, decoded or
+        skipped): the median step between recent packet times in display order."""
+        steps = [b - a for a, b in itertools.pairwise(sorted(self._stamps)) if b > a]
+        return statistics.median(steps) if len(steps) >= 4 else None
+
     def lost_between(self, after: float, upto: float) -> bool:
         """A mark from the last good frame on (the packet a loss cut into may be that frame's own) up to
         a few frames after the next."""
@@ -264,10 +314,14 @@ class _ByteWatch:
 class VideoSource:
     """One recording opened for reading; iterate `samples()` once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, hwaccel: str = "") -> None:
+        """`hwaccel`: an FFmpeg hardware decoder type to decode on ("cuda": NVDEC), falling back to the CPU
+        where it cannot be had; `decoder` says which decodes, `decoder_note` why not the one asked for."""
         import av
 
         self.path = path
+        self.decoder = "cpu"
+        self.decoder_note = ""
         if not path.is_file():
             raise WorkerError(EX_DATAERR, "no such video file")
         if path.stat().st_size == 0:
@@ -279,7 +333,7 @@ class VideoSource:
             raise WorkerError(EX_DATAERR, f"cannot read the file: {exc.strerror or exc}") from exc
         av.logging.set_level(None)  # FFmpeg's own messages would bury the one line that matters
         try:
-            self._container = av.open(str(path), metadata_errors="ignore")
+            self._container = self._open(av, path, hwaccel)
         except av.FFmpegError as exc:
             raise WorkerError(EX_DATAERR, "cannot open as a video (not a video, damaged, or an MP4 whose "
                                           f"recorder stopped before writing its index): {_reason(exc)}") from exc
@@ -313,6 +367,19 @@ class VideoSource:
             raise
         self.report = DecodeReport(frame_interval=self.info.frame_seconds)
         self._bytes: _ByteWatch | None = None
+
+    def _open(self, av: Any, path: Path, hwaccel: str) -> Any:
+        if hwaccel:
+            from av.codec.hwaccel import HWAccel
+
+            try:
+                container = av.open(str(path), metadata_errors="ignore",
+                                    hwaccel=HWAccel(hwaccel, allow_software_fallback=True))
+                self.decoder = hwaccel
+                return container
+            except (av.FFmpegError, OSError, ValueError) as exc:  # no device, no driver, not permitted
+                self.decoder_note = f"{hwaccel} decoding unavailable ({_reason(exc)}): decoded on the CPU"
+        return av.open(str(path), metadata_errors="ignore")
 
     def close(self) -> None:
         self._container.close()
@@ -355,15 +422,25 @@ class VideoSource:
         self.report.decode_errors += errors
         self._trailing_errors = errors
 
-    def samples(self, sample_fps: float, max_seconds: float = 0.0, max_gap: float = 2.0) -> Iterator[Sample]:
+    def samples(self, sample_fps: float, max_seconds: float = 0.0, max_gap: float = 2.0, *,
+                thumb_width: int = 0, convert: bool = True, skip: str = "auto") -> Iterator[Sample]:
         """The first frame of each 1/sample_fps-second slot of video time, up to `max_seconds` (0: all).
-        A frame stands for the time to the next one, at most `max_gap` seconds."""
+        A frame stands for the time to the next one, at most `max_gap` seconds. `thumb_width`: give each
+        sample a grey thumbnail that wide (for the motion gate); `convert=False`: leave the BGR picture
+        to be made on first use (by whoever needs it), not here. `skip="auto"`: where samples are at
+        least SKIP_MIN_FRAMES frames apart, frames no other frame refers to (B-frames, mostly) are not
+        decoded at all (FFmpeg's `skip_frame = NONREF`); "off" decodes every frame."""
         report = self.report
         info = self.info
         tb = float(self._time_base)
         origin_pts = self._origin
         origin_seconds = float(origin_pts * self._time_base) if origin_pts is not None else 0.0
         self._bytes = watch = _ByteWatch(self._stream.index, origin_seconds)
+        # Skipped frames never come out of the decoder, so the typical interval between frames then comes
+        # from the packets, every frame's, not from the frames decoded.
+        skipping = skip == "auto" and info.fps > 0 and info.fps >= SKIP_MIN_FRAMES * sample_fps
+        self._stream.codec_context.skip_frame = "NONREF" if skipping else "DEFAULT"
+        report.skipping = skipping
         last_slot = -1
         prev_t: float | None = None  # video time of the last good frame
         prev_stamp = 0.0  # its own time in the file
@@ -426,7 +503,8 @@ class VideoSource:
                         report.gaps.append(Gap(prev_t + max_gap, t))
                         broke_at = prev_t + max_gap if broke_at is None else broke_at
                     intervals.append(gap)
-                    report.frame_interval = statistics.median(intervals)
+                    cadence = watch.frame_interval() if skipping else None
+                    report.frame_interval = cadence or statistics.median(intervals)
             watch.forget_upto(stamp)
             report.frames_decoded += 1
             if report.first_t is None:
@@ -437,10 +515,21 @@ class VideoSource:
             if slot <= last_slot:
                 continue
             last_slot = slot
-            image = upright(to_bgr(frame), info.rotation)
+            sample = Sample(t, slot, prev_end=t if broke_at is None else broke_at, break_before=broke_at is not None,
+                            frame=frame, rotation=info.rotation)
+            if thumb_width:
+                stored = luma(frame)
+                if stored is not None:
+                    # Turned upright as the picture is (small: a cheap turn), so it lines up with the regions.
+                    sample.thumb = upright(thumbnail(stored, thumb_width), info.rotation)
+                else:
+                    import cv2
+
+                    sample.thumb = thumbnail(cv2.cvtColor(sample.image, cv2.COLOR_BGR2GRAY), thumb_width)
+            if convert:
+                sample.image  # noqa: B018 - converted here, on the reader thread, beside inference
             report.decode_seconds += time.perf_counter() - started
-            yield Sample(t, slot, image, prev_end=t if broke_at is None else broke_at,
-                         break_before=broke_at is not None)
+            yield sample
             broke_at = None
             started = time.perf_counter()
         report.decode_seconds += time.perf_counter() - started

@@ -4,6 +4,8 @@
                              [--model=PATH] [--engine=auto] [--sample-fps=2] [--batch=auto] [--device=auto]
                              [--imgsz=640] [--conf=0.25] [--max-frame-gap=2]
                              [--recorded-at=ISO or START/END]
+                             [--motion-gate=on] [--motion-threshold=6] [--motion-max-reuse=10]
+                             [--skip-frames=auto] [--decode=auto]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
 not at all. Every time in them comes from the frames' presentation timestamps.
@@ -20,12 +22,10 @@ import argparse
 import csv
 import json
 import os
-import queue
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,17 @@ from supervisor.protocol.lifeline import die_with_parent
 from supervisor.protocol.names import parse_recorded
 from supervisor.protocol.rois import RoiError, check_frame_size, load_rois
 from workers import engines
-from workers.counting import Interval, OccupancyTracker, RegionCounter, wanted_class_ids
+from workers.counting import Detections, Interval, OccupancyTracker, RegionCounter, wanted_class_ids
 from workers.decode import DecodeReport, Sample, VideoInfo, VideoSource
 from workers.errors import WorkerError
 from workers.model_files import model_files
+from workers.motion import THUMB_WIDTH, MotionGate, MotionSettings
 from workers.outputs import AtomicOutputs, UnsafeOutput
+from workers.reader import FrameReader
 from workers.recording_time import RecordingTime
 
 PROGRESS_INTERVAL = 0.5
+DEFAULT_MOTION = MotionSettings(enabled=True)  # as [worker] motion_gate; see README, Benchmarks
 
 
 class Stopped(BaseException):
@@ -72,14 +75,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="seconds with nobody (counted as samples in a row) that end an occupancy interval")
     p.add_argument("--max-frame-gap", type=float, default=2.0,
                    help="seconds one frame may stand for when frames are sparse; beyond, the time is unknown")
+    p.add_argument("--motion-gate", choices=("on", "off"), default="on" if DEFAULT_MOTION.enabled else "off",
+                   help="run the network only on samples where the picture changed since the last inferred one; "
+                        "others reuse its detections")
+    p.add_argument("--motion-threshold", type=float, default=DEFAULT_MOTION.threshold,
+                   help="mean grey-level difference (0-255) in one cell of the small grey picture that is motion")
+    p.add_argument("--motion-max-reuse", type=float, default=DEFAULT_MOTION.max_reuse_seconds,
+                   help="seconds of video after which a sample is inferred whatever moved")
+    p.add_argument("--decode", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to decode: cuda is NVDEC through FFmpeg (falls back to the CPU where unavailable); "
+                        "auto: cuda when inference runs on a CUDA GPU")
+    p.add_argument("--skip-frames", choices=("auto", "off"), default="auto",
+                   help="auto: where samples are 3 or more frames apart, leave frames no other frame refers to "
+                        "(B-frames) undecoded; off: decode every frame")
     p.add_argument("--recorded-at", default="",
                    help="recording start, or start/end (ISO 8601); default: from the file name, else the "
                         "file's mtime minus its duration (marked estimated)")
     args = p.parse_args(argv)
     if args.sample_fps <= 0 or args.imgsz < 32 or not 0 < args.conf < 1 or args.duration < 0 \
-            or args.max_frame_gap <= 0:
-        p.error("--sample-fps > 0, --imgsz >= 32, 0 < --conf < 1, --duration >= 0 and --max-frame-gap > 0 "
-                "are required")
+            or args.max_frame_gap <= 0 or args.motion_threshold <= 0 or args.motion_max_reuse <= 0:
+        p.error("--sample-fps > 0, --imgsz >= 32, 0 < --conf < 1, --duration >= 0, --max-frame-gap > 0, "
+                "--motion-threshold > 0 and --motion-max-reuse > 0 are required")
     try:
         parse_recorded(args.recorded_at)
     except ValueError as exc:
@@ -117,58 +133,6 @@ class Timings:
         }
 
 
-class FrameReader:
-    """Decodes on its own thread, ahead of inference, so decoding overlaps the model's work.
-
-    FFmpeg decodes without the GIL; the queue is small, so memory stays bounded.
-    """
-
-    _END = object()
-
-    def __init__(self, frames: Iterator[Sample], depth: int) -> None:
-        self._frames = frames
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, depth))
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self.waited = 0.0  # seconds the consumer spent waiting for a decoded frame: decoding not hidden
-        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for item in self._frames:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-        except BaseException as exc:  # handed to the consumer, which raises it
-            self.error = exc
-        finally:
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(self._END, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-
-    def __iter__(self) -> Iterator[Sample]:
-        while True:
-            started = time.perf_counter()
-            item = self._queue.get()
-            self.waited += time.perf_counter() - started
-            if item is self._END:
-                if self.error is not None:
-                    raise self.error
-                return
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -188,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
     except RoiError as exc:
         raise WorkerError(EX_CONFIG, str(exc)) from exc
     identity = video_identity(args.video)
-    source = VideoSource(args.video)
+    # Decided before the model loads (the source's size is checked against the ROIs first): a CUDA
+    # device asked for, or `auto` with a GPU there, decodes on NVDEC too.
+    wants_nvdec = args.decode == "cuda" or (args.decode == "auto" and (args.device.startswith("cuda") or (
+        args.device == "auto" and args.engine in ("auto", "torch") and engines.gpu_present())))
+    source = VideoSource(args.video, hwaccel="cuda" if wants_nvdec else "")
     try:
         try:
             check_frame_size(regions, source.info.width, source.info.height, args.camera, rois.source)
@@ -244,14 +212,27 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     try:
         # Written at the end, when an estimated start is known: two short rows a second.
         rows: list[tuple[float, list[int]]] = []
-        pending: list[Sample] = []
+        # Samples in order, each with whether it is inferred; a reused one takes the detections of the
+        # inferred sample before it, which may still be waiting in this batch.
+        pending: list[tuple[Sample, bool]] = []
+        last_found: list[Detections] = []
+        gate = MotionGate(MotionSettings(args.motion_gate == "on", args.motion_threshold, args.motion_max_reuse),
+                          regions=tuple(regions))
 
         def flush() -> None:
             nonlocal sampled, detections_total
-            t0 = time.perf_counter()
-            found = model.predict([s.image for s in pending], conf=args.conf, classes=class_ids, agnostic=agnostic)
-            timings.inference += time.perf_counter() - t0
-            for sample, det in zip(pending, found, strict=True):
+            images = [s.image for s, infer in pending if infer]
+            found: list[Detections] = []
+            if images:
+                t0 = time.perf_counter()
+                found = model.predict(images, conf=args.conf, classes=class_ids, agnostic=agnostic)
+                timings.inference += time.perf_counter() - t0
+            results_left = iter(found)
+            for sample, infer in pending:
+                if infer:
+                    last_found[:] = [next(results_left)]
+                det = last_found[0] if last_found else Detections.empty()
+                sample.release()
                 counts = counter.count(det)
                 tracker.update(sample.t, counts, prev_end=sample.prev_end, break_before=sample.break_before)
                 detections_total += len(det)
@@ -259,24 +240,52 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             sampled += len(pending)
             pending.clear()
 
-        reader = FrameReader(source.samples(sample_fps, args.duration, args.max_frame_gap), depth=2 * batch)
+        gated = gate.settings.enabled
+        # What became of each sample since the last progress line: "i" inferred, "r" reused, in order.
+        decisions: list[str] = []
+        decided_from: float | None = None
+
+        def progress(position: float, now: float) -> None:
+            nonlocal decided_from
+            emit({"event": "progress", "position_seconds": round(position, 3),
+                  "duration_seconds": round(expected_end, 3), "frame": report.frames_decoded,
+                  "frames": round(expected_end * info.fps) if info.fps else 0,
+                  "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1),
+                  "sample": "inferred" if decisions[-1] == "i" else "reused",
+                  "samples": "".join(decisions), "samples_from_seconds": round(decided_from or 0.0, 3),
+                  "samples_inferred": gate.inferred, "samples_reused": gate.reused})
+            decisions.clear()
+            decided_from = None
+
+        reader = FrameReader(source.samples(sample_fps, args.duration, args.max_frame_gap,
+                                            thumb_width=THUMB_WIDTH if gated else 0, convert=not gated,
+                                            skip=args.skip_frames),
+                             depth=2 * batch)
         readers.append(reader)
+        waiting = 0  # samples in `pending` to be inferred
         for sample in reader:
-            pending.append(sample)
-            if len(pending) >= batch:
+            infer = gate.decide(sample.t, sample.thumb, break_before=sample.break_before)
+            if not infer:
+                sample.release()  # its picture is never needed: free the decoder's frame at once
+            pending.append((sample, infer))
+            waiting += infer
+            if waiting >= batch or not waiting:
                 flush()
+                waiting = 0
+            decisions.append("i" if infer else "r")
+            decided_from = sample.t if decided_from is None else decided_from
             now = time.perf_counter()
             if now - last_progress >= PROGRESS_INTERVAL:
                 last_progress = now
-                emit({"event": "progress", "position_seconds": round(sample.t, 3),
-                      "duration_seconds": round(expected_end, 3), "frame": report.frames_decoded,
-                      "frames": round(expected_end * info.fps) if info.fps else 0,
-                      "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1)})
+                progress(sample.t, now)
+        if decisions:
+            progress(report.last_t or 0.0, time.perf_counter())
         if pending:
             flush()
         refuse_if_not_a_recording(report)
         covered = args.duration if report.limited else report.end_time()
         intervals = tracker.finish(report.cover_end)
+        gate.finish(report.cover_end)
         # The whole recording's length: with --duration, what the file says beyond the part read.
         when.settle(max(covered, info.duration or 0.0) if report.limited else covered)
         if when.warning:
@@ -302,6 +311,7 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             "video_info": video_info_dict(info),
             "processed_seconds": round(covered, 3), "duration_limited": report.limited,
             "frames_decoded": report.frames_decoded, "frames_sampled": sampled,
+            "samples_inferred": gate.inferred, "samples_reused": gate.reused, "motion": gate.as_dict(),
             "first_sample_time": round(report.first_t or 0.0, 3), "last_sample_time": round(report.last_t or 0.0, 3),
             "damage": damage,
             "clock": {"frame_interval": round(report.frame_interval, 4),
@@ -313,7 +323,9 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
             "device": device, "half": half, "engine": engines.describe(model, choice, timings.load),
             "settings": {"sample_fps": sample_fps, "imgsz": args.imgsz, "conf": args.conf, "batch": batch,
                          "duration": args.duration, "debounce_seconds": args.debounce,
-                         "debounce_samples": tracker.close_after, "max_frame_gap": args.max_frame_gap},
+                         "debounce_samples": tracker.close_after, "max_frame_gap": args.max_frame_gap,
+                         "skip_frames": args.skip_frames, "non_reference_frames_skipped": report.skipping,
+                         "decoder": source.decoder, "decoder_note": source.decoder_note or None},
             "regions": {r.name: {**totals[r.name], "classes": list(r.classes),
                                  "polygon": None if r.whole_frame else [list(p) for p in r.points]}
                         for r in regions},
@@ -337,7 +349,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
     emit({"event": "done", "output": str(args.out / "summary.json"), "video_seconds": round(covered, 3),
           "duration_limited": report.limited, "damaged_seconds": damage["seconds"],
           "damaged_spans": len(report.spans), "discontinuities": len(report.discontinuities),
-          "frames_sampled": sampled, "detections": detections_total,
+          "frames_sampled": sampled, "samples_inferred": gate.inferred, "samples_reused": gate.reused,
+          "detections": detections_total,
           "model_load_seconds": round(timings.load, 3), "engine": model.name,
           "engine_fallback": choice.reason if choice.fallback else None,
           "regions": {name: t["person_seconds"] for name, t in totals.items()}})

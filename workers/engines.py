@@ -26,7 +26,10 @@ from supervisor.protocol import ENGINES, EX_CONFIG, EX_TEMPFAIL
 from workers.counting import Detections, canonical_names
 from workers.errors import WorkerError
 
-CPU_PREFERENCE = ("openvino", "onnxruntime")  # fastest first, as measured by bench/worker.py
+# Fastest first, as measured by bench/worker.py and bench/day.py. The INT8 export is taken only where its
+# counts matched the FP32 export's on the site's recordings when it was made (its source.json says).
+CPU_PREFERENCE = ("openvino-int8", "openvino", "onnxruntime")
+QUANTIZED = frozenset({"openvino-int8"})
 STRIDE = 32
 PAD_VALUE = 114
 IOU_THRESHOLD = 0.7
@@ -87,6 +90,24 @@ def export_status(model: Path, engine: str, digest: str | None = None) -> str | 
     return None
 
 
+def agreement_status(model: Path, engine: str) -> str | None:
+    """None when a quantised export's counts matched the FP32 export's on the recordings it was checked on
+    (recorded in its source.json when it was made); else why `auto` must not take it."""
+    if engine not in QUANTIZED:
+        return None
+    meta = exported_path(model, engine) / "source.json"
+    try:
+        agreement = json.loads(meta.read_text()).get("agreement") or {}
+    except (OSError, ValueError) as exc:
+        return f"{meta}: unreadable ({exc})"
+    if not agreement:
+        return f"{engine}: its counts were never checked against the FP32 export's"
+    if not agreement.get("within_tolerance"):
+        return (f"{engine}: its counts differed from the FP32 export's on {agreement.get('recordings', 0)} "
+                f"recordings ({'; '.join(agreement.get('differences', [])[:3])})")
+    return None
+
+
 def gpu_present() -> bool:
     """Whether a CUDA GPU may be there, without importing torch (which costs seconds)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -110,12 +131,15 @@ def choose(requested: str, device: str, model: Path) -> Choice:
         if why is not None:
             raise WorkerError(EX_CONFIG, why)
         return Choice(requested, "cpu", "requested")
-    reasons = []
+    reasons: list[str] = []
     for engine in CPU_PREFERENCE:
-        why = export_status(model, engine, digest)
+        why = export_status(model, engine, digest) or agreement_status(model, engine)
         if why is None:
-            return Choice(engine, "cpu", "the fastest engine on this CPU")
-        reasons.append(why)
+            reason = "the fastest engine on this CPU" + (
+                ", its counts checked against FP32 at export" if engine in QUANTIZED else "")
+            return Choice(engine, "cpu", reason + (f" (passed over: {'; '.join(reasons)})" if reasons else ""))
+        if engine not in QUANTIZED or exported_path(model, engine).exists():
+            reasons.append(why)  # (no INT8 export at all is the ordinary case: not worth a word)
     return Choice("torch", "cpu", "no exported model: " + "; ".join(reasons), fallback=True)
 
 
@@ -213,11 +237,14 @@ class ExportedEngine:
         self._run: Callable[[np.ndarray], Any]
         threads = usable_cores()
         try:
-            if engine == "openvino":
+            if engine in ("openvino", "openvino-int8"):
                 no_openvino_telemetry()
                 import openvino
 
                 core = openvino.Core()
+                # The compiled network kept between jobs: compiling the INT8 model takes seconds, a cached one
+                # loads in a fraction of that (the cache is keyed by the model file and the settings).
+                core.set_property({"CACHE_DIR": str(private_dir() / "openvino-cache")})
                 # f32 whatever the CPU: on one with AMX, OpenVINO would otherwise run bf16, whose boxes move by
                 # pixels, so the same recording would count differently on two hosts of one site.
                 compiled = core.compile_model(str(folder / "model.xml"), "CPU", {

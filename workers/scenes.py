@@ -34,6 +34,8 @@ class Actor:
     enter: float  # seconds
     leave: float
     cut: float = 0.0  # the fraction of the person below the frame's bottom edge (0: feet visible)
+    walk: float = 0.0  # frame widths a second the person moves right (negative: left) from `x` at `enter`
+    sway: float = 6.0  # pixels the person sways either way while standing
 
     def present(self, t: float) -> bool:
         return self.enter <= t < self.leave
@@ -61,8 +63,9 @@ def load_sprites() -> dict[str, np.ndarray]:
 def _placement(actor: Actor, sprite: np.ndarray, t: float, size: tuple[int, int]) -> tuple[int, int]:
     w, h = size
     sh, sw = sprite.shape[:2]
-    sway = round(6 * math.sin(2.0 * t + actor.x * 10))
-    x = min(max(0, int(actor.x * w) + sway), w - sw)
+    sway = round(actor.sway * math.sin(2.0 * t + actor.x * 10))
+    left = actor.x + actor.walk * max(0.0, t - actor.enter)
+    x = min(max(0, int(left * w) + sway), w - sw)
     if actor.cut > 0:
         return x, h - round(sh * (1.0 - actor.cut))
     return x, h - sh - 12
@@ -110,6 +113,9 @@ def write_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: int
 # Recorder formats made with the ffmpeg command-line tool: (file suffix, ffmpeg output arguments).
 ENCODINGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "h264_mp4": (".mp4", ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")),
+    # As recorders that use B-frames write it (two between reference frames, none of them a reference).
+    "h264_bframes_mp4": (".mp4", ("-c:v", "libx264", "-preset", "ultrafast", "-x264-params",
+                                  "bframes=2:b-pyramid=none:b-adapt=0", "-pix_fmt", "yuv420p")),
     "hevc_mkv": (".mkv", ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
                           "-pix_fmt", "yuv420p")),
     "h264_ts": (".ts", ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mpegts")),
@@ -121,15 +127,16 @@ ENCODINGS: dict[str, tuple[str, tuple[str, ...]]] = {
 def encode_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: float = 10,
                  size: tuple[int, int] = FRAME, encoding: str = "h264_mp4", rotate: int = 0,
                  thin: tuple[float, float, int] | None = None, sprites: dict[str, np.ndarray] | None = None,
-                 ffmpeg: str = "ffmpeg", extra: Sequence[str] = ()) -> Path:
+                 ffmpeg: str = "ffmpeg", extra: Sequence[str] = (), noise: float = 0.0) -> Path:
     """A recording as a camera's recorder makes one, encoded by the ffmpeg tool from rendered frames.
 
     `rotate` (90, 180, 270, -90: degrees counterclockwise, FFmpeg's display-matrix convention) stores the
     frames turned the other way and tags the stream with the display matrix that turns them upright
     again, as phones and some cameras do. `thin = (start, end, k)` keeps only every
     k-th frame between start and end seconds, with their true timestamps: a variable-frame-rate file.
-    `extra`: more output options (e.g. `-output_ts_offset`). A key frame every two seconds, as NVRs
-    write them.
+    `extra`: more output options (e.g. `-output_ts_offset`). `noise`: sensor noise, the standard
+    deviation in grey levels of a pattern that changes every frame (an empty room still flickers). A key
+    frame every two seconds, as NVRs write them.
     """
     import subprocess
 
@@ -155,6 +162,8 @@ def encode_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: fl
         for i in range(round(seconds * fps)):
             # Stored turned the other way, so that the display matrix's turn shows it upright.
             frame = render(actors, sprites, i / fps, size)
+            if noise > 0:
+                frame = _add_noise(frame, noise, i)
             proc.stdin.write(np.ascontiguousarray(np.rot90(frame, -turns)).tobytes())
     finally:
         proc.stdin.close()
@@ -173,6 +182,27 @@ def encode_scene(path: Path, actors: Sequence[Actor], *, seconds: float, fps: fl
         os.replace(tagged, tmp)
     os.replace(tmp, path)
     return path
+
+
+_NOISE: dict[tuple[int, int, float], list[tuple[np.ndarray, np.ndarray]]] = {}
+
+
+def _add_noise(frame: np.ndarray, sigma: float, index: int) -> np.ndarray:
+    """Frame plus one of a few fixed Gaussian noise patterns (seeded: the same recording every time)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    key = (h, w, sigma)
+    if key not in _NOISE:
+        rng = np.random.default_rng(11)
+        patterns = []
+        for _ in range(7):
+            n = np.clip(rng.normal(0.0, sigma, (h, w, 3)), -255, 255).astype(np.int16)
+            patterns.append((np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8)))
+        _NOISE[key] = patterns
+    up, down = _NOISE[key][index % len(_NOISE[key])]
+    out: np.ndarray = cv2.subtract(cv2.add(frame, up), down)
+    return out
 
 
 def damage(path: Path, *, at: float, nbytes: int, seed: int = 7) -> None:

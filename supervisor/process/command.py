@@ -68,7 +68,9 @@ def worker_argv(settings: Settings, job: Job, out_dir: Path) -> list[str]:
         "out": str(out_dir), "rois": str(settings.rois_file.absolute()) if settings.rois_file else "",
         "duration": f"{settings.duration:g}", "attempt": str(job.attempts), "job_id": str(job.id),
         "model": str(settings.worker.model.absolute()), "recorded_at": recorded_argument(settings, job),
-        "engine": settings.worker.engine,
+        "engine": settings.worker.engine, "motion_gate": "on" if settings.worker.motion_gate else "off",
+        "motion_threshold": f"{settings.worker.motion_threshold:g}",
+        "motion_max_reuse": f"{settings.worker.motion_max_reuse_seconds:g}",
     }
     return expand_command(settings.worker.command, values)
 

@@ -15,4 +15,4 @@ EX_CONFIG = 78  # bad configuration (ROI file, model): fix it, retrying cannot h
 EX_TERM = 143  # stopped by SIGTERM
 
 # The detector's inference engines: `[worker] engine` and the worker's --engine.
-ENGINES = ("auto", "torch", "openvino", "onnxruntime")
+ENGINES = ("auto", "torch", "openvino", "openvino-int8", "onnxruntime")
