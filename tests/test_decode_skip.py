@@ -70,3 +70,18 @@ def test_damage_is_found_the_same_with_b_frames_skipped(tmp_path, at):
     assert fewer.report.spans[0].start == pytest.approx(every.report.spans[0].start, abs=0.5)
     lost_every = sum(s.frames_lost for s in every.report.spans)
     assert sum(s.frames_lost for s in fewer.report.spans) == pytest.approx(lost_every, rel=0.3, abs=5)
+
+
+@pytest.mark.parametrize("keep", [25, 50])
+def test_a_sparse_stretch_decodes_every_frame_so_no_time_goes_unseen(tmp_path, keep):
+    # 25 fps with B-frames, thinned to one frame a second (two) between 4 s and 14 s, as a
+    # motion-triggered recorder writes it: a skipped frame there would leave seconds without a frame.
+    video = encode_scene(tmp_path / "b.mp4", ACTORS, seconds=18, fps=25, encoding="h264_bframes_mp4",
+                         thin=(4.0, 14.0, keep))
+    full, every = read(video, "off")
+    skipped, fewer = read(video, "auto")
+    assert fewer.report.skipping  # in the dense stretches
+    assert fewer.report.gaps == every.report.gaps and not fewer.report.spans
+    assert fewer.report.unobserved_seconds == pytest.approx(every.report.unobserved_seconds, abs=1e-6)
+    assert len(skipped) == len(full)
+    assert [a for a in skipped if 4.5 < a < 13.5] == [a for a in full if 4.5 < a < 13.5]  # sparse: the same frames

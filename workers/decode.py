@@ -301,6 +301,13 @@ class _ByteWatch:
         steps = [b - a for a, b in itertools.pairwise(sorted(self._stamps)) if b > a]
         return statistics.median(steps) if len(steps) >= 4 else None
 
+    def dense(self, limit: float, packets: int = 8) -> bool:
+        """Whether the last `packets` video packets (this one included), in display order, each lie within
+        `limit` seconds of the one before: frames close enough together that leaving the non-reference
+        ones undecoded leaves no slot without a frame and no stretch without time."""
+        recent = sorted(list(self._stamps)[-packets:])
+        return len(recent) >= 2 and all(b - a <= limit for a, b in itertools.pairwise(recent))
+
     def lost_between(self, after: float, upto: float) -> bool:
         """A mark from the last good frame on (the packet a loss cut into may be that frame's own) up to
         a few frames after the next."""
@@ -367,6 +374,7 @@ class VideoSource:
             raise
         self.report = DecodeReport(frame_interval=self.info.frame_seconds)
         self._bytes: _ByteWatch | None = None
+        self._skip_limit = 0.0  # seconds between packets within which non-reference frames are skipped
 
     def _open(self, av: Any, path: Path, hwaccel: str) -> Any:
         if hwaccel:
@@ -402,6 +410,11 @@ class VideoSource:
                     watch.see(packet)
                     if packet.stream_index != index:
                         continue
+                    if self._skip_limit:
+                        skip = "NONREF" if watch.dense(self._skip_limit) else "DEFAULT"
+                        if skip != stream.codec_context.skip_frame:
+                            stream.codec_context.skip_frame = skip
+                            self.report.skipping |= skip == "NONREF"
                     try:
                         frames = packet.decode()
                     except av.FFmpegError:
@@ -423,7 +436,7 @@ class VideoSource:
         self._trailing_errors = errors
 
     def samples(self, sample_fps: float, max_seconds: float = 0.0, max_gap: float = 2.0, *,
-                thumb_width: int = 0, convert: bool = True, skip: str = "auto") -> Iterator[Sample]:
+                thumb_width: int = 0, convert: bool = True, skip: str = "off") -> Iterator[Sample]:
         """The first frame of each 1/sample_fps-second slot of video time, up to `max_seconds` (0: all).
         A frame stands for the time to the next one, at most `max_gap` seconds. `thumb_width`: give each
         sample a grey thumbnail that wide (for the motion gate); `convert=False`: leave the BGR picture
@@ -438,9 +451,10 @@ class VideoSource:
         self._bytes = watch = _ByteWatch(self._stream.index, origin_seconds)
         # Skipped frames never come out of the decoder, so the typical interval between frames then comes
         # from the packets, every frame's, not from the frames decoded.
+        # Only while the frames come densely: in a sparse stretch (a motion-triggered recorder writing a
+        # frame a second) every frame decodes, so no slot loses its only frame and no time goes unseen.
         skipping = skip == "auto" and info.fps > 0 and info.fps >= SKIP_MIN_FRAMES * sample_fps
-        self._stream.codec_context.skip_frame = "NONREF" if skipping else "DEFAULT"
-        report.skipping = skipping
+        self._skip_limit = 1.0 / (SKIP_MIN_FRAMES * sample_fps) if skipping else 0.0
         last_slot = -1
         prev_t: float | None = None  # video time of the last good frame
         prev_stamp = 0.0  # its own time in the file

@@ -5,7 +5,7 @@
                              [--imgsz=640] [--conf=0.25] [--max-frame-gap=2]
                              [--recorded-at=ISO or START/END]
                              [--motion-gate=on] [--motion-threshold=6] [--motion-max-reuse=10]
-                             [--skip-frames=auto] [--decode=auto]
+                             [--skip-frames=off] [--decode=auto]
 
 Writes DIR/counts.csv, DIR/events.jsonl and DIR/summary.json, each complete or
 not at all. Every time in them comes from the frames' presentation timestamps.
@@ -85,9 +85,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--decode", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to decode: cuda is NVDEC through FFmpeg (falls back to the CPU where unavailable); "
                         "auto: cuda when inference runs on a CUDA GPU")
-    p.add_argument("--skip-frames", choices=("auto", "off"), default="auto",
-                   help="auto: where samples are 3 or more frames apart, leave frames no other frame refers to "
-                        "(B-frames) undecoded; off: decode every frame")
+    p.add_argument("--skip-frames", choices=("auto", "off"), default="off",
+                   help="auto: where samples are 3 or more frames apart and frames come densely, leave frames no "
+                        "other frame refers to (B-frames) undecoded (a sample may then be up to two frames "
+                        "later than the first of its slot); off: decode every frame")
     p.add_argument("--recorded-at", default="",
                    help="recording start, or start/end (ISO 8601); default: from the file name, else the "
                         "file's mtime minus its duration (marked estimated)")
