@@ -44,6 +44,7 @@ from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.leases import ClaimRenewer
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.slots import GpuId, SlotPool
+from supervisor.scheduling.takeover import Takeovers
 
 log = structlog.get_logger("supervisor")
 
@@ -105,6 +106,7 @@ class Supervisor:
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
             base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
             crashed=self._task_ended)
+        self.takeovers = Takeovers(self.runner)
         self.renewer = ClaimRenewer(store, self.clock, self.runner.running,
                                     lambda: self.settings.scheduler.lease_seconds)
         self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
@@ -253,7 +255,7 @@ class Supervisor:
 
     async def _startup(self) -> None:
         recovered: list[Takeover] = await self.calls.call("recover_running", self.store.recover_running)
-        await self.runner.settle_recovered(recovered, enqueue=False)  # the first scan queues the rest
+        await self.takeovers.settle_recovered(recovered, enqueue=False)  # the first scan queues the rest
         log.info(
             "supervisor_started", mode="daemon" if self.daemon else "once", pid=os.getpid(),
             videos_dir=str(self.settings.videos_dir), store=self.store.describe,
@@ -264,7 +266,7 @@ class Supervisor:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
             self.slots.apply(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
-        await self.runner.fill_people()
+        await self.takeovers.fill_people()
 
     def busy_off_loop(self) -> bool:
         """Whether work it handed to a thread (a store call, a scan, a result read) is still under way: what a
@@ -410,7 +412,7 @@ class Supervisor:
             reclaimed = await self.store.reclaim_expired()
         except StoreUnavailable:
             return  # said once by the renewals; asked again next time
-        await self.runner.settle_recovered(reclaimed, enqueue=not self._stop.is_set())
+        await self.takeovers.settle_recovered(reclaimed, enqueue=not self._stop.is_set())
 
     async def _report_queue(self) -> None:
         while True:
