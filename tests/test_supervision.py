@@ -50,7 +50,7 @@ def run_faulty(settings, faults, *, daemon=False, during=None, notifier=None, re
     return asyncio.run(main())
 
 
-def run_faulty_on_clock(settings, faults, *, script=None, daemon=False, scenario=None):
+def run_faulty_on_clock(settings, faults, *, script=None, daemon=False, scenario=None, **options):
     """As run_faulty, on a clock moved by hand with the in-process launcher (`script` as FakeLauncher's);
     `scenario(sup, clock, launcher)` drives a daemon. Returns (exit code, supervisor, store, launcher)."""
 
@@ -61,7 +61,7 @@ def run_faulty_on_clock(settings, faults, *, script=None, daemon=False, scenario
         launcher = FakeLauncher(clock, script)
         try:
             sup = Supervisor(settings, engine(store), daemon=daemon, store_retry=(1.0, 4.0), clock=clock,
-                             launcher=launcher)
+                             launcher=launcher, **options)
             clock.busy = sup.busy_off_loop
             task = asyncio.ensure_future(sup.run())
             await clock.settle()
@@ -176,6 +176,18 @@ def _notify_pairs(sock: NotifySocket) -> list[str]:
     return [k for m in sock.messages for k in ("RELOADING", "READY") if m.get(k) == "1"]
 
 
+class RecordingNotifier(Notifier):
+    """systemd's side of sd_notify, as a list of what was said."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.said: list[str] = []
+
+    def send(self, *fields: str) -> bool:
+        self.said.extend(f for f in fields if f in ("READY=1", "RELOADING=1"))
+        return True
+
+
 @pytest.mark.parametrize("failure", ["unlistable videos folder", "empty settings file", "unreadable settings"])
 def test_a_reload_that_goes_wrong_keeps_the_old_settings_and_always_says_ready(tmp_path, failure):
     make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
@@ -185,28 +197,24 @@ def test_a_reload_that_goes_wrong_keeps_the_old_settings_and_always_says_ready(t
     if failure == "unreadable settings":
         settings_file.unlink()
         settings_file.mkdir()
-    sock = NotifySocket(tmp_path / "notify.sock")
+    notifier = RecordingNotifier()
 
     def reload():
         if failure == "unlistable videos folder":
             raise PermissionError(13, "Permission denied", str(s.videos_dir))
         return load_settings(settings_file)
 
-    async def hup_twice(sup):
-        await until(lambda: sup.scans)
-        for expected in (1, 2):
+    async def hup_twice(sup, clock, launcher):
+        for _ in (1, 2):
             sup.request_reload()
-            await until(lambda expected=expected: _notify_pairs(sock).count("READY") >= 1 + expected)
+            await clock.advance(2)
         sup.request_stop()
 
-    try:
-        with capture_logs() as logs:
-            code, sup, _ = run_faulty(s, {}, daemon=True, during=hup_twice, notifier=Notifier(sock.address),
-                                      reload=reload)
-    finally:
-        sock.close()
+    with capture_logs() as logs:
+        code, sup, _, _ = run_faulty_on_clock(s, {}, daemon=True, scenario=hup_twice, notifier=notifier,
+                                              reload=reload, script=lambda video, attempt: (1.0, 0))
     assert code == 0
-    assert _notify_pairs(sock)[:5] == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
+    assert notifier.said[:5] == ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1"]
     failed = [e for e in logs if e["event"] == "reload_failed"]
     assert len(failed) == 2 and sup.reloads == 0 and sup.settings.scheduler.max_parallel == 2
 

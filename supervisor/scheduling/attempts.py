@@ -20,7 +20,7 @@ import structlog
 from supervisor.clock import Clock
 from supervisor.config import Settings
 from supervisor.jobs.contract import JobStoreEngine
-from supervisor.jobs.model import Job, JobState, ResultFolderTaken, Takeover
+from supervisor.jobs.model import Job, JobState, ResultFolderTaken
 from supervisor.jobs.retrying import RetryingStore
 from supervisor.observe.job_logs import JobLog, job_log_path
 from supervisor.observe.observers import Observers
@@ -35,14 +35,14 @@ from supervisor.protocol.paths import ResultRoot, UnsafeOutput, staging_key
 from supervisor.scheduling.gpu_memory import MemoryAdmission, Running, out_of_memory
 from supervisor.scheduling.outcomes import Decision, Verdict, decide
 from supervisor.scheduling.queue import JobQueue, QueueItem
-from supervisor.scheduling.recovery import finished_result, recovered_outcome
+from supervisor.scheduling.recovery import finished_result
 from supervisor.scheduling.result_folders import job_output_dir, real_root, result_key
 from supervisor.scheduling.slots import GpuId, SlotPool
 
 log = structlog.get_logger("supervisor")
 
 
-def _published(output: str | None, staging: Path, final: Path) -> str | None:
+def published_path(output: str | None, staging: Path, final: Path) -> str | None:
     """A path the worker named inside its staging folder, as it reads once published."""
     if output is None:
         return output
@@ -92,7 +92,7 @@ class JobRunner:
                  excuse: Callable[[GpuId, Outcome], str | None] = lambda gpu, outcome: None) -> None:
         self._settings = settings
         self.store = store
-        self._calls = calls
+        self.calls = calls
         self.queue = queue
         self.slots = slots
         self.clock = clock
@@ -132,7 +132,7 @@ class JobRunner:
         for rj in self.running.values():
             rj.run.request_stop()
 
-    async def _hours(self, folder: Path) -> list[HourRow] | None:
+    async def read_hours(self, folder: Path) -> list[HourRow] | None:
         """A published result set's people by hour, for the store (none when its files do not say, as a
         worker of the user's own that writes no counts); None when the folder cannot be read now. Read off
         the loop."""
@@ -156,67 +156,6 @@ class JobRunner:
         n = self.said[(event, reason)] = self.said.get((event, reason), 0) + 1
         if n == 1:
             log.warning(event, reason=reason, **fields)
-
-    async def fill_people(self) -> None:
-        """Once, for a store kept before it held people by hour: each done job's rows, from its result files."""
-        filled = later = 0
-        after = 0
-        while batch := await self._calls.call("without_people", self.store.without_people, after=after):
-            for job in batch:
-                after = job.id
-                folder = job_output_dir(self.settings.output_dir, job.result_key) if job.result_key else None
-                hours = await self._hours(folder) if folder is not None else []
-                if hours is None:  # not readable now (a share not mounted yet): the next start tries again
-                    later += 1
-                    continue
-                await self._calls.call("record_people", self.store.record_people, job.id, hours)
-                filled += 1
-        if filled:
-            log.info("people_filled", jobs=filled, message="people by hour of done jobs read from their results")
-        if later:
-            log.warning("people_not_filled", jobs=later, action="their result folders cannot be read now; the "
-                        "next start tries again")
-
-    async def settle_recovered(self, takeovers: list[Takeover], *, enqueue: bool) -> None:
-        """Jobs whose scheduler is gone, now held by this one: done if the lost attempt had finished (its
-        result set complete, published now if it was still staged), else queued again, the attempt not
-        counted (`enqueue`: into this run's queue at once; otherwise the next scan does it)."""
-        for taken in takeovers:
-            job, lost = taken.job, taken.lost_token
-            result, key = None, job.result_key
-            if key is not None:
-                result = self._lost_attempts_result(job, key, lost)
-            if result is None:
-                if key is not None:
-                    with contextlib.suppress(OSError, ValueError):
-                        self._results_folder().discard(key, lost)
-                requeued = await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
-                                                  token=job.claim_token)
-                log.warning("job_recovered", job_id=job.id, video=str(job.path), camera=job.camera,
-                            action="its scheduler stopped while it ran: queued again, the attempt not counted"
-                            if requeued else "taken by another scheduler meanwhile")
-                if enqueue and requeued:
-                    self.enqueue(replace(job, state=JobState.QUEUED))
-                continue
-            outcome = recovered_outcome(result, job, self.clock.time())
-            d = decide(outcome, job, self.settings.worker, result.output or "")
-            hours = await self._hours(Path(d.output or "").parent) or []
-            if await self._mark_done(job.id, job.claim_token, self.clock.time(), outcome, d, d.output, hours):
-                log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=d.output,
-                         message="its worker had finished when its scheduler stopped: recorded done, not run again")
-
-    def _lost_attempts_result(self, job: Job, key: str, lost: int) -> DoneEvent | None:
-        """The done event of the attempt of claim `lost`, published if it was still staged; else None."""
-        try:
-            final = job_output_dir(self.settings.output_dir, key)
-            staged = job_output_dir(self.settings.output_dir, staging_key(key, lost))
-            result = finished_result(staged, job, lost)
-            if result is not None and self._results_folder().publish(key, lost):
-                return replace(result, output=_published(result.output, staged, final))
-            return finished_result(final, job, lost)
-        except (OSError, ValueError) as exc:
-            log.warning("result_not_checked", job_id=job.id, folder=key, error=str(exc))
-            return None
 
     def enqueue(self, job: Job) -> bool:
         if job.id in self.running:
@@ -250,7 +189,7 @@ class JobRunner:
         try:
             key = result_key(self.settings.videos_dir, video)
             out_dir = job_output_dir(self.settings.output_dir, key)
-            job = await self._calls.call("claim", self.store.claim, job_id, now=self.clock.time(), result_key=key)
+            job = await self.calls.call("claim", self.store.claim, job_id, now=self.clock.time(), result_key=key)
         except ResultFolderTaken as exc:
             log.error("result_folder_conflict", job_id=job_id, video=str(video), other_job_id=exc.other.id,
                       other_video=str(exc.other.path), folder=exc.key)
@@ -264,7 +203,7 @@ class JobRunner:
             self._check_idle()
             return False
         if self._stopping():  # stopped while the claim was on its way: give it back, uncharged
-            await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job_id,
+            await self.calls.call("requeue_interrupted", self.store.requeue_interrupted, job_id,
                                    token=job.claim_token)
             return False
         if job.result_key is not None and job.result_key != key:  # a folder recorded by an older version
@@ -276,7 +215,7 @@ class JobRunner:
             return False
         staging = job_output_dir(self.settings.output_dir, staging_key(key, job.claim_token))
         try:
-            results = self._results_folder()
+            results = self.results_folder()
             stale = results.clear_stale(key, job.claim_token)
             if stale:
                 log.info("stale_attempts_removed", folder=str(out_dir), removed=stale)
@@ -315,16 +254,16 @@ class JobRunner:
                                   camera: str | None = None) -> None:
         """Dead without a worker: nothing any attempt could change (a folder taken, a video gone). `token`: the
         claim taken for it, or None when none was."""
-        await self._calls.call("mark_failed", self.store.mark_failed, job_id, token=token, now=self.clock.time(),
+        await self.calls.call("mark_failed", self.store.mark_failed, job_id, token=token, now=self.clock.time(),
                                error=reason, exit_code=None, retry_at=None)
         if camera is None:
-            camera = (await self._calls.call("get", self.store.get, job_id)).camera
+            camera = (await self.calls.call("get", self.store.get, job_id)).camera
         self.stats.record_dead(camera)
         log.error("job_dead", job_id=job_id, camera=camera, video=str(video), error=reason)
         self.queue.forget(job_id)
         self._check_idle()
 
-    def _results_folder(self) -> ResultRoot:
+    def results_folder(self) -> ResultRoot:
         root = real_root(self.settings.output_dir)
         if self._results is None or self._results.path != root:
             if self._results is not None:
@@ -409,9 +348,9 @@ class JobRunner:
                 outcome = replace(outcome, kind=OutcomeKind.TRANSIENT, exit_code=None, message=published)
                 d = decide(outcome, job, self.settings.worker, str(rj.output_dir))
         if d.verdict is Verdict.DONE:
-            output = _published(d.output, rj.staging, rj.output_dir)
-            hours = await self._hours(rj.output_dir) or []
-            if not await self._mark_done(job.id, rj.token, now, outcome, d, output, hours):
+            output = published_path(d.output, rj.staging, rj.output_dir)
+            hours = await self.read_hours(rj.output_dir) or []
+            if not await self.record_done(job.id, rj.token, now, outcome, d, output, hours):
                 return self._lost(rj, "mark_done")
             self.observers.people_counted(job.camera, hours)
             self.stats.record_done(job.camera, outcome.duration)
@@ -432,14 +371,14 @@ class JobRunner:
         excuse = self._excuse(rj.gpu, outcome) if d.verdict in (Verdict.RETRY, Verdict.DEAD) else None
         if excuse is not None:
             # Not the video's fault, and not an attempt: its GPU failed under it, or the share it reads stalled.
-            if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+            if not await self.calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
                                           token=rj.token):
                 return self._lost(rj, "requeue_interrupted")
             log.warning("job_not_charged", outcome=str(outcome.kind), exit_code=outcome.exit_code, reason=excuse,
                         action="queued again, no attempt charged")
             return JobState.QUEUED, now
         if d.verdict is Verdict.REQUEUE:
-            if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+            if not await self.calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
                                           token=rj.token):
                 return self._lost(rj, "requeue_interrupted")
             self.queue.hold(job.id)  # not finished: an interrupted once run says so in its exit code
@@ -449,7 +388,7 @@ class JobRunner:
         error = outcome.message or str(outcome.kind)
         if d.verdict is Verdict.HALT:
             # Not the video's fault: the job goes back to the queue, uncharged, and the run halts.
-            if not await self._calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
+            if not await self.calls.call("requeue_interrupted", self.store.requeue_interrupted, job.id,
                                           token=rj.token):
                 return self._lost(rj, "requeue_interrupted")
             # The cause is run_halted's, said once there; this line says only what became of the job.
@@ -458,7 +397,7 @@ class JobRunner:
             return JobState.QUEUED, None
         retry = d.verdict is Verdict.RETRY
         retry_at = now + d.retry_in if d.retry_in is not None else None
-        if not await self._calls.call("mark_failed", self.store.mark_failed, job.id, token=rj.token, now=now,
+        if not await self.calls.call("mark_failed", self.store.mark_failed, job.id, token=rj.token, now=now,
                                       error=error, exit_code=outcome.exit_code, retry_at=retry_at):
             return self._lost(rj, "mark_failed")
         self.stats.record_failed_attempt(job.camera, outcome.duration, retry)
@@ -472,11 +411,11 @@ class JobRunner:
                   attempts=job.attempts, duration_seconds=seconds, stderr_tail=outcome.stderr_tail)
         return JobState.DEAD, None
 
-    async def _mark_done(self, job_id: int, token: int, now: float, outcome: Outcome, d: Decision,
+    async def record_done(self, job_id: int, token: int, now: float, outcome: Outcome, d: Decision,
                          output: str | None, hours: list[HourRow]) -> bool:
         """Record a done attempt, however its end became known (its done event, or its result set found after
         a crash); False when its claim is no longer held."""
-        return await self._calls.call("mark_done", self.store.mark_done, job_id, token=token, now=now,
+        return await self.calls.call("mark_done", self.store.mark_done, job_id, token=token, now=now,
                                       duration=outcome.duration, output=output, video_seconds=d.video_seconds,
                                       covered_seconds=d.covered_seconds, damaged_seconds=d.damaged_seconds,
                                       hours=hours)
@@ -486,12 +425,12 @@ class JobRunner:
         before the rename: nobody can take the job over within the lease that follows). True: published (or
         the worker wrote elsewhere, `output`); None: the claim was lost, nothing published; a text: why the
         results could not be put in place."""
-        held = await self._calls.call("renew", self.store.renew, {rj.job.id: rj.token})
+        held = await self.calls.call("renew", self.store.renew, {rj.job.id: rj.token})
         if rj.job.id not in held:
             self._lost(rj, "publish")
             return None
         try:
-            published = self._results_folder().publish(rj.key, rj.token)
+            published = self.results_folder().publish(rj.key, rj.token)
         except OSError as exc:
             self._discard(rj)
             return f"cannot put the results in place at {rj.output_dir}: {exc.strerror or exc}"
@@ -502,7 +441,7 @@ class JobRunner:
     def _discard(self, rj: RunningJob) -> None:
         """Remove what an attempt that will not be published wrote."""
         try:
-            self._results_folder().discard(rj.key, rj.token)
+            self.results_folder().discard(rj.key, rj.token)
         except (OSError, ValueError) as exc:  # left for the next claim of the job to clear
             log.warning("attempt_files_not_removed", folder=str(rj.staging), error=str(exc))
 

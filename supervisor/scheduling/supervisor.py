@@ -50,6 +50,7 @@ from supervisor.scheduling.pausing import CriticalPause, Worker
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.share import ShareWatch
 from supervisor.scheduling.slots import GpuId, SlotPool
+from supervisor.scheduling.takeover import Takeovers
 
 log = structlog.get_logger("supervisor")
 
@@ -114,6 +115,7 @@ class Supervisor:
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
             base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
             crashed=self._task_ended, memory=self.memory if probe.indices() else None, excuse=self._excuse)
+        self.takeovers = Takeovers(self.runner)
         self.share = ShareWatch(lambda: self.settings, self.clock, sample=self._share_sample,
                                 on_change=self.observers.share_changed)
         self.renewer = ClaimRenewer(store, self.clock, self.runner.running,
@@ -200,7 +202,7 @@ class Supervisor:
             if self.store.shared:
                 long_lived.append(("takeovers", self._takeovers()))
             if self.monitor.policies:
-                long_lived.append(("gpu-health", self.monitor.run(self._apply_gpu_targets)))
+                long_lived.append(("gpu-health", self.monitor.run(self._gpu_polled)))
             long_lived.append(("share", self.share.run()))
             if self.daemon:
                 long_lived.append(("rescan", self._rescan_loop()))
@@ -275,7 +277,7 @@ class Supervisor:
 
     async def _startup(self) -> None:
         recovered: list[Takeover] = await self.calls.call("recover_running", self.store.recover_running)
-        await self.runner.settle_recovered(recovered, enqueue=False)  # the first scan queues the rest
+        await self.takeovers.settle_recovered(recovered, enqueue=False)  # the first scan queues the rest
         log.info(
             "supervisor_started", mode="daemon" if self.daemon else "once", pid=os.getpid(),
             videos_dir=str(self.settings.videos_dir), store=self.store.describe,
@@ -286,7 +288,7 @@ class Supervisor:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
             self._apply_gpu_targets(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
-        await self.runner.fill_people()
+        await self.takeovers.fill_people()
 
     def busy_off_loop(self) -> bool:
         """Whether work it handed to a thread (a store call, a scan, a result read) is still under way: what a
@@ -427,8 +429,12 @@ class Supervisor:
             out.append(t)
         return out
 
-    def _apply_gpu_targets(self, targets: list[SlotTarget]) -> None:
+    def _gpu_polled(self, targets: list[SlotTarget]) -> None:
+        """The GPU-health loop went round: it beats for the watchdog, and its targets are applied."""
         self._beat("gpu-health")
+        self._apply_gpu_targets(targets)
+
+    def _apply_gpu_targets(self, targets: list[SlotTarget]) -> None:
         self.memory.observe(targets)
         targets = self._paced(self.memory.capped(targets))
         self.slots.apply(targets)
@@ -490,7 +496,7 @@ class Supervisor:
             reclaimed = await self.store.reclaim_expired()
         except StoreUnavailable:
             return  # said once by the renewals; asked again next time
-        await self.runner.settle_recovered(reclaimed, enqueue=not self._stop.is_set())
+        await self.takeovers.settle_recovered(reclaimed, enqueue=not self._stop.is_set())
 
     async def _report_queue(self) -> None:
         while True:
