@@ -51,6 +51,12 @@ def test_counts_people_in_each_region_as_the_scene_contains(scene, model, tmp_pa
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert events[-1]["event"] == "done" and events[-1]["output"] == str(tmp_path / "out" / "summary.json")
     assert any(e["event"] == "progress" and e["duration_seconds"] == 7.0 for e in events)
+    # What it read of the file, for the videos share's health: every byte of it, and the time it took.
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [e["read_bytes"] for e in progress] == sorted(e["read_bytes"] for e in progress)
+    timings = json.loads((tmp_path / "out" / "summary.json").read_text())["timing"]
+    assert 0.9 * video.stat().st_size <= timings["read_bytes"] <= video.stat().st_size
+    assert 0 < timings["read_wait_seconds"] <= timings["total_seconds"]
     regions = load_rois(rois).regions_for("cam")
     sprites = load_sprites()
     rows = list(csv.DictReader((tmp_path / "out" / "counts.csv").read_text().splitlines()))

@@ -189,6 +189,10 @@ class DecodeReport:
     gaps: list[Gap] = field(default_factory=list)
     bytes_lost: int = 0
     decode_seconds: float = 0.0
+    # Reading the file: the bytes the demuxer took from it (every stream's packets), and the time spent in
+    # the demuxer (reading, and the container's own framing), apart from decoding and inference.
+    read_bytes: int = 0
+    read_seconds: float = 0.0
     skipping: bool = False  # frames no other frame refers to were not decoded
 
     def end_time(self) -> float:
@@ -392,6 +396,20 @@ class VideoSource:
     def close(self) -> None:
         self._container.close()
 
+    def _timed(self, packets: Iterator[Any]) -> Iterator[Any]:
+        """The demuxer's packets, with the time it took for each and its size added to the report."""
+        report = self.report
+        while True:
+            started = time.perf_counter()
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            finally:
+                report.read_seconds += time.perf_counter() - started
+            report.read_bytes += packet.size or 0
+            yield packet
+
     def _frames(self) -> Iterator[tuple[Any, int]]:
         """Decoded frames, each with the number of decoding errors met since the one before. Every
         stream's packets are demuxed (only the video's decoded), for their byte positions and ends."""
@@ -405,7 +423,7 @@ class VideoSource:
         watch = self._bytes
         while True:
             try:
-                for packet in self._container.demux():
+                for packet in self._timed(self._container.demux()):
                     retries = 0
                     watch.see(packet)
                     if packet.stream_index != index:

@@ -127,6 +127,9 @@ class Timings:
             "total_seconds": round(total, 3), "decode_seconds": round(report.decode_seconds, 3),
             "waiting_for_frames_seconds": round(waited, 3),
             "frames_decoded": report.frames_decoded,
+            "read_bytes": report.read_bytes, "read_wait_seconds": round(report.read_seconds, 3),
+            "read_mb_per_second": round(report.read_bytes / 2**20 / report.read_seconds, 1)
+            if report.read_seconds > 0 else 0.0,
             "inference_seconds": round(self.inference, 3),
             "other_seconds": round(max(0.0, total - waited - self.inference), 3),
             "video_seconds_per_second": round(video_seconds / total, 3) if total > 0 else 0.0,
@@ -254,7 +257,8 @@ def _process(args: argparse.Namespace, source: VideoSource, regions: Any, timing
                   "fps": round(report.frames_decoded / max(now - timings.started, 1e-6), 1),
                   "sample": "inferred" if decisions[-1] == "i" else "reused",
                   "samples": "".join(decisions), "samples_from_seconds": round(decided_from or 0.0, 3),
-                  "samples_inferred": gate.inferred, "samples_reused": gate.reused})
+                  "samples_inferred": gate.inferred, "samples_reused": gate.reused,
+                  "read_bytes": report.read_bytes, "read_wait_seconds": round(report.read_seconds, 3)})
             decisions.clear()
             decided_from = None
 

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--daemon", action="store_true", help="run forever: rescan periodically and on SIGHUP")
     p.add_argument("--state-db", help="job store: a SQLite file, or a postgresql:// URL shared by several hosts "
                                       "(put a password in PGPASSWORD or ~/.pgpass, never here)")
-    p.add_argument("--output-dir", type=Path, help="where results go: OUTPUT/<camera>/<video>/")
+    p.add_argument("--output-dir", type=Path,
+                   help="where results go: OUTPUT/<the video's path under the videos directory>/")
     p.add_argument("--log-dir", type=Path, help="where processing_*.log and errors_*.log go")
     p.add_argument("--reprocess", action="store_true", help="run again videos already done")
     p.add_argument("--allow-root", action="store_true", help="allow running as root")
