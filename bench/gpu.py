@@ -99,6 +99,37 @@ def worker_runs(video: Path, folder: Path) -> None:
               f"{s.get('gpu_memory', {}).get('max_allocated_mb', '?')} MB allocated")
 
 
+def ramp_up(video: Path, folder: Path) -> None:
+    """How a worker's GPU memory grows after its start, from NVML's per-process figures every 0.1 s: its
+    peak, and how long it takes to reach 90 % of it (what `gpu.job_memory_mb` and `gpu.memory_ramp_seconds`
+    describe)."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    proc = subprocess.Popen([sys.executable, "-m", "workers.detect", f"--video={video}", "--camera=cam",
+                             f"--out={folder / 'ramp'}", f"--model={MODEL}", "--engine=torch", "--device=cuda:0",
+                             "--batch=8"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    started = time.perf_counter()
+    trace: list[tuple[float, float]] = []
+    while proc.poll() is None and time.perf_counter() - started < 120:
+        for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if p.pid == proc.pid and p.usedGpuMemory is not None:
+                trace.append((time.perf_counter() - started, p.usedGpuMemory / 2**20))
+        time.sleep(0.1)
+    proc.wait(timeout=60)
+    pynvml.nvmlShutdown()
+    if not trace:
+        print("ramp-up: NVML showed no memory for the worker's process (in a container NVML may not see pids)")
+        return
+    peak = max(mb for _, mb in trace)
+    reached = next(t for t, mb in trace if mb >= 0.9 * peak)
+    first = trace[0][0]
+    print(f"ramp-up, one worker (batch 8, half): GPU memory first seen {first:.1f} s after its start, 90 % of its "
+          f"peak {peak:.0f} MB at {reached:.1f} s: gpu.job_memory_mb ~ {peak:.0f}, gpu.memory_ramp_seconds >= "
+          f"{reached:.0f}")
+
+
 def decode_rates(video: Path) -> None:
     import av
 
@@ -143,6 +174,7 @@ def main() -> int:
         decode_rates(video)
         if cuda and gpus:
             worker_runs(video, Path(d))
+            ramp_up(video, Path(d))
         else:
             print("skipped: worker runs at batch 1, 8, 16 in half precision and peak GPU memory (no CUDA GPU)")
     print(f"bench/gpu.sh: done in {time.perf_counter() - started:.0f} s")

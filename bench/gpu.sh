@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # GPU figures in one run, on a host with a CUDA GPU:
 #   1. bench/gpu.py: NVML readings and thresholds, the worker at batch 1, 8 and 16 in half precision, NVDEC
-#      against CPU decoding, each worker's peak GPU memory (under 5 minutes);
+#      against CPU decoding, each worker's peak GPU memory, and how a worker's memory ramps up after its
+#      start (NVML per process: the peak and the time to 90 % of it, for gpu.job_memory_mb and
+#      gpu.memory_ramp_seconds) (under 5 minutes);
 #   2. bench/day.py on CUDA: a day of recordings (DAY_CAMERAS cameras x DAY_MINUTES minutes) through
 #      ultralytics' own stream, the worker ungated (torch half, batch 8, CPU decoding) and gated (NVDEC
 #      decoding, non-reference frames skipped), where the time goes (inference, decoding, waiting for
