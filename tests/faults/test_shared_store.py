@@ -14,7 +14,8 @@ from supervisor.jobs.postgres import PostgresReader
 from tests.daemon_harness import Daemon, children, daemon_settings, wait_gone
 from tests.fakes import make_video, read_runs
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow]
+# Three daemons and a real PostgreSQL server on a busy 2-core machine: minutes, not the two a unit test gets.
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def shared_settings(tmp_path, url, name, *, job_seconds, lease=4.0):
