@@ -204,7 +204,7 @@ def test_the_expected_peak_is_learned_per_model_from_what_jobs_used():
     for job in (1, 2):
         book.finished(job, 0, out_of_memory=False, running_on_gpu=2)
     assert book.expected_mb() == 1100  # the 90th percentile of what jobs of this model used
-    assert book.figures()["expected_from"] == "p90 of 2 jobs"
+    assert book.figures(0)["expected_from"] == "p90 of 2 jobs"
 
 
 def test_an_out_of_memory_exit_caps_its_gpu_for_a_while(tmp_path):

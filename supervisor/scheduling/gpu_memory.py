@@ -19,7 +19,7 @@ free-memory floor still applies): memory that others hold is never waited on for
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -145,13 +145,13 @@ class MemoryAdmission:
                            f"{seconds:g} s")
         return limit
 
-    def figures(self) -> Mapping[str, object]:
-        """For the snapshot: the expected peak, where it came from, and the caps and refusals in force."""
+    def figures(self, gpu: GpuId) -> dict[str, object]:
+        """For one GPU's snapshot: the expected peak, where it came from, and the cap and refusal in force."""
         peaks = self._peaks.get(self.profile)
+        cap = self._caps.get(gpu)
         return {"expected_job_mb": round(self.expected_mb()),
                 "expected_from": f"p90 of {len(peaks)} jobs" if peaks else "gpu.job_memory_mb",
-                "caps": {str(g): limit for g, (limit, _) in self._caps.items()},
-                "waiting": {str(g): why for g, why in self.refused.items()}}
+                "memory_cap": cap[0] if cap is not None else None, "memory_waiting": self.refused.get(gpu)}
 
 
 def out_of_memory(exit_code: int | None, message: str, stderr_tail: str) -> bool:

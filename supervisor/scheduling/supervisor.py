@@ -137,6 +137,7 @@ class Supervisor:
         # The clock's monotonic time each task that must keep going whatever the store does last went round.
         self._beats: dict[str, float] = {}
         self._store_round_trip_ms: float | None = None  # the last snapshot's count query, both engines
+        self._held_by_share: set[GpuId] = set()  # GPUs whose limit the share holds down now (said once)
 
     @property
     def running(self) -> dict[int, RunningJob]:
@@ -369,15 +370,7 @@ class Supervisor:
 
     def gpu_figures(self) -> list[dict[str, Any]]:
         """Each GPU as the monitor sees it, with what admission by memory makes of it."""
-        memory = self.memory.figures()
-        out = []
-        for g in self.monitor.snapshot():
-            waiting = memory["waiting"]
-            caps = memory["caps"]
-            assert isinstance(waiting, dict) and isinstance(caps, dict)
-            out.append({**g, "expected_job_mb": memory["expected_job_mb"], "expected_from": memory["expected_from"],
-                        "memory_waiting": waiting.get(str(g["gpu"])), "memory_cap": caps.get(str(g["gpu"]))})
-        return out
+        return [{**g, **self.memory.figures(g["gpu"])} for g in self.monitor.snapshot()]
 
     async def tick_observers(self) -> None:
         self.observers.tick(await self.snapshot())
@@ -419,13 +412,18 @@ class Supervisor:
         self.share.note_workers((self.clock.time() - rj.started_at, rj.progress) for rj in self.running.values())
         why = self.share.pacing()
         if why is None:
+            self._held_by_share.clear()
             return targets
         out = []
         for t in targets:
             held = self.slots.limit(t.gpu)
             if t.limit > held:
-                log.info("limit_not_raised", gpu=t.gpu, limit=held, wanted=t.limit, reason=why)
+                if t.gpu not in self._held_by_share:  # said once while it lasts, not every poll
+                    self._held_by_share.add(t.gpu)
+                    log.info("limit_not_raised", gpu=t.gpu, limit=held, wanted=t.limit, reason=why)
                 t = replace(t, limit=held, reason=f"{t.reason}; not raised: {why}")
+            else:
+                self._held_by_share.discard(t.gpu)
             out.append(t)
         return out
 
