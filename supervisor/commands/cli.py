@@ -27,7 +27,6 @@ from supervisor.config import (
     Settings,
     is_store_url,
     load_settings,
-    load_with_store,
 )
 from supervisor.jobs.connect import open_reader
 from supervisor.jobs.discovery import scan
@@ -279,16 +278,12 @@ def _inspect(command: str, argv: list[str]) -> int:
         p.add_argument("--html", type=Path, metavar="FILE",
                        help="write one self-contained page of charts and tables (opens with no network)")
     args = p.parse_args(argv)
-    try:
-        s = load_with_store(args.settings, args.state_db)
-    except ConfigError as exc:
-        print(f"video-supervisor: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    from supervisor.commands.mistakes import reader_settings
+
+    s = reader_settings(command, args.settings, args.state_db)
+    if isinstance(s, int):
+        return s
     url, db = s.store_url, s.state_db
-    if not url and not db.exists():
-        print(f"video-supervisor {command}: no job store at {db}: run it where the supervisor ran (relative paths "
-              "are from there), or pass --settings or --state-db", file=sys.stderr)
-        return 1
     try:
         return _inspect_store(command, args, url, db, s.status_file)
     except StoreUnavailable as exc:  # a server that does not answer: not a settings mistake

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from supervisor.config import ConfigError, load_with_store
+from supervisor.commands.mistakes import reader_settings
 from supervisor.jobs.connect import open_reader
 from supervisor.jobs.contract import JobReader
 from supervisor.jobs.model import Job, JobState, StoreError, StoreUnavailable
 from supervisor.observe.job_logs import job_log_path
-from supervisor.protocol import EX_CONFIG, EX_OK
+from supervisor.protocol import EX_OK
 
 FOLLOW_POLL_SECONDS = 0.5
 
@@ -41,15 +41,9 @@ def _job(store: JobReader, job_id: int) -> Job | None:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    try:
-        s = load_with_store(args.settings, args.state_db)
-    except ConfigError as exc:
-        print(f"video-supervisor log: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    if not s.store_url and not s.state_db.exists():
-        print(f"video-supervisor log: no job store at {s.state_db}: run it where the supervisor ran, or pass "
-              "--settings or --state-db", file=sys.stderr)
-        return 1
+    s = reader_settings("log", args.settings, args.state_db)
+    if isinstance(s, int):
+        return s
     log_dir: Path = args.log_dir if args.log_dir is not None else s.log_dir
     try:
         store = open_reader(s.store_url or s.state_db)

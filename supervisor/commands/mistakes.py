@@ -13,11 +13,13 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from supervisor.config import ConfigError, Settings
+from supervisor.config import ConfigError, Settings, load_with_store
+from supervisor.protocol import EX_CONFIG
 
 _DATE = re.compile(r"(?:19|20)\d\d[-_.]?[01]\d[-_.]?[0-3]\d")
 # Names people give the folder that holds the camera folders.
@@ -124,3 +126,18 @@ def check_writable(s: Settings, *, daemon: bool) -> list[str]:
                 continue
             raise ConfigError(s.source, key, reason) from None
     return warnings
+
+
+def reader_settings(command: str, settings: Path | None, state_db: str | None) -> Settings | int:
+    """The settings of a command that reads the job store (`status`, `report`, `log`); when they are bad or
+    there is no store where they point, the line is said and its exit status returned instead."""
+    try:
+        s = load_with_store(settings, state_db)
+    except ConfigError as exc:
+        print(f"video-supervisor {command}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if not s.store_url and not s.state_db.exists():
+        print(f"video-supervisor {command}: no job store at {s.state_db}: run it where the supervisor ran (relative "
+              "paths are from there), or pass --settings or --state-db", file=sys.stderr)
+        return 1
+    return s
