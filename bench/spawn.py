@@ -1,8 +1,9 @@
 """What starting a worker costs the event loop: the project's launcher against asyncio's own subprocesses.
 
 The launcher (supervisor/process/child.py) starts a worker with `subprocess.Popen` (vfork: nothing
-runs between fork and exec) and reads it through socket pairs; asyncio's `loop.subprocess_exec`
-is the library way. On uvloop the library forks the whole daemon and runs Python in the child
+runs between fork and exec) and reads its pipes and pidfd on the loop; asyncio's
+`loop.subprocess_exec` is the library way, also given here as a drop-in `library_spawn` that
+bench/scheduler.py runs the scheduler with. On uvloop the library forks the whole daemon and runs Python in the child
 before exec, which costs the loop far more a start. Each start here is timed from the call to the
 child's exit seen and its output drained, `/bin/true`, one at a time, in a process that has loaded
 the supervisor (a fork copies its page tables), alternating the two for fairness.
@@ -17,7 +18,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +38,52 @@ async def ours() -> None:
     while await child.stdout.read(65536):
         pass
     child.close()
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's stream protocol, also telling when the process ended (its `Process.wait()` waits for
+    the pipes to close as well)."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.ended: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+
+class LibraryChild:
+    """What `supervisor.process.child.spawn` returns, made with asyncio's own subprocesses."""
+
+    def __init__(self, transport: asyncio.SubprocessTransport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.pid = transport.get_pid()
+        assert protocol.stdout is not None and protocol.stderr is not None
+        self.stdout, self.stderr = protocol.stdout, protocol.stderr
+
+    def close(self) -> None:
+        self._transport.close()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._transport.get_returncode() if self._protocol.ended.done() else None
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._protocol.ended)
+        code = self._transport.get_returncode()
+        assert code is not None
+        return code
+
+
+async def library_spawn(program: str, args: Sequence[str], *, env: Mapping[str, str], limit: int) -> LibraryChild:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _Protocol(limit, loop), program, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=dict(env), start_new_session=True)
+    return LibraryChild(transport, protocol)
 
 
 async def library() -> None:

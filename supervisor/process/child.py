@@ -1,19 +1,18 @@
-"""A child process on the event loop, started the cheap way.
+"""A child process on the event loop: started by `subprocess.Popen`, watched and read by the loop.
 
-`subprocess.Popen` with nothing to run between fork and exec uses vfork: a fraction of a
-millisecond, where a full fork of a daemon with threads and a loaded interpreter costs several.
-The child's stdout and stderr are the far ends of socket pairs, whose near ends the loop reads
-(a transport made from a socket takes it over whole, so no descriptor has two owners). Exits are
-watched by one reaper thread for every child, through pidfds (Linux 5.3+; a thread per child where
-pidfd_open is missing), which hands each status back to its loop. There is no child watcher and no
-SIGCHLD handler to share with anything else in the process.
+This is asyncio's own subprocess machinery with one part swapped. The output arrives through plain
+pipes read by the loop's pipe transports (`connect_read_pipe`), and the exit is watched by the loop
+itself through a pidfd (Linux 5.3+; `add_reader`, as asyncio's pidfd child watcher does; a thread
+per child where pidfd_open is missing): no child watcher, no SIGCHLD handler, no thread of ours.
 
-Why not asyncio's own subprocesses (`create_subprocess_exec`), the library way: on uvloop they fork
-the whole daemon and run Python in the child before exec. `bench/spawn.py` measured 8-12 ms of the
-loop's time a start that way against 1.3-2.6 ms here (on the plain asyncio loop the library costs
-about what this does), and the 400 jobs of 50 ms in bench/scheduler.py took 1.4-2.9x xargs' time
-against 1.5-1.7x with this launcher, same runs. asyncio's `Process.wait()` on CPython also returns
-only once every pipe is closed, which a grandchild holding the worker's stdout can put off for ever.
+The swapped part is the start. `asyncio.create_subprocess_exec` on uvloop forks the whole daemon
+and runs Python in the child before exec, all on the loop's time; `subprocess.Popen` with nothing
+to run between fork and exec uses vfork. `bench/spawn.py` measures a start both ways (0.6 ms here
+against 3.2 ms on uvloop, quiet 2-core machine) and `bench/scheduler.py` prints both on 400 jobs of
+50 ms against `xargs -P 4`: 1.08x here, 1.20x with asyncio's subprocesses on uvloop, beside a
+target of 1.10x. The exit is also reported as soon as the worker ends: asyncio's `Process.wait()`
+returns only once every pipe is closed, which a grandchild holding the worker's stdout can put
+off for ever.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
-import socket
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -61,109 +58,74 @@ def live_pids() -> set[int]:
     return set(_live)
 
 
-def _report(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], pid: int) -> None:
-    _live.discard(pid)
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
-    def settle() -> None:
-        if not done.done():
-            done.set_result(None)
 
-    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-        loop.call_soon_threadsafe(settle)
+def _watch_exit(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        threading.Thread(target=_wait_alone, args=(proc, loop, done), name="child-wait", daemon=True).start()
+        return
+
+    def ended() -> None:  # the pidfd turns readable once the process has ended: this reaps it at once
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        proc.wait()
+        _live.discard(proc.pid)
+        _settle(done)
+
+    loop.add_reader(pidfd, ended)
 
 
 def _wait_alone(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
     proc.wait()
-    _report(loop, done, proc.pid)
+    _live.discard(proc.pid)
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+        loop.call_soon_threadsafe(_settle, done)
 
 
-class _Reaper:
-    """One thread that waits for the exit of every child at once: each pidfd turns readable when its
-    process ends; the thread reaps it and tells the loop that waits for it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._watched: dict[int, tuple[subprocess.Popen[bytes], asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
-        self._poll = select.poll()
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._poll.register(self._wake_r, select.POLLIN)
-        threading.Thread(target=self._run, name="child-reaper", daemon=True).start()
-
-    def watch(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop,
-              done: asyncio.Future[None]) -> None:
-        try:
-            fd = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError):
-            threading.Thread(target=_wait_alone, args=(proc, loop, done), daemon=True).start()
-            return
-        with self._lock:
-            self._watched[fd] = (proc, loop, done)
-            self._poll.register(fd, select.POLLIN)
-        os.write(self._wake_w, b"x")
-
-    def _run(self) -> None:
-        while True:
-            for fd, _ in self._poll.poll():
-                if fd == self._wake_r:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_r, 4096)
-                    continue
-                with self._lock:
-                    proc, loop, done = self._watched.pop(fd)
-                    self._poll.unregister(fd)
-                os.close(fd)
-                proc.wait()  # it has ended: this reaps it at once
-                _report(loop, done, proc.pid)
-
-
-_reaper: _Reaper | None = None
-_reaper_lock = threading.Lock()
-
-
-def _watch_exit(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
-    global _reaper
-    with _reaper_lock:
-        if _reaper is None:
-            _reaper = _Reaper()
-    _reaper.watch(proc, loop, done)
-
-
-async def _reader(sock: socket.socket, limit: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+async def _reader(fd: int, limit: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """The read end `fd` of a pipe, taken over by a transport (closing it closes the pipe)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
+    pipe = open(fd, "rb", buffering=0)  # noqa: SIM115  (the transport owns it from here)
     try:
-        transport, _ = await loop.create_connection(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-                                                    sock=sock)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
     except BaseException:
-        sock.close()
+        pipe.close()
         raise
     return reader, transport
 
 
 async def spawn(program: str, args: Sequence[str], *, env: Mapping[str, str], limit: int) -> Child:
     """Start `program args` in a session of its own, stdin from /dev/null, stdout and stderr read by the loop."""
-    out_near, out_far = socket.socketpair()
-    err_near, err_far = socket.socketpair()
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        with out_far, err_far:  # the child has its copies; ours close once it is started
-            proc = subprocess.Popen([program, *args], stdin=subprocess.DEVNULL, stdout=out_far.fileno(),
-                                    stderr=err_far.fileno(), env=dict(env), start_new_session=True, close_fds=True)
+        proc = subprocess.Popen([program, *args], stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                                env=dict(env), start_new_session=True, close_fds=True)
     except BaseException:
-        out_near.close()
-        err_near.close()
+        os.close(out_r)
+        os.close(err_r)
         raise
+    finally:  # the child has its copies of the write ends
+        os.close(out_w)
+        os.close(err_w)
     _live.add(proc.pid)
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
     _watch_exit(proc, loop, exited)
     try:
-        out = await _reader(out_near, limit)
+        out = await _reader(out_r, limit)
     except BaseException:
-        err_near.close()
+        os.close(err_r)
         _kill(proc)
         raise
     try:
-        err = await _reader(err_near, limit)
+        err = await _reader(err_r, limit)
     except BaseException:
         out[1].close()
         _kill(proc)
