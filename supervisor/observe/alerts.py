@@ -12,8 +12,8 @@ are never logged whole (they often hold a secret).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
+import ipaddress
 import json
 import socket
 import ssl
@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+import httpx
 import structlog
 
 from supervisor.config import AlertSettings
@@ -50,48 +51,41 @@ class DeliveryError(Exception):
 
 
 async def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
-    """POST `payload` as JSON; the whole exchange is bounded by `timeout`. Returns the HTTP status."""
-    try:
-        return await asyncio.wait_for(_post(url, json.dumps(payload).encode()), timeout)
-    except TimeoutError:
-        raise DeliveryError(f"timed out: no complete answer within {timeout:g} s") from None
-
-
-async def _post(url: str, body: bytes) -> int:
+    """POST `payload` as JSON; the whole exchange (connect, TLS, send, the answer's head) is bounded by
+    `timeout`. Returns the HTTP status. `user:password@` becomes Basic auth; the environment's
+    HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE apply, except to a loopback address, which no proxy
+    can reach for us."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DeliveryError("not an http(s) URL")
-    tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    headers = {"Host": parts.netloc.rpartition("@")[2], "Content-Type": "application/json",
-               "Content-Length": str(len(body)), "User-Agent": "video-supervisor", "Connection": "close"}
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    loopback = parts.hostname == "localhost" or _is_loopback(parts.hostname)
     try:
-        reader, writer = await asyncio.open_connection(
-            parts.hostname, port, ssl=ssl.create_default_context() if tls else None,
-            server_hostname=parts.hostname if tls else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise DeliveryError(f"cannot connect: {getattr(exc, 'strerror', None) or exc}") from None
+        # httpx's own timeout bounds each read and write; a server dripping a byte a second passes
+        # each of those, so one deadline goes around the whole exchange.
+        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout, trust_env=not loopback,
+                                                               follow_redirects=False) as client:
+            response = await client.post(url, json=payload, headers={"User-Agent": "video-supervisor"})
+            return response.status_code
+    except (TimeoutError, httpx.TimeoutException):
+        raise DeliveryError(f"timed out: no complete answer within {timeout:g} s") from None
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"connection failed: {_without(str(exc) or type(exc).__name__, url)}") from None
+
+
+def _is_loopback(host: str) -> bool:
     try:
-        head = f"POST {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        writer.write(head.encode("latin-1") + body)
-        await writer.drain()
-        status_line = await reader.readline()
-        fields = status_line.decode("latin-1").split()
-        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-            raise DeliveryError("not an HTTP answer")
-        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-            pass  # the headers; the status is all an alert needs
-        return int(fields[1])
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-        raise DeliveryError(f"connection failed: {getattr(exc, 'strerror', None) or exc}") from None
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _without(text: str, url: str) -> str:
+    """`text` with the URL's path, query and credentials taken out (an error may quote the request)."""
+    parts = urlsplit(url)
+    for secret in (url, parts.path, parts.query, parts.username, parts.password):
+        if secret and len(secret) > 1:
+            text = text.replace(secret, "…")
+    return text
 
 
 def _smtp_target(url: str) -> tuple[str, int, str | None, str | None, bool]:

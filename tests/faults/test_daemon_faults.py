@@ -112,13 +112,19 @@ def test_a_full_log_disk_never_stops_a_job_and_says_so_once(tmp_path, log_disk):
     assert '"event": "run_summary"' in proc.stdout  # the console still has the whole story
 
 
-class DripServer:
-    """Accepts a connection, then answers one byte a second: the slowest possible HTTP endpoint."""
+ANSWER = b"HTTP/1.1 204 No Content\r\n\r\n"
 
-    def __init__(self) -> None:
+
+class DripServer:
+    """Accepts connections, then answers each one byte every `interval` seconds: an endpoint that never
+    stalls long enough for a per-read timeout, yet never finishes in time."""
+
+    def __init__(self, interval: float) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
+        self.interval = interval
         self.requests: list[bytes] = []
+        self.answered = 0  # connections given the whole answer
         self._stop = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -138,10 +144,11 @@ class DripServer:
             conn.settimeout(1.0)
             try:
                 self.requests.append(conn.recv(65536))
-                for byte in b"HTTP/1.1 204 No Content\r\n\r\n":
-                    if self._stop.wait(1.0):
+                for byte in ANSWER:
+                    if self._stop.wait(self.interval):
                         return
                     conn.sendall(bytes([byte]))
+                self.answered += 1
             except OSError:
                 return
 
@@ -151,35 +158,34 @@ class DripServer:
 
 
 def test_a_drip_feeding_webhook_is_cut_off_at_its_deadline_and_never_holds_up_a_stop():
-    server = DripServer()
+    # A byte every 0.2 s passes any per-read timeout of 1 s; the whole answer would take 5.4 s.
+    server = DripServer(interval=0.2)
     url = f"http://alerts:s3cret@127.0.0.1:{server.port}/hook"
 
     async def main():
-        started = time.monotonic()
         with pytest.raises(Exception, match="timed out"):
-            await post_json(url, {"kind": "x"}, timeout=0.5)
-        one_post = time.monotonic() - started
-        alerts = Alerts(AlertSettings(webhooks=(url,), timeout_seconds=0.5, max_retries=5,
+            await post_json(url, {"kind": "x"}, timeout=1.0)
+        cut_off = server.answered == 0  # the deadline ended it, not the answer
+        alerts = Alerts(AlertSettings(webhooks=(url,), timeout_seconds=1.0, max_retries=5,
                                       retry_backoff_seconds=0.01, min_interval_seconds=0))
         await alerts.start(None)  # type: ignore[arg-type]
         for kind in ("a", "b", "c"):
             alerts.alert(kind)
-        started = time.monotonic()
         await alerts.stop()
-        return one_post, time.monotonic() - started, alerts
+        return cut_off, len(server.requests), server.answered, alerts
 
     try:
-        one_post, stop_took, alerts = asyncio.run(main())
+        cut_off, tries, answered, alerts = asyncio.run(main())
     finally:
         server.close()
-    # One deadline for connect, send and read together: the server would need 27 s for its answer.
-    assert one_post < 5 * 0.5
-    assert stop_took < 5 * 0.5  # the stop waits one deadline, not the queue's worth of retries
-    assert alerts.sent == 0
+    assert cut_off
+    # The stop waits one deadline, not the queue's worth of tries (3 alerts x 6), and no answer came.
+    assert 2 <= tries < 6 and answered == 0 and alerts.sent == 0
     # user:password@ became a Basic Authorization header, and left the request line and Host alone.
-    first = server.requests[0].decode("latin-1")
-    assert "Authorization: Basic YWxlcnRzOnMzY3JldA==" in first
-    assert first.startswith("POST /hook HTTP/1.1") and f"Host: 127.0.0.1:{server.port}" in first
+    line, *fields = server.requests[0].decode("latin-1").split("\r\n\r\n")[0].split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (f.split(":", 1) for f in fields)}
+    assert line == "POST /hook HTTP/1.1" and headers["host"] == f"127.0.0.1:{server.port}"
+    assert headers["authorization"] == "Basic YWxlcnRzOnMzY3JldA=="
 
 
 def test_results_are_private_to_the_service_group(tmp_path):
