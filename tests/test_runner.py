@@ -155,6 +155,29 @@ def test_grandchildren_die_with_the_worker_group(tmp_path):
         pytest.fail("the worker's child outlived its process group")
 
 
+def test_the_exit_is_seen_while_a_process_outside_the_group_still_holds_the_output(tmp_path):
+    """asyncio's `Process.wait()` would wait for the pipes too; the launcher reports the exit itself."""
+    from supervisor.process.child import live_pids, spawn
+
+    pidfile = tmp_path / "holder.pid"
+    script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 120' & echo started; exit 3"
+
+    async def main():
+        child = await spawn("/bin/sh", ["-c", script], env={"PATH": os.environ["PATH"]}, limit=1 << 16)
+        code = await child.wait()  # the test's own timeout is the cap
+        first = await child.stdout.readline()
+        still_open = not child.stdout.at_eof()
+        child.close()
+        return child.pid, code, first, still_open
+
+    pid, code, first, still_open = asyncio.run(main())
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        time.sleep(0.01)
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert code == 3 and first == b"started\n" and still_open
+    assert pid not in live_pids()
+
+
 def test_a_missing_worker_program_is_a_spawn_failure():
     outcome, _, _ = run_worker(["/nonexistent/worker", "--video", "x"])
     assert outcome.kind is OutcomeKind.SPAWN_FAILED
