@@ -2,6 +2,10 @@
 
 One frozen `Settings` object is built and validated at the edge; a reload
 builds a new one and swaps it in whole, or keeps the old one.
+
+Longer than the other modules on purpose: a key's type, its default and its check live here
+together, so adding or changing a setting touches one file, and the reading of the types (about
+60 lines; see README, "Architecture", for why not msgspec) sits beside the types it reads.
 """
 
 from __future__ import annotations

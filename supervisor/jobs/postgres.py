@@ -12,6 +12,10 @@ Discovery from several hosts is idempotent (insert-or-ignore on the video's path
 awaited on the loop through psycopg's async connections: one for the work, and a pool of one
 (psycopg_pool) for renewals, so a long scan never delays a renewal; a server that does not answer
 (restarting, unreachable, out of connections) raises StoreUnavailable, and the scheduler waits for it.
+
+Every PostgreSQL query of the job store is in this file, beside the SQLite engine's in
+sqlite_store.py: one place to read what the engine does to the server and how its fencing holds,
+which is why it is longer than other modules.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 The store is the memory of the system. Only one scheduler writes to it at a
 time (an advisory lock that dies with its process); read-only commands open it
 beside a running daemon.
+
+Every SQLite query of the job store is in this file (the people table's, written once for both
+engines, are in people.py): one place to read what the engine does to the file, which is why it
+is longer than other modules.
 """
 
 from __future__ import annotations
