@@ -111,12 +111,11 @@ def test_a_huge_stdout_line_does_not_break_the_reader():
 
 def test_timeout_sends_sigterm_then_sigkill_to_the_whole_group(tmp_path):
     v = make_video(tmp_path / "a.mp4")
-    started = time.monotonic()
     outcome, _, _ = run_worker(fake(v, "--seconds", "30", "--ignore-term"), timeout=0.5, grace=0.3)
+    # Left alone it would have exited 0 after 30 s; it ignored SIGTERM, so SIGKILL ended it.
     assert outcome.kind is OutcomeKind.TIMED_OUT
     assert outcome.exit_code == -9
     assert outcome.message == "timed out after 0.5s"
-    assert time.monotonic() - started < 10
 
 
 def test_request_stop_interrupts_and_is_not_a_failure(tmp_path):

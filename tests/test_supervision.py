@@ -23,7 +23,6 @@ from tests.fakes import (
     engine,
     make_settings,
     make_video,
-    until,
 )
 from tests.test_scheduling import capture_logs, jobs
 
@@ -232,24 +231,26 @@ def test_a_videos_folder_that_cannot_be_listed_at_a_hup_is_logged_and_later_hups
         check_cameras(s)
         return s
 
-    async def hups(sup):
-        await until(lambda: sup.stats.completed >= 1)
+    async def hups(sup, clock, launcher):
+        await clock.run_until(lambda: sup.stats.completed >= 1)
         (tmp_path / "videos").rename(hidden)
         (tmp_path / "videos").write_text("not a folder any more")  # listing it fails: NotADirectoryError
         sup.request_reload()
-        await until(lambda: _notify_pairs(sock).count("READY") >= 2)
+        await clock.run_until(lambda: _notify_pairs(sock).count("READY") >= 2)
         (tmp_path / "videos").unlink()
         hidden.rename(tmp_path / "videos")
         make_video(tmp_path / "videos" / "cam" / "cam_20251114_110000.mp4")
         sup.request_reload()
-        await until(lambda: sup.stats.completed >= 2)
+        await clock.run_until(lambda: sup.stats.completed >= 2)
         sup.request_stop()
 
+    notifier = Notifier(sock.address)
     try:
         with capture_logs() as logs:
-            code, sup, _ = run_faulty(s, {}, daemon=True, during=hups, notifier=Notifier(sock.address),
-                                      reload=reload)
+            code, sup, _, _ = run_faulty_on_clock(s, {}, daemon=True, scenario=hups, notifier=notifier,
+                                                  reload=reload)
     finally:
+        notifier.close()
         sock.close()
     assert code == 0 and sup.stats.completed == 2
     assert [e["event"] for e in logs if e["event"] in ("reload_failed", "scan_failed")][:1] == ["reload_failed"]
