@@ -12,7 +12,6 @@ import socket
 import stat
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def test_a_full_state_disk_pauses_the_daemon_and_work_resumes_when_space_returns
         assert "full" in refused["error"]
         waiting = d.wait_for("store_unavailable", timeout=30)
         assert waiting["operation"] == "mark_done" and "full" in waiting["error"]
-        time.sleep(1.0)
+        d.wait_for("store_still_unavailable", timeout=60)  # asked again, and refused again
         assert d.proc.poll() is None  # alive, owning its job, and saying why it waits
         assert not any(e.get("event") == "job_succeeded" for e in d.events)
         filler.unlink()  # the operator frees space

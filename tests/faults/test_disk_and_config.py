@@ -176,8 +176,11 @@ def test_store_files_logs_and_status_are_not_world_readable(tmp_path):
     d = Daemon(settings)
     try:
         d.wait_for("job_started")
-        time.sleep(2.5)  # one heartbeat writes the status snapshot
         status = tmp_path / "state" / "jobs.sqlite3.status.json"
+        deadline = time.monotonic() + 120  # a cap for a broken build: a heartbeat writes it within seconds
+        while not status.exists():
+            assert time.monotonic() < deadline and d.proc.poll() is None
+            time.sleep(0.05)
         assert status.stat().st_mode & 0o777 == 0o640
         d.signal(signal.SIGTERM)
         d.wait()

@@ -89,7 +89,8 @@ def test_an_mp4_without_its_index_is_bad_input_once_and_retried_when_the_file_ch
         dead = d.wait_for("job_dead", timeout=60)
         assert dead["exit_code"] == 65 and dead["attempts"] == 1
         assert "cannot open as a video" in dead["error"] and str(broken) in dead["error"]
-        time.sleep(1.0)  # several rescans: not retried while the file stays as it is
+        scans = d.count("scan_complete")
+        d.wait_for("scan_complete", n=scans + 3, timeout=60)  # three rescans: not retried while the file stays
         assert d.count("job_started") == 1
         # The file changes (recovered, re-uploaded, put in place whole as an upload tool does): another go.
         staged = broken.with_name(f".{broken.name}.upload")
