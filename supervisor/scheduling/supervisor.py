@@ -42,12 +42,13 @@ from supervisor.process.launcher import Launcher, ProcessLauncher
 from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
-from supervisor.scheduling.attempts import JobRunner, RunningJob
+from supervisor.scheduling.attempts import JobRunner
 from supervisor.scheduling.gpu_memory import MemoryAdmission
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.leases import ClaimRenewer
 from supervisor.scheduling.pausing import CriticalPause, Worker
 from supervisor.scheduling.queue import JobQueue
+from supervisor.scheduling.running import RunningJob
 from supervisor.scheduling.share import ShareWatch
 from supervisor.scheduling.slots import GpuId, SlotPool
 from supervisor.scheduling.takeover import Takeovers
@@ -556,7 +557,7 @@ class Supervisor:
         except Exception as exc:  # the summary goes out whatever the store's state
             counts = f"unavailable: {exc}"
         log.info("run_summary", **self.stats.totals(), store=counts)
-        for (event, reason), n in self.runner.said.items():
+        for (event, reason), n in self.runner.recorder.said.items():
             if n > 1:
                 log.warning(f"{event}_repeated", reason=reason, count=n,
                             message=f"said once above; it held for {n} jobs of this run")
