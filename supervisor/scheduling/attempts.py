@@ -33,6 +33,7 @@ from supervisor.protocol.events import EVENT_PROGRESS, EVENT_WARNING
 from supervisor.protocol.hours import HourRow, hours_of
 from supervisor.protocol.paths import ResultRoot, UnsafeOutput, staging_key
 from supervisor.scheduling.gpu_memory import MemoryAdmission, Running, out_of_memory
+from supervisor.scheduling.pausing import Worker
 from supervisor.scheduling.queue import JobQueue, QueueItem
 from supervisor.scheduling.recording import Recorder
 from supervisor.scheduling.result_folders import job_output_dir, real_root, result_key
@@ -89,6 +90,10 @@ class JobRunner:
         """The running jobs as admission by GPU memory sees them."""
         return [Running(rj.job.id, rj.gpu, rj.started_at, getattr(rj.run, "pid", None))
                 for rj in self.running.values()]
+
+    def pausing_view(self) -> list[Worker]:
+        """The running jobs as pausing on a critical GPU sees them."""
+        return [Worker(rj.job.id, rj.gpu, rj.started_at, rj.run) for rj in self.running.values()]
 
     def stop_all(self) -> None:
         """Stop every worker (a second stop request): SIGTERM, then SIGKILL after its grace."""

@@ -46,10 +46,11 @@ from supervisor.scheduling.attempts import JobRunner
 from supervisor.scheduling.gpu_memory import MemoryAdmission
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.leases import ClaimRenewer
-from supervisor.scheduling.pausing import CriticalPause, Worker
+from supervisor.scheduling.pausing import CriticalPause
 from supervisor.scheduling.queue import JobQueue
 from supervisor.scheduling.running import RunningJob
 from supervisor.scheduling.share import ShareWatch
+from supervisor.scheduling.shutdown import Shutdown
 from supervisor.scheduling.slots import GpuId, SlotPool
 from supervisor.scheduling.takeover import Takeovers
 
@@ -61,8 +62,6 @@ STORE_RETRY_MAX = RETRY_LONGEST_SECONDS
 # A task that must make progress whatever the store does, silent for this many of its own intervals, is
 # taken as hung: the watchdog is no longer fed.
 STALE_BEATS = 5
-# After the drain and the workers' stop grace, how long a job task may still take to record its outcome.
-RECORD_GRACE_SECONDS = 5.0
 # A scan of the videos folder still running after this long is stuck (a hung network share): the
 # watchdog is no longer fed, so systemd restarts the daemon, loudly.
 SCAN_STUCK_SECONDS = 900.0
@@ -139,6 +138,10 @@ class Supervisor:
         self._beats: dict[str, float] = {}
         self._store_round_trip_ms: float | None = None  # the last snapshot's count query, both engines
         self._held_by_share: set[GpuId] = set()  # GPUs whose limit the share holds down now (said once)
+        self.shutdown = Shutdown(
+            settings=lambda: self.settings, clock=self.clock, store=store, runner=self.runner, queue=self.queue,
+            pausing=self.pausing, notifier=self.notifier, observers=self.observers, stats=self.stats,
+            orphans=orphans, stopping=self._stop_is_set, hurry=self._stop_now, trouble=lambda: self.calls.trouble)
 
     @property
     def running(self) -> dict[int, RunningJob]:
@@ -230,7 +233,7 @@ class Supervisor:
                         await t
                     except Exception as exc:  # it ended with an error while we were stopping
                         self._task_ended(t, tasks[t], exc)
-            await self._shutdown()
+            await self.shutdown.run()
             self.probe.close()
             self.runner.close()
             self.share.close()
@@ -437,7 +440,7 @@ class Supervisor:
         self.memory.observe(targets)
         targets = self._paced(self.memory.capped(targets))
         self.slots.apply(targets)
-        self.pausing.apply(targets, self._workers())
+        self.pausing.apply(targets, self.runner.pausing_view())
         if self.monitor.all_lost and self._crash is None:
             self._give_up("every GPU is lost or failing", "gpu_all_lost",
                           "taking no new work; draining, then exiting 70 so that systemd restarts it once the "
@@ -501,63 +504,3 @@ class Supervisor:
         while True:
             await self.clock.sleep(self.settings.gpu.snapshot_seconds)
             log.info("queue_status", **self.queue_status())
-
-    # --- the back door ------------------------------------------------------
-
-    def _workers(self) -> list[Worker]:
-        return [Worker(rj.job.id, rj.gpu, rj.started_at, rj.run) for rj in self.running.values()]
-
-    async def _shutdown(self) -> None:
-        self.pausing.resume_all(self._workers())  # paused workers drain like the others
-        stopping = self._stop.is_set()
-        if stopping:
-            self.notifier.stopping()
-            log.info("shutdown_requested", running=len(self.running), queued=self.queue.queued,
-                     drain_seconds=self.settings.scheduler.drain_seconds)
-        self.queue.cancel_timers()
-        tasks = list(self.runner.tasks)
-        if tasks and not self._stop_now.is_set():
-            # Let running jobs finish for drain_seconds, unless a second stop request cuts it short.
-            drained = asyncio.ensure_future(asyncio.wait(tasks))
-            hurry = asyncio.ensure_future(self._stop_now.wait())
-            deadline = asyncio.ensure_future(self.clock.sleep(self.settings.scheduler.drain_seconds))
-            await asyncio.wait({drained, hurry, deadline}, return_when=asyncio.FIRST_COMPLETED)
-            for helper in (drained, hurry, deadline):
-                helper.cancel()
-        pending = {t for t in tasks if not t.done()}
-        if pending:
-            self.runner.stop_all()
-            waited = asyncio.ensure_future(asyncio.wait(pending))
-            grace = asyncio.ensure_future(self.clock.sleep(self.settings.worker.stop_grace_seconds
-                                                           + RECORD_GRACE_SECONDS))
-            await asyncio.wait({waited, grace}, return_when=asyncio.FIRST_COMPLETED)
-            for helper in (waited, grace):
-                helper.cancel()
-            stuck = {t for t in pending if not t.done()}
-            for task in stuck:  # waiting on a store that does not answer: the next start recovers them
-                task.cancel()
-            if stuck:
-                log.error("jobs_not_recorded", count=len(stuck), store_error=self.store_trouble,
-                          action="left running in the store; the next start takes them up again")
-                _, deaf = await asyncio.wait(stuck, timeout=RECORD_GRACE_SECONDS)
-                if deaf:  # not even cancelling ends them: exit all the same, never hang here
-                    log.critical("jobs_not_stopped", count=len(deaf), action="exiting without them")
-        if self.orphans is not None:
-            self.orphans.sweep(set(self.running))  # the jobs are over (but for any stuck on the store)
-        await self._log_summary()
-        await self.observers.stop()
-        if stopping:
-            log.info("shutdown_complete", drained=len(tasks) - len(pending), stopped=len(pending))
-
-    async def _log_summary(self) -> None:
-        for camera, c in sorted(self.stats.cameras.items()):
-            log.info("camera_summary", camera=camera, **c.as_dict())
-        try:
-            counts: dict[str, int] | str = await self.store.counts()
-        except Exception as exc:  # the summary goes out whatever the store's state
-            counts = f"unavailable: {exc}"
-        log.info("run_summary", **self.stats.totals(), store=counts)
-        for (event, reason), n in self.runner.recorder.said.items():
-            if n > 1:
-                log.warning(f"{event}_repeated", reason=reason, count=n,
-                            message=f"said once above; it held for {n} jobs of this run")
