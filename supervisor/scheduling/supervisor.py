@@ -36,13 +36,13 @@ from supervisor.jobs.model import StoreError, StoreUnavailable, Takeover
 from supervisor.jobs.retrying import RETRY_FIRST_SECONDS, RETRY_LONGEST_SECONDS, RetryingStore
 from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, Observers
-from supervisor.observe.snapshot import Snapshot
 from supervisor.observe.stats import RunStats
 from supervisor.process.launcher import Launcher, ProcessLauncher
 from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from supervisor.scheduling.attempts import JobRunner
+from supervisor.scheduling.figures import RunFigures
 from supervisor.scheduling.gpu_memory import MemoryAdmission
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.leases import ClaimRenewer
@@ -65,8 +65,6 @@ STALE_BEATS = 5
 # A scan of the videos folder still running after this long is stuck (a hung network share): the
 # watchdog is no longer fed, so systemd restarts the daemon, loudly.
 SCAN_STUCK_SECONDS = 900.0
-# How often the per-camera history behind the ETA is read again from the store.
-HISTORY_REFRESH_SECONDS = 30.0
 EX_INTERRUPTED = 130
 
 
@@ -87,7 +85,7 @@ class Supervisor:
         self.orphans = orphans  # where this process is a subreaper: the orphans of finished jobs end
         self._reload = reload
         self.observers = Observers(observers or [])
-        self.started_at = self.clock.time()
+        started_at = self.clock.time()
         if probe is None:
             probe, probe_warning = open_probe(settings.gpu)
         self.probe = probe
@@ -124,10 +122,6 @@ class Supervisor:
                              enqueue=self.runner.enqueue, store_call=self.calls.call)
         self._stop = asyncio.Event()
         self._stop_now = asyncio.Event()
-        self.job_counts: dict[str, int] = {}  # by state, refreshed at each tick
-        self._pending_bytes: dict[str, float] = {}
-        self._history: dict[str, tuple[float, float, float]] = {}
-        self._history_at = float("-inf")
         self._idle = asyncio.Event()
         self._stop_requested = False  # by a signal or the embedding program, not by a fault
         self._crash: str | None = None  # a long-lived task died: the daemon drains and exits 70
@@ -136,8 +130,11 @@ class Supervisor:
         self._scan_stuck_seconds = scan_stuck_seconds
         # The clock's monotonic time each task that must keep going whatever the store does last went round.
         self._beats: dict[str, float] = {}
-        self._store_round_trip_ms: float | None = None  # the last snapshot's count query, both engines
         self._held_by_share: set[GpuId] = set()  # GPUs whose limit the share holds down now (said once)
+        self.figures = RunFigures(
+            store=store, clock=self.clock, daemon=daemon, started_at=started_at, running=self.running,
+            queue=self.queue, slots=self.slots, monitor=self.monitor, memory=self.memory, stats=self.stats,
+            intake=self.intake, share=self.share, trouble=lambda: self.calls.trouble)
         self.shutdown = Shutdown(
             settings=lambda: self.settings, clock=self.clock, store=store, runner=self.runner, queue=self.queue,
             pausing=self.pausing, notifier=self.notifier, observers=self.observers, stats=self.stats,
@@ -147,11 +144,6 @@ class Supervisor:
     def running(self) -> dict[int, RunningJob]:
         """The attempts under way, by job id (the job runner's)."""
         return self.runner.running
-
-    @property
-    def store_trouble(self) -> str | None:
-        """The error while the store refuses calls, else None."""
-        return self.calls.trouble
 
     def _stop_is_set(self) -> bool:
         return self._stop.is_set()
@@ -196,7 +188,7 @@ class Supervisor:
             with contextlib.suppress(StoreError):  # a broken store: the first heartbeat's check stops the run
                 await self.intake.scan_and_queue(reprocess=self.settings.reprocess)
             self._check_idle()
-            snapshot = await self.snapshot()
+            snapshot = await self.figures.snapshot()
             await self.observers.start(snapshot)
             self.observers.tick(snapshot)
             self.notifier.ready(self.notifier.last_status or None)
@@ -246,7 +238,7 @@ class Supervisor:
             return EX_CONFIG
         if self.daemon:
             return EX_OK  # a requested stop of the service is a clean one, whatever the jobs came to
-        if self._stop_requested and self.outstanding:
+        if self._stop_requested and self.figures.outstanding:
             return EX_INTERRUPTED
         return EX_FAILED if self.stats.dead else EX_OK
 
@@ -332,52 +324,8 @@ class Supervisor:
 
     # --- reporting ----------------------------------------------------------
 
-    @property
-    def outstanding(self) -> int:
-        """Jobs this run still has to finish: queued, waiting to retry, or running."""
-        return len(self.queue.outstanding | set(self.running))
-
-    def queue_status(self) -> dict[str, Any]:
-        return {"queued": self.queue.queued, "waiting_retry": self.queue.waiting_retry,
-                "running": len(self.running), "limit": self.slots.total_limit}
-
-    async def snapshot(self) -> Snapshot:
-        """A frozen look for observers; the store's figures read once for all of them, off the loop."""
-        try:
-            started = self.clock.monotonic()
-            self.job_counts = await self.store.counts()
-            self._store_round_trip_ms = round((self.clock.monotonic() - started) * 1000, 1)
-            self._pending_bytes = await self.store.pending_bytes_by_camera()
-            if self.clock.monotonic() - self._history_at >= HISTORY_REFRESH_SECONDS:
-                self._history = await self.store.done_work_by_camera()
-                self._history_at = self.clock.monotonic()
-        except StoreUnavailable as exc:  # reads go on with the last figures; writes report the trouble
-            log.debug("counts_unavailable", error=str(exc))
-        return Snapshot(
-            at=self.clock.time(), daemon=self.daemon, started_at=self.started_at,
-            running=tuple(rj.view() for rj in sorted(self.running.values(), key=lambda r: r.started_at)),
-            queued=self.queue.queued, waiting_retry=self.queue.waiting_retry, limit=self.slots.total_limit,
-            limits={g: self.slots.limit(g) for g in self.slots.gpus}, monitored=self.monitor.monitored,
-            gpus=tuple(self.gpu_figures()), outstanding=self.outstanding, completed=self.stats.completed,
-            dead=self.stats.dead, job_counts=dict(self.job_counts), pending_bytes=dict(self._pending_bytes),
-            history=self._history, scans=self.intake.scans, last_scan_at=self.intake.last_scan_at,
-            reloads=self.intake.reloads, store_trouble=self.store_trouble,
-            gpu_trends={g: self.monitor.trends.series(g) for g in self.monitor.policies},
-            io=self.io_figures(),
-        )
-
-    def io_figures(self) -> dict[str, Any]:
-        """The videos share, the job store's round trip and alert delivery, as `status` and the page show them."""
-        if self.intake.last_scan_seconds is not None:
-            self.share.note_scan(self.intake.last_scan_seconds)
-        return {"share": self.share.figures(), "store_round_trip_ms": self._store_round_trip_ms}
-
-    def gpu_figures(self) -> list[dict[str, Any]]:
-        """Each GPU as the monitor sees it, with what admission by memory makes of it."""
-        return [{**g, **self.memory.figures(g["gpu"])} for g in self.monitor.snapshot()]
-
     async def tick_observers(self) -> None:
-        self.observers.tick(await self.snapshot())
+        self.observers.tick(await self.figures.snapshot())
 
     def healthy(self) -> bool:
         """Whether systemd's watchdog may be fed: no task has crashed, every supervised task still runs, and
@@ -491,10 +439,7 @@ class Supervisor:
         """Say what this scheduler runs, and take over the jobs of one that stopped renewing its claims. A store
         that does not answer now is asked next time."""
         try:
-            await self.store.publish_status({
-                "running": [{"job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path),
-                             "gpu": rj.gpu, "started_at": rj.started_at} for rj in self.running.values()],
-                "limit": self.slots.total_limit, "gpus": self.gpu_figures(), "queue": self.queue_status()})
+            await self.store.publish_status(self.figures.shared_status())
             reclaimed = await self.store.reclaim_expired()
         except StoreUnavailable:
             return  # said once by the renewals; asked again next time
@@ -503,4 +448,4 @@ class Supervisor:
     async def _report_queue(self) -> None:
         while True:
             await self.clock.sleep(self.settings.gpu.snapshot_seconds)
-            log.info("queue_status", **self.queue_status())
+            log.info("queue_status", **self.figures.queue_status())
