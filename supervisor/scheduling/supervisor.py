@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import structlog
 
 from supervisor.clock import Clock, LoopClock
 from supervisor.config import Settings
-from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, SlotTarget, open_probe
+from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
 from supervisor.jobs.contract import JobStoreEngine
@@ -44,6 +43,7 @@ from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
 from supervisor.scheduling.attempts import JobRunner
 from supervisor.scheduling.figures import RunFigures
 from supervisor.scheduling.gpu_memory import MemoryAdmission
+from supervisor.scheduling.gpu_targets import GpuTargets
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.leases import ClaimRenewer
 from supervisor.scheduling.pausing import CriticalPause
@@ -130,7 +130,10 @@ class Supervisor:
         self._scan_stuck_seconds = scan_stuck_seconds
         # The clock's monotonic time each task that must keep going whatever the store does last went round.
         self._beats: dict[str, float] = {}
-        self._held_by_share: set[GpuId] = set()  # GPUs whose limit the share holds down now (said once)
+        self.targets = GpuTargets(
+            memory=self.memory, share=self.share, slots=self.slots, pausing=self.pausing, clock=self.clock,
+            running=self.running, workers=self.runner.pausing_view, all_lost=lambda: self.monitor.all_lost,
+            give_up=self._give_up, beat=self._beat)
         self.figures = RunFigures(
             store=store, clock=self.clock, daemon=daemon, started_at=started_at, running=self.running,
             queue=self.queue, slots=self.slots, monitor=self.monitor, memory=self.memory, stats=self.stats,
@@ -199,7 +202,7 @@ class Supervisor:
             if self.store.shared:
                 long_lived.append(("takeovers", self._takeovers()))
             if self.monitor.policies:
-                long_lived.append(("gpu-health", self.monitor.run(self._gpu_polled)))
+                long_lived.append(("gpu-health", self.monitor.run(self.targets.polled)))
             long_lived.append(("share", self.share.run()))
             if self.daemon:
                 long_lived.append(("rescan", self._rescan_loop()))
@@ -284,7 +287,7 @@ class Supervisor:
         if self._probe_warning is not None:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
-            self._apply_gpu_targets(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
+            self.targets.apply(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
         await self.takeovers.fill_people()
 
     def busy_off_loop(self) -> bool:
@@ -315,8 +318,8 @@ class Supervisor:
 
     def _apply_settings(self, new: Settings) -> None:
         config = PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel)
-        self._apply_gpu_targets(self.monitor.reconfigure(config, poll_seconds=new.gpu.poll_seconds,
-                                                         snapshot_seconds=new.gpu.snapshot_seconds))
+        self.targets.apply(self.monitor.reconfigure(config, poll_seconds=new.gpu.poll_seconds,
+                                                    snapshot_seconds=new.gpu.snapshot_seconds))
 
     def _check_idle(self) -> None:
         if not self.queue.outstanding and not self.running:
@@ -358,41 +361,6 @@ class Supervisor:
         """A recording a job reads now: what the share probe times."""
         running = sorted(self.running.values(), key=lambda r: r.started_at)
         return running[-1].job.path if running else None
-
-    def _paced(self, targets: list[SlotTarget]) -> list[SlotTarget]:
-        """Targets that would raise a limit while workers wait on the share: held where they are."""
-        self.share.note_workers((self.clock.time() - rj.started_at, rj.progress) for rj in self.running.values())
-        why = self.share.pacing()
-        if why is None:
-            self._held_by_share.clear()
-            return targets
-        out = []
-        for t in targets:
-            held = self.slots.limit(t.gpu)
-            if t.limit > held:
-                if t.gpu not in self._held_by_share:  # said once while it lasts, not every poll
-                    self._held_by_share.add(t.gpu)
-                    log.info("limit_not_raised", gpu=t.gpu, limit=held, wanted=t.limit, reason=why)
-                t = replace(t, limit=held, reason=f"{t.reason}; not raised: {why}")
-            else:
-                self._held_by_share.discard(t.gpu)
-            out.append(t)
-        return out
-
-    def _gpu_polled(self, targets: list[SlotTarget]) -> None:
-        """The GPU-health loop went round: it beats for the watchdog, and its targets are applied."""
-        self._beat("gpu-health")
-        self._apply_gpu_targets(targets)
-
-    def _apply_gpu_targets(self, targets: list[SlotTarget]) -> None:
-        self.memory.observe(targets)
-        targets = self._paced(self.memory.capped(targets))
-        self.slots.apply(targets)
-        self.pausing.apply(targets, self.runner.pausing_view())
-        if self.monitor.all_lost and self._crash is None:
-            self._give_up("every GPU is lost or failing", "gpu_all_lost",
-                          "taking no new work; draining, then exiting 70 so that systemd restarts it once the "
-                          "driver recovers")
 
     def _beat_interval(self) -> float:
         interval = min(HEARTBEAT_SECONDS, self.settings.scheduler.lease_seconds / 4)  # renewals well within
