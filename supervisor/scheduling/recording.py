@@ -206,4 +206,3 @@ class Recorder:
                   reason="the job was taken over by another scheduler (this one paused or cut off past its "
                          "lease): nothing of this attempt is recorded")
         return JobState.RUNNING, None
-

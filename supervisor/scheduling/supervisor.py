@@ -1,17 +1,15 @@
 """The supervisor: the run's lifecycle. It starts everything in one place, watches every long-lived task,
-feeds the watchdog, and stops everything in one place, with the exit code the run came to.
+and stops everything in one place, with the exit code the run came to.
 
 Data flows one way: intake (scan -> store -> queue) -> slot -> job runner (attempts.py: launcher ->
 outcome -> store). Its seams are injected: the store engine, the clock, the launcher and the GPU
-probe; observers see frozen snapshots. Signals are wired by the caller (app.py) to
+probe; observers see frozen snapshots (figures.py). Signals are wired by the caller (app.py) to
 request_stop/request_reload.
 
-The long-lived tasks each do one thing: dispatch (the job runner), GPU health, the queue report,
-housekeeping (the store's identity and checkpoints, orphans, observer ticks), lease renewals
-(bounded by a timeout, so a hung store never holds them), takeovers on a shared store, rescans.
-The watchdog task does no I/O: it feeds systemd only while no task has died, no scan is stuck, and
-the tasks that must make progress whatever the store does (renewals, GPU health) have stamped it
-recently; a store that does not answer pauses the work, never gets the daemon killed.
+The long-lived tasks each do one thing: dispatch (the job runner), GPU health (its targets applied
+by gpu_targets.py), the upkeep (upkeep.py: housekeeping, lease renewals, takeovers on a shared
+store, the queue report), the watchdog (watchdog.py), the videos share's probe and rescans; each
+owns its state. Every way the run ends drains through shutdown.py.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
 from supervisor.jobs.contract import JobStoreEngine
-from supervisor.jobs.model import StoreError, StoreUnavailable, Takeover
+from supervisor.jobs.model import StoreError, Takeover
 from supervisor.jobs.retrying import RETRY_FIRST_SECONDS, RETRY_LONGEST_SECONDS, RetryingStore
 from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, Observers
@@ -53,15 +51,13 @@ from supervisor.scheduling.share import ShareWatch
 from supervisor.scheduling.shutdown import Shutdown
 from supervisor.scheduling.slots import GpuId, SlotPool
 from supervisor.scheduling.takeover import Takeovers
+from supervisor.scheduling.upkeep import Upkeep
+from supervisor.scheduling.watchdog import Watchdog
 
 log = structlog.get_logger("supervisor")
 
-HEARTBEAT_SECONDS = 2.0
 STORE_RETRY_FIRST = RETRY_FIRST_SECONDS
 STORE_RETRY_MAX = RETRY_LONGEST_SECONDS
-# A task that must make progress whatever the store does, silent for this many of its own intervals, is
-# taken as hung: the watchdog is no longer fed.
-STALE_BEATS = 5
 # A scan of the videos folder still running after this long is stuck (a hung network share): the
 # watchdog is no longer fed, so systemd restarts the daemon, loudly.
 SCAN_STUCK_SECONDS = 900.0
@@ -82,7 +78,6 @@ class Supervisor:
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.launcher: Launcher = launcher if launcher is not None else ProcessLauncher()
         self.notifier = notifier if notifier is not None else Notifier("")
-        self.orphans = orphans  # where this process is a subreaper: the orphans of finished jobs end
         self._reload = reload
         self.observers = Observers(observers or [])
         started_at = self.clock.time()
@@ -108,10 +103,12 @@ class Supervisor:
         self.calls = RetryingStore(store.describe, self.clock, first=store_retry[0], longest=store_retry[1],
                                    on_trouble=self.observers.store_unavailable)
         self.stats = RunStats()
+        self._stop = asyncio.Event()  # no new work: a stop request, a fault or a halt
+        self._stop_now = asyncio.Event()  # a second stop request: no drain
         self.runner = JobRunner(
             settings=lambda: self.settings, store=store, calls=self.calls, queue=self.queue, slots=self.slots,
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
-            base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
+            base_env=dict(os.environ), stopping=self._stop.is_set, halt=self.halt, check_idle=self._check_idle,
             crashed=self._task_ended, memory=self.memory if probe.indices() else None, excuse=self._excuse)
         self.takeovers = Takeovers(self.runner)
         self.share = ShareWatch(lambda: self.settings, self.clock, sample=self._share_sample,
@@ -120,36 +117,37 @@ class Supervisor:
                                     lambda: self.settings.scheduler.lease_seconds)
         self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
                              enqueue=self.runner.enqueue, store_call=self.calls.call)
-        self._stop = asyncio.Event()
-        self._stop_now = asyncio.Event()
         self._idle = asyncio.Event()
         self._stop_requested = False  # by a signal or the embedding program, not by a fault
         self._crash: str | None = None  # a long-lived task died: the daemon drains and exits 70
         self._halt: str | None = None  # a worker found the configuration unusable: exit 78
         self._supervised: dict[asyncio.Task[Any], str] = {}
-        self._scan_stuck_seconds = scan_stuck_seconds
-        # The clock's monotonic time each task that must keep going whatever the store does last went round.
-        self._beats: dict[str, float] = {}
-        self.targets = GpuTargets(
-            memory=self.memory, share=self.share, slots=self.slots, pausing=self.pausing, clock=self.clock,
-            running=self.running, workers=self.runner.pausing_view, all_lost=lambda: self.monitor.all_lost,
-            give_up=self._give_up, beat=self._beat)
         self.figures = RunFigures(
             store=store, clock=self.clock, daemon=daemon, started_at=started_at, running=self.running,
             queue=self.queue, slots=self.slots, monitor=self.monitor, memory=self.memory, stats=self.stats,
             intake=self.intake, share=self.share, trouble=lambda: self.calls.trouble)
+        self.watchdog = Watchdog(
+            settings=lambda: self.settings, clock=self.clock, notifier=self.notifier, faulted=self._faulted,
+            scan_stuck=lambda now: self.intake.scan_stuck(now, scan_stuck_seconds),
+            poll_seconds=lambda: self.monitor.poll_seconds)
+        self.targets = GpuTargets(
+            memory=self.memory, share=self.share, slots=self.slots, pausing=self.pausing, clock=self.clock,
+            running=self.running, workers=self.runner.pausing_view, all_lost=lambda: self.monitor.all_lost,
+            give_up=self._give_up, beat=self.watchdog.beat)
+        self.upkeep = Upkeep(
+            settings=lambda: self.settings, clock=self.clock, store=store, orphans=orphans, running=self.running,
+            queue=self.queue, renewer=self.renewer, takeovers=self.takeovers, figures=self.figures,
+            interval=self.watchdog.interval, beat=self.watchdog.beat, tick=self.tick_observers,
+            stopping=self._stop.is_set)
         self.shutdown = Shutdown(
             settings=lambda: self.settings, clock=self.clock, store=store, runner=self.runner, queue=self.queue,
             pausing=self.pausing, notifier=self.notifier, observers=self.observers, stats=self.stats,
-            orphans=orphans, stopping=self._stop_is_set, hurry=self._stop_now, trouble=lambda: self.calls.trouble)
+            orphans=orphans, stopping=self._stop.is_set, hurry=self._stop_now, trouble=lambda: self.calls.trouble)
 
     @property
     def running(self) -> dict[int, RunningJob]:
         """The attempts under way, by job id (the job runner's)."""
         return self.runner.running
-
-    def _stop_is_set(self) -> bool:
-        return self._stop.is_set()
 
     @property
     def settings(self) -> Settings:
@@ -196,11 +194,12 @@ class Supervisor:
             self.observers.tick(snapshot)
             self.notifier.ready(self.notifier.last_status or None)
             long_lived: list[tuple[str, Awaitable[None]]] = [
-                ("dispatch", self.runner.dispatch()), ("queue-report", self._report_queue()),
-                ("housekeeping", self._housekeeping()), ("leases", self._leases()), ("watchdog", self._watchdog()),
+                ("dispatch", self.runner.dispatch()), ("queue-report", self.upkeep.report_queue()),
+                ("housekeeping", self.upkeep.housekeeping()), ("leases", self.upkeep.leases()),
+                ("watchdog", self.watchdog.run()),
             ]
             if self.store.shared:
-                long_lived.append(("takeovers", self._takeovers()))
+                long_lived.append(("takeovers", self.upkeep.takeovers()))
             if self.monitor.policies:
                 long_lived.append(("gpu-health", self.monitor.run(self.targets.polled)))
             long_lived.append(("share", self.share.run()))
@@ -325,29 +324,14 @@ class Supervisor:
         if not self.queue.outstanding and not self.running:
             self._idle.set()
 
-    # --- reporting ----------------------------------------------------------
+    # --- what the parts ask of the run --------------------------------------
 
     async def tick_observers(self) -> None:
         self.observers.tick(await self.figures.snapshot())
 
-    def healthy(self) -> bool:
-        """Whether systemd's watchdog may be fed: no task has crashed, every supervised task still runs, and
-        no scan has been stuck longer than scan_stuck_seconds."""
-        if self._crash is not None or any(t.done() for t in self._supervised):
-            return False
-        now = self.clock.monotonic()
-        if self.intake.scan_stuck(now, self._scan_stuck_seconds):
-            return False
-        # A loop that must keep going whatever the store does has stopped going round: something is wedged.
-        limits = self._beat_limits
-        return all(now - at <= STALE_BEATS * limits[name] for name, at in self._beats.items())
-
-    def _beat(self, name: str) -> None:
-        self._beats[name] = self.clock.monotonic()
-
-    @property
-    def _beat_limits(self) -> dict[str, float]:
-        return {"leases": self._beat_interval(), "gpu-health": self.monitor.poll_seconds}
+    def _faulted(self) -> bool:
+        """A long-lived task crashed, or one that is supervised ended: the watchdog is no longer fed."""
+        return self._crash is not None or any(t.done() for t in self._supervised)
 
     def _excuse(self, gpu: GpuId, outcome: Outcome) -> str | None:
         """Why a failed attempt is not the job's: its GPU failed under it, or it timed out on a stalled share."""
@@ -361,59 +345,3 @@ class Supervisor:
         """A recording a job reads now: what the share probe times."""
         running = sorted(self.running.values(), key=lambda r: r.started_at)
         return running[-1].job.path if running else None
-
-    def _beat_interval(self) -> float:
-        interval = min(HEARTBEAT_SECONDS, self.settings.scheduler.lease_seconds / 4)  # renewals well within
-        if self.notifier.watchdog_seconds:
-            interval = min(interval, self.notifier.watchdog_seconds / 2)
-        return interval
-
-    async def _watchdog(self) -> None:
-        """Feed systemd's watchdog from the event loop itself (a hung loop gets restarted), judged by the other
-        tasks' progress, never by waiting on them: no I/O here."""
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            if self.notifier.watchdog_seconds and self.healthy():
-                self.notifier.watchdog()
-
-    async def _housekeeping(self) -> None:
-        """The store's identity checked (a store deleted or replaced under us stops the run, loudly) and kept
-        whole; the orphans of finished jobs ended; observers ticked."""
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            await self.store.check(idle=not self.running and not self.queue.outstanding)
-            if self.orphans is not None:
-                self.orphans.sweep({rj.job.id for rj in self.running.values()})
-            await self.tick_observers()
-
-    async def _leases(self) -> None:
-        """Renew this scheduler's claims, in a task of its own that does nothing else (a slow scan, store
-        check or takeover never delays it), each renewal bounded by a timeout well within the lease; stop at
-        once the worker of a claim found lost."""
-        self._beat("leases")
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            await self.renewer.renew(timeout=self.settings.scheduler.lease_seconds / 3)
-            self._beat("leases")
-
-    async def _takeovers(self) -> None:
-        """A shared store: say what this scheduler runs, and take over the jobs of one that stopped renewing
-        its claims."""
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            await self._share_state()
-
-    async def _share_state(self) -> None:
-        """Say what this scheduler runs, and take over the jobs of one that stopped renewing its claims. A store
-        that does not answer now is asked next time."""
-        try:
-            await self.store.publish_status(self.figures.shared_status())
-            reclaimed = await self.store.reclaim_expired()
-        except StoreUnavailable:
-            return  # said once by the renewals; asked again next time
-        await self.takeovers.settle_recovered(reclaimed, enqueue=not self._stop.is_set())
-
-    async def _report_queue(self) -> None:
-        while True:
-            await self.clock.sleep(self.settings.gpu.snapshot_seconds)
-            log.info("queue_status", **self.figures.queue_status())
