@@ -174,7 +174,7 @@ def test_admission_counts_what_jobs_still_ramping_will_take(tmp_path):
         assert launcher.running == 3  # 8000 free: 3500 for the first, then each ramping job holds 2000 back
         await clock.advance(45)  # past the ramp: still 2000 free, less than 3500
         assert launcher.running == 3
-        (g,) = sup.gpu_figures()
+        (g,) = sup.figures.gpus()
         assert g["memory_waiting"].startswith("2000 MB free, 0 MB of it still to be taken by 0 job(s)")
         assert g["expected_job_mb"] == 2000 and g["expected_from"] == "gpu.job_memory_mb"
 

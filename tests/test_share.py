@@ -99,14 +99,14 @@ def test_workers_waiting_on_reads_hold_the_limit_where_it_is(tmp_path):
         for rj in sup.running.values():  # what the workers' progress says after 10 s
             rj.progress = {"read_bytes": 50 * 2**20, "read_wait_seconds": 6.2}
         with capture_logs() as logs:
-            (held,) = sup._paced([SlotTarget(None, 4, reason="cooler")])
-            sup._paced([SlotTarget(None, 4, reason="cooler")])  # the next poll: held still, not said again
+            (held,) = sup.targets.paced([SlotTarget(None, 4, reason="cooler")])
+            sup.targets.paced([SlotTarget(None, 4, reason="cooler")])  # the next poll: held still, not said again
         assert [e["event"] for e in logs].count("limit_not_raised") == 1
         assert held.limit == 2 and "not raised: videos share: 10 MB/s, workers waiting 62 % on reads" in held.reason
-        assert "videos share: 10 MB/s" in sup.io_figures()["share"]["pacing"]
+        assert "videos share: 10 MB/s" in sup.figures.io()["share"]["pacing"]
         for rj in sup.running.values():
             rj.progress = {"read_bytes": 50 * 2**20, "read_wait_seconds": 1.0}
-        (raised,) = sup._paced([SlotTarget(None, 4, reason="cooler")])
+        (raised,) = sup.targets.paced([SlotTarget(None, 4, reason="cooler")])
         assert raised.limit == 4
 
     code, _, _ = run_on_clock(s, scenario, script=lambda video, attempt: (30.0, 0))

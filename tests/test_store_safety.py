@@ -70,7 +70,7 @@ def test_a_store_deleted_or_replaced_under_a_running_daemon_stops_it_loudly(tmp_
 
     with capture_logs() as logs:
         code, sup, _ = run_on_clock(s, scenario, daemon=True)
-    assert code == 70 and not sup.healthy()
+    assert code == 70 and not sup.watchdog.healthy()
     [crashed] = [e for e in logs if e["event"] == "task_crashed"]
     assert f"the job store was {accident} under the running scheduler" in crashed["error"]
     assert str(s.state_db) in crashed["error"]

@@ -114,7 +114,7 @@ def test_an_unexpected_error_in_a_task_is_logged_once_and_ends_the_run_with_70(t
     assert len(crashed) == 1 and crashed[0]["task"] == "dispatch" and "RuntimeError: boom" in crashed[0]["error"]
     assert crashed[0]["exc_info"] is not None and crashed[0]["log_level"] == "critical"
     assert any(e["event"] == "run_summary" for e in logs)  # the shutdown still ran
-    assert not sup.healthy()  # the watchdog is no longer fed
+    assert not sup.watchdog.healthy()  # the watchdog is no longer fed
     # Nothing is left running in the store: what did not run is still queued for the next start.
     assert JobState.RUNNING not in {j.state for j in jobs(s).values()}
 

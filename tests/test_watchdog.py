@@ -74,7 +74,7 @@ def test_a_store_that_never_answers_pauses_the_work_but_keeps_the_watchdog_fed(t
         healthy = []
         for _ in range(30):  # a minute of the clock, the store silent throughout
             await clock.advance(2)
-            healthy.append(sup.healthy())
+            healthy.append(sup.watchdog.healthy())
         return healthy
 
     with capture_logs() as logs:
@@ -87,16 +87,16 @@ def test_a_store_that_never_answers_pauses_the_work_but_keeps_the_watchdog_fed(t
 def test_a_lease_loop_that_stops_going_round_starves_the_watchdog(tmp_path):
     async def scenario(sup, clock):
         await clock.advance(4)
-        before = sup.healthy()
+        before = sup.watchdog.healthy()
 
         async def wedged(*, timeout: float) -> None:
             await asyncio.get_running_loop().create_future()  # a bug: the renewal never returns
 
         sup.renewer.renew = wedged
         await clock.advance(4)
-        soon = sup.healthy()  # one missed round is not yet a verdict
+        soon = sup.watchdog.healthy()  # one missed round is not yet a verdict
         await clock.advance(20)
-        return before, soon, sup.healthy()
+        return before, soon, sup.watchdog.healthy()
 
     assert run_daemon(tmp_path, scenario) == (True, True, False)
 
@@ -119,15 +119,15 @@ def test_a_scan_stuck_on_a_hung_share_stops_the_watchdog_until_it_returns(tmp_pa
         clock.busy = lambda: sup.store.in_flight > 0 or sup.runner.reading > 0
         sup.request_reload()
         await clock.advance(29)
-        healthy_before_the_limit = sup.healthy()
+        healthy_before_the_limit = sup.watchdog.healthy()
         await clock.advance(2)
         pings = notifier.pings
         await clock.advance(60)  # a minute past the limit: not one ping, systemd would restart it
-        starved = notifier.pings == pings and not sup.healthy()
+        starved = notifier.pings == pings and not sup.watchdog.healthy()
         hung.set()  # the share comes back
         await until(lambda: sup.intake.scan_started is None)  # the real scan, on its thread
         await clock.advance(4)
-        return healthy_before_the_limit, starved, sup.healthy() and notifier.pings > pings
+        return healthy_before_the_limit, starved, sup.watchdog.healthy() and notifier.pings > pings
 
     with capture_logs() as logs:
         result = run_daemon(tmp_path, scenario, job_seconds=1.0, notifier=notifier, scan_stuck_seconds=30)

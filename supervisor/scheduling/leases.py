@@ -17,7 +17,7 @@ import structlog
 from supervisor.clock import Clock
 from supervisor.jobs.contract import JobStoreEngine
 from supervisor.jobs.model import StoreUnavailable
-from supervisor.scheduling.attempts import RunningJob
+from supervisor.scheduling.running import RunningJob
 
 log = structlog.get_logger("supervisor")
 

@@ -1,17 +1,15 @@
 """The supervisor: the run's lifecycle. It starts everything in one place, watches every long-lived task,
-feeds the watchdog, and stops everything in one place, with the exit code the run came to.
+and stops everything in one place, with the exit code the run came to.
 
 Data flows one way: intake (scan -> store -> queue) -> slot -> job runner (attempts.py: launcher ->
 outcome -> store). Its seams are injected: the store engine, the clock, the launcher and the GPU
-probe; observers see frozen snapshots. Signals are wired by the caller (app.py) to
+probe; observers see frozen snapshots (figures.py). Signals are wired by the caller (app.py) to
 request_stop/request_reload.
 
-The long-lived tasks each do one thing: dispatch (the job runner), GPU health, the queue report,
-housekeeping (the store's identity and checkpoints, orphans, observer ticks), lease renewals
-(bounded by a timeout, so a hung store never holds them), takeovers on a shared store, rescans.
-The watchdog task does no I/O: it feeds systemd only while no task has died, no scan is stuck, and
-the tasks that must make progress whatever the store does (renewals, GPU health) have stamped it
-recently; a store that does not answer pauses the work, never gets the daemon killed.
+The long-lived tasks each do one thing: dispatch (the job runner), GPU health (its targets applied
+by gpu_targets.py), the upkeep (upkeep.py: housekeeping, lease renewals, takeovers on a shared
+store, the queue report), the watchdog (watchdog.py), the videos share's probe and rescans; each
+owns its state. Every way the run ends drains through shutdown.py.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,45 +25,42 @@ import structlog
 
 from supervisor.clock import Clock, LoopClock
 from supervisor.config import Settings
-from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, SlotTarget, open_probe
+from supervisor.gpu.monitor import NO_DRIVER_WARNING, GpuMonitor, open_probe
 from supervisor.gpu.policy import PolicyConfig
 from supervisor.gpu.probe import GpuProbe
 from supervisor.jobs.contract import JobStoreEngine
-from supervisor.jobs.model import StoreError, StoreUnavailable, Takeover
+from supervisor.jobs.model import StoreError, Takeover
 from supervisor.jobs.retrying import RETRY_FIRST_SECONDS, RETRY_LONGEST_SECONDS, RetryingStore
 from supervisor.observe.notify import Notifier
 from supervisor.observe.observers import Observer, Observers
-from supervisor.observe.snapshot import Snapshot
 from supervisor.observe.stats import RunStats
 from supervisor.process.launcher import Launcher, ProcessLauncher
 from supervisor.process.orphans import OrphanReaper
 from supervisor.process.runner import Outcome, OutcomeKind
 from supervisor.protocol import EX_CONFIG, EX_FAILED, EX_OK, EX_SOFTWARE
-from supervisor.scheduling.attempts import JobRunner, RunningJob
+from supervisor.scheduling.attempts import JobRunner
+from supervisor.scheduling.figures import RunFigures
 from supervisor.scheduling.gpu_memory import MemoryAdmission
+from supervisor.scheduling.gpu_targets import GpuTargets
 from supervisor.scheduling.intake import Intake
 from supervisor.scheduling.leases import ClaimRenewer
-from supervisor.scheduling.pausing import CriticalPause, Worker
+from supervisor.scheduling.pausing import CriticalPause
 from supervisor.scheduling.queue import JobQueue
+from supervisor.scheduling.running import RunningJob
 from supervisor.scheduling.share import ShareWatch
+from supervisor.scheduling.shutdown import Shutdown
 from supervisor.scheduling.slots import GpuId, SlotPool
 from supervisor.scheduling.takeover import Takeovers
+from supervisor.scheduling.upkeep import Upkeep
+from supervisor.scheduling.watchdog import Watchdog
 
 log = structlog.get_logger("supervisor")
 
-HEARTBEAT_SECONDS = 2.0
 STORE_RETRY_FIRST = RETRY_FIRST_SECONDS
 STORE_RETRY_MAX = RETRY_LONGEST_SECONDS
-# A task that must make progress whatever the store does, silent for this many of its own intervals, is
-# taken as hung: the watchdog is no longer fed.
-STALE_BEATS = 5
-# After the drain and the workers' stop grace, how long a job task may still take to record its outcome.
-RECORD_GRACE_SECONDS = 5.0
 # A scan of the videos folder still running after this long is stuck (a hung network share): the
 # watchdog is no longer fed, so systemd restarts the daemon, loudly.
 SCAN_STUCK_SECONDS = 900.0
-# How often the per-camera history behind the ETA is read again from the store.
-HISTORY_REFRESH_SECONDS = 30.0
 EX_INTERRUPTED = 130
 
 
@@ -84,10 +78,9 @@ class Supervisor:
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.launcher: Launcher = launcher if launcher is not None else ProcessLauncher()
         self.notifier = notifier if notifier is not None else Notifier("")
-        self.orphans = orphans  # where this process is a subreaper: the orphans of finished jobs end
         self._reload = reload
         self.observers = Observers(observers or [])
-        self.started_at = self.clock.time()
+        started_at = self.clock.time()
         if probe is None:
             probe, probe_warning = open_probe(settings.gpu)
         self.probe = probe
@@ -110,10 +103,12 @@ class Supervisor:
         self.calls = RetryingStore(store.describe, self.clock, first=store_retry[0], longest=store_retry[1],
                                    on_trouble=self.observers.store_unavailable)
         self.stats = RunStats()
+        self._stop = asyncio.Event()  # no new work: a stop request, a fault or a halt
+        self._stop_now = asyncio.Event()  # a second stop request: no drain
         self.runner = JobRunner(
             settings=lambda: self.settings, store=store, calls=self.calls, queue=self.queue, slots=self.slots,
             clock=self.clock, launcher=self.launcher, observers=self.observers, stats=self.stats,
-            base_env=dict(os.environ), stopping=self._stop_is_set, halt=self.halt, check_idle=self._check_idle,
+            base_env=dict(os.environ), stopping=self._stop.is_set, halt=self.halt, check_idle=self._check_idle,
             crashed=self._task_ended, memory=self.memory if probe.indices() else None, excuse=self._excuse)
         self.takeovers = Takeovers(self.runner)
         self.share = ShareWatch(lambda: self.settings, self.clock, sample=self._share_sample,
@@ -122,35 +117,37 @@ class Supervisor:
                                     lambda: self.settings.scheduler.lease_seconds)
         self.intake = Intake(settings, store, self.queue, self.clock, daemon=daemon, observers=self.observers,
                              enqueue=self.runner.enqueue, store_call=self.calls.call)
-        self._stop = asyncio.Event()
-        self._stop_now = asyncio.Event()
-        self.job_counts: dict[str, int] = {}  # by state, refreshed at each tick
-        self._pending_bytes: dict[str, float] = {}
-        self._history: dict[str, tuple[float, float, float]] = {}
-        self._history_at = float("-inf")
         self._idle = asyncio.Event()
         self._stop_requested = False  # by a signal or the embedding program, not by a fault
         self._crash: str | None = None  # a long-lived task died: the daemon drains and exits 70
         self._halt: str | None = None  # a worker found the configuration unusable: exit 78
         self._supervised: dict[asyncio.Task[Any], str] = {}
-        self._scan_stuck_seconds = scan_stuck_seconds
-        # The clock's monotonic time each task that must keep going whatever the store does last went round.
-        self._beats: dict[str, float] = {}
-        self._store_round_trip_ms: float | None = None  # the last snapshot's count query, both engines
-        self._held_by_share: set[GpuId] = set()  # GPUs whose limit the share holds down now (said once)
+        self.figures = RunFigures(
+            store=store, clock=self.clock, daemon=daemon, started_at=started_at, running=self.running,
+            queue=self.queue, slots=self.slots, monitor=self.monitor, memory=self.memory, stats=self.stats,
+            intake=self.intake, share=self.share, trouble=lambda: self.calls.trouble)
+        self.watchdog = Watchdog(
+            settings=lambda: self.settings, clock=self.clock, notifier=self.notifier, faulted=self._faulted,
+            scan_stuck=lambda now: self.intake.scan_stuck(now, scan_stuck_seconds),
+            poll_seconds=lambda: self.monitor.poll_seconds)
+        self.targets = GpuTargets(
+            memory=self.memory, share=self.share, slots=self.slots, pausing=self.pausing, clock=self.clock,
+            running=self.running, workers=self.runner.pausing_view, all_lost=lambda: self.monitor.all_lost,
+            give_up=self._give_up, beat=self.watchdog.beat)
+        self.upkeep = Upkeep(
+            settings=lambda: self.settings, clock=self.clock, store=store, orphans=orphans, running=self.running,
+            queue=self.queue, renewer=self.renewer, takeovers=self.takeovers, figures=self.figures,
+            interval=self.watchdog.interval, beat=self.watchdog.beat, tick=self.tick_observers,
+            stopping=self._stop.is_set)
+        self.shutdown = Shutdown(
+            settings=lambda: self.settings, clock=self.clock, store=store, runner=self.runner, queue=self.queue,
+            pausing=self.pausing, notifier=self.notifier, observers=self.observers, stats=self.stats,
+            orphans=orphans, stopping=self._stop.is_set, hurry=self._stop_now, trouble=lambda: self.calls.trouble)
 
     @property
     def running(self) -> dict[int, RunningJob]:
         """The attempts under way, by job id (the job runner's)."""
         return self.runner.running
-
-    @property
-    def store_trouble(self) -> str | None:
-        """The error while the store refuses calls, else None."""
-        return self.calls.trouble
-
-    def _stop_is_set(self) -> bool:
-        return self._stop.is_set()
 
     @property
     def settings(self) -> Settings:
@@ -192,18 +189,19 @@ class Supervisor:
             with contextlib.suppress(StoreError):  # a broken store: the first heartbeat's check stops the run
                 await self.intake.scan_and_queue(reprocess=self.settings.reprocess)
             self._check_idle()
-            snapshot = await self.snapshot()
+            snapshot = await self.figures.snapshot()
             await self.observers.start(snapshot)
             self.observers.tick(snapshot)
             self.notifier.ready(self.notifier.last_status or None)
             long_lived: list[tuple[str, Awaitable[None]]] = [
-                ("dispatch", self.runner.dispatch()), ("queue-report", self._report_queue()),
-                ("housekeeping", self._housekeeping()), ("leases", self._leases()), ("watchdog", self._watchdog()),
+                ("dispatch", self.runner.dispatch()), ("queue-report", self.upkeep.report_queue()),
+                ("housekeeping", self.upkeep.housekeeping()), ("leases", self.upkeep.leases()),
+                ("watchdog", self.watchdog.run()),
             ]
             if self.store.shared:
-                long_lived.append(("takeovers", self._takeovers()))
+                long_lived.append(("takeovers", self.upkeep.takeovers()))
             if self.monitor.policies:
-                long_lived.append(("gpu-health", self.monitor.run(self._gpu_polled)))
+                long_lived.append(("gpu-health", self.monitor.run(self.targets.polled)))
             long_lived.append(("share", self.share.run()))
             if self.daemon:
                 long_lived.append(("rescan", self._rescan_loop()))
@@ -229,7 +227,7 @@ class Supervisor:
                         await t
                     except Exception as exc:  # it ended with an error while we were stopping
                         self._task_ended(t, tasks[t], exc)
-            await self._shutdown()
+            await self.shutdown.run()
             self.probe.close()
             self.runner.close()
             self.share.close()
@@ -242,7 +240,7 @@ class Supervisor:
             return EX_CONFIG
         if self.daemon:
             return EX_OK  # a requested stop of the service is a clean one, whatever the jobs came to
-        if self._stop_requested and self.outstanding:
+        if self._stop_requested and self.figures.outstanding:
             return EX_INTERRUPTED
         return EX_FAILED if self.stats.dead else EX_OK
 
@@ -288,7 +286,7 @@ class Supervisor:
         if self._probe_warning is not None:
             log.warning("gpu_monitoring_unavailable", message=NO_DRIVER_WARNING, reason=self._probe_warning)
         if self.monitor.monitored:
-            self._apply_gpu_targets(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
+            self.targets.apply(self.monitor.poll_once())  # never start 4 jobs on a GPU that is already hot
         await self.takeovers.fill_people()
 
     def busy_off_loop(self) -> bool:
@@ -319,80 +317,21 @@ class Supervisor:
 
     def _apply_settings(self, new: Settings) -> None:
         config = PolicyConfig.from_settings(new.gpu, new.scheduler.max_parallel)
-        self._apply_gpu_targets(self.monitor.reconfigure(config, poll_seconds=new.gpu.poll_seconds,
-                                                         snapshot_seconds=new.gpu.snapshot_seconds))
+        self.targets.apply(self.monitor.reconfigure(config, poll_seconds=new.gpu.poll_seconds,
+                                                    snapshot_seconds=new.gpu.snapshot_seconds))
 
     def _check_idle(self) -> None:
         if not self.queue.outstanding and not self.running:
             self._idle.set()
 
-    # --- reporting ----------------------------------------------------------
-
-    @property
-    def outstanding(self) -> int:
-        """Jobs this run still has to finish: queued, waiting to retry, or running."""
-        return len(self.queue.outstanding | set(self.running))
-
-    def queue_status(self) -> dict[str, Any]:
-        return {"queued": self.queue.queued, "waiting_retry": self.queue.waiting_retry,
-                "running": len(self.running), "limit": self.slots.total_limit}
-
-    async def snapshot(self) -> Snapshot:
-        """A frozen look for observers; the store's figures read once for all of them, off the loop."""
-        try:
-            started = self.clock.monotonic()
-            self.job_counts = await self.store.counts()
-            self._store_round_trip_ms = round((self.clock.monotonic() - started) * 1000, 1)
-            self._pending_bytes = await self.store.pending_bytes_by_camera()
-            if self.clock.monotonic() - self._history_at >= HISTORY_REFRESH_SECONDS:
-                self._history = await self.store.done_work_by_camera()
-                self._history_at = self.clock.monotonic()
-        except StoreUnavailable as exc:  # reads go on with the last figures; writes report the trouble
-            log.debug("counts_unavailable", error=str(exc))
-        return Snapshot(
-            at=self.clock.time(), daemon=self.daemon, started_at=self.started_at,
-            running=tuple(rj.view() for rj in sorted(self.running.values(), key=lambda r: r.started_at)),
-            queued=self.queue.queued, waiting_retry=self.queue.waiting_retry, limit=self.slots.total_limit,
-            limits={g: self.slots.limit(g) for g in self.slots.gpus}, monitored=self.monitor.monitored,
-            gpus=tuple(self.gpu_figures()), outstanding=self.outstanding, completed=self.stats.completed,
-            dead=self.stats.dead, job_counts=dict(self.job_counts), pending_bytes=dict(self._pending_bytes),
-            history=self._history, scans=self.intake.scans, last_scan_at=self.intake.last_scan_at,
-            reloads=self.intake.reloads, store_trouble=self.store_trouble,
-            gpu_trends={g: self.monitor.trends.series(g) for g in self.monitor.policies},
-            io=self.io_figures(),
-        )
-
-    def io_figures(self) -> dict[str, Any]:
-        """The videos share, the job store's round trip and alert delivery, as `status` and the page show them."""
-        if self.intake.last_scan_seconds is not None:
-            self.share.note_scan(self.intake.last_scan_seconds)
-        return {"share": self.share.figures(), "store_round_trip_ms": self._store_round_trip_ms}
-
-    def gpu_figures(self) -> list[dict[str, Any]]:
-        """Each GPU as the monitor sees it, with what admission by memory makes of it."""
-        return [{**g, **self.memory.figures(g["gpu"])} for g in self.monitor.snapshot()]
+    # --- what the parts ask of the run --------------------------------------
 
     async def tick_observers(self) -> None:
-        self.observers.tick(await self.snapshot())
+        self.observers.tick(await self.figures.snapshot())
 
-    def healthy(self) -> bool:
-        """Whether systemd's watchdog may be fed: no task has crashed, every supervised task still runs, and
-        no scan has been stuck longer than scan_stuck_seconds."""
-        if self._crash is not None or any(t.done() for t in self._supervised):
-            return False
-        now = self.clock.monotonic()
-        if self.intake.scan_stuck(now, self._scan_stuck_seconds):
-            return False
-        # A loop that must keep going whatever the store does has stopped going round: something is wedged.
-        limits = self._beat_limits
-        return all(now - at <= STALE_BEATS * limits[name] for name, at in self._beats.items())
-
-    def _beat(self, name: str) -> None:
-        self._beats[name] = self.clock.monotonic()
-
-    @property
-    def _beat_limits(self) -> dict[str, float]:
-        return {"leases": self._beat_interval(), "gpu-health": self.monitor.poll_seconds}
+    def _faulted(self) -> bool:
+        """A long-lived task crashed, or one that is supervised ended: the watchdog is no longer fed."""
+        return self._crash is not None or any(t.done() for t in self._supervised)
 
     def _excuse(self, gpu: GpuId, outcome: Outcome) -> str | None:
         """Why a failed attempt is not the job's: its GPU failed under it, or it timed out on a stalled share."""
@@ -406,157 +345,3 @@ class Supervisor:
         """A recording a job reads now: what the share probe times."""
         running = sorted(self.running.values(), key=lambda r: r.started_at)
         return running[-1].job.path if running else None
-
-    def _paced(self, targets: list[SlotTarget]) -> list[SlotTarget]:
-        """Targets that would raise a limit while workers wait on the share: held where they are."""
-        self.share.note_workers((self.clock.time() - rj.started_at, rj.progress) for rj in self.running.values())
-        why = self.share.pacing()
-        if why is None:
-            self._held_by_share.clear()
-            return targets
-        out = []
-        for t in targets:
-            held = self.slots.limit(t.gpu)
-            if t.limit > held:
-                if t.gpu not in self._held_by_share:  # said once while it lasts, not every poll
-                    self._held_by_share.add(t.gpu)
-                    log.info("limit_not_raised", gpu=t.gpu, limit=held, wanted=t.limit, reason=why)
-                t = replace(t, limit=held, reason=f"{t.reason}; not raised: {why}")
-            else:
-                self._held_by_share.discard(t.gpu)
-            out.append(t)
-        return out
-
-    def _gpu_polled(self, targets: list[SlotTarget]) -> None:
-        """The GPU-health loop went round: it beats for the watchdog, and its targets are applied."""
-        self._beat("gpu-health")
-        self._apply_gpu_targets(targets)
-
-    def _apply_gpu_targets(self, targets: list[SlotTarget]) -> None:
-        self.memory.observe(targets)
-        targets = self._paced(self.memory.capped(targets))
-        self.slots.apply(targets)
-        self.pausing.apply(targets, self._workers())
-        if self.monitor.all_lost and self._crash is None:
-            self._give_up("every GPU is lost or failing", "gpu_all_lost",
-                          "taking no new work; draining, then exiting 70 so that systemd restarts it once the "
-                          "driver recovers")
-
-    def _beat_interval(self) -> float:
-        interval = min(HEARTBEAT_SECONDS, self.settings.scheduler.lease_seconds / 4)  # renewals well within
-        if self.notifier.watchdog_seconds:
-            interval = min(interval, self.notifier.watchdog_seconds / 2)
-        return interval
-
-    async def _watchdog(self) -> None:
-        """Feed systemd's watchdog from the event loop itself (a hung loop gets restarted), judged by the other
-        tasks' progress, never by waiting on them: no I/O here."""
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            if self.notifier.watchdog_seconds and self.healthy():
-                self.notifier.watchdog()
-
-    async def _housekeeping(self) -> None:
-        """The store's identity checked (a store deleted or replaced under us stops the run, loudly) and kept
-        whole; the orphans of finished jobs ended; observers ticked."""
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            await self.store.check(idle=not self.running and not self.queue.outstanding)
-            if self.orphans is not None:
-                self.orphans.sweep({rj.job.id for rj in self.running.values()})
-            await self.tick_observers()
-
-    async def _leases(self) -> None:
-        """Renew this scheduler's claims, in a task of its own that does nothing else (a slow scan, store
-        check or takeover never delays it), each renewal bounded by a timeout well within the lease; stop at
-        once the worker of a claim found lost."""
-        self._beat("leases")
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            await self.renewer.renew(timeout=self.settings.scheduler.lease_seconds / 3)
-            self._beat("leases")
-
-    async def _takeovers(self) -> None:
-        """A shared store: say what this scheduler runs, and take over the jobs of one that stopped renewing
-        its claims."""
-        while True:
-            await self.clock.sleep(self._beat_interval())
-            await self._share_state()
-
-    async def _share_state(self) -> None:
-        """Say what this scheduler runs, and take over the jobs of one that stopped renewing its claims. A store
-        that does not answer now is asked next time."""
-        try:
-            await self.store.publish_status({
-                "running": [{"job_id": rj.job.id, "camera": rj.job.camera, "video": str(rj.job.path),
-                             "gpu": rj.gpu, "started_at": rj.started_at} for rj in self.running.values()],
-                "limit": self.slots.total_limit, "gpus": self.gpu_figures(), "queue": self.queue_status()})
-            reclaimed = await self.store.reclaim_expired()
-        except StoreUnavailable:
-            return  # said once by the renewals; asked again next time
-        await self.takeovers.settle_recovered(reclaimed, enqueue=not self._stop.is_set())
-
-    async def _report_queue(self) -> None:
-        while True:
-            await self.clock.sleep(self.settings.gpu.snapshot_seconds)
-            log.info("queue_status", **self.queue_status())
-
-    # --- the back door ------------------------------------------------------
-
-    def _workers(self) -> list[Worker]:
-        return [Worker(rj.job.id, rj.gpu, rj.started_at, rj.run) for rj in self.running.values()]
-
-    async def _shutdown(self) -> None:
-        self.pausing.resume_all(self._workers())  # paused workers drain like the others
-        stopping = self._stop.is_set()
-        if stopping:
-            self.notifier.stopping()
-            log.info("shutdown_requested", running=len(self.running), queued=self.queue.queued,
-                     drain_seconds=self.settings.scheduler.drain_seconds)
-        self.queue.cancel_timers()
-        tasks = list(self.runner.tasks)
-        if tasks and not self._stop_now.is_set():
-            # Let running jobs finish for drain_seconds, unless a second stop request cuts it short.
-            drained = asyncio.ensure_future(asyncio.wait(tasks))
-            hurry = asyncio.ensure_future(self._stop_now.wait())
-            deadline = asyncio.ensure_future(self.clock.sleep(self.settings.scheduler.drain_seconds))
-            await asyncio.wait({drained, hurry, deadline}, return_when=asyncio.FIRST_COMPLETED)
-            for helper in (drained, hurry, deadline):
-                helper.cancel()
-        pending = {t for t in tasks if not t.done()}
-        if pending:
-            self.runner.stop_all()
-            waited = asyncio.ensure_future(asyncio.wait(pending))
-            grace = asyncio.ensure_future(self.clock.sleep(self.settings.worker.stop_grace_seconds
-                                                           + RECORD_GRACE_SECONDS))
-            await asyncio.wait({waited, grace}, return_when=asyncio.FIRST_COMPLETED)
-            for helper in (waited, grace):
-                helper.cancel()
-            stuck = {t for t in pending if not t.done()}
-            for task in stuck:  # waiting on a store that does not answer: the next start recovers them
-                task.cancel()
-            if stuck:
-                log.error("jobs_not_recorded", count=len(stuck), store_error=self.store_trouble,
-                          action="left running in the store; the next start takes them up again")
-                _, deaf = await asyncio.wait(stuck, timeout=RECORD_GRACE_SECONDS)
-                if deaf:  # not even cancelling ends them: exit all the same, never hang here
-                    log.critical("jobs_not_stopped", count=len(deaf), action="exiting without them")
-        if self.orphans is not None:
-            self.orphans.sweep(set(self.running))  # the jobs are over (but for any stuck on the store)
-        await self._log_summary()
-        await self.observers.stop()
-        if stopping:
-            log.info("shutdown_complete", drained=len(tasks) - len(pending), stopped=len(pending))
-
-    async def _log_summary(self) -> None:
-        for camera, c in sorted(self.stats.cameras.items()):
-            log.info("camera_summary", camera=camera, **c.as_dict())
-        try:
-            counts: dict[str, int] | str = await self.store.counts()
-        except Exception as exc:  # the summary goes out whatever the store's state
-            counts = f"unavailable: {exc}"
-        log.info("run_summary", **self.stats.totals(), store=counts)
-        for (event, reason), n in self.runner.said.items():
-            if n > 1:
-                log.warning(f"{event}_repeated", reason=reason, count=n,
-                            message=f"said once above; it held for {n} jobs of this run")

@@ -17,8 +17,9 @@ import structlog
 from supervisor.jobs.model import Job, JobState, Takeover
 from supervisor.protocol.events import DoneEvent
 from supervisor.protocol.paths import staging_key
-from supervisor.scheduling.attempts import JobRunner, published_path
+from supervisor.scheduling.attempts import JobRunner
 from supervisor.scheduling.outcomes import decide
+from supervisor.scheduling.recording import published_path
 from supervisor.scheduling.recovery import finished_result, recovered_outcome
 from supervisor.scheduling.result_folders import job_output_dir
 
@@ -26,7 +27,7 @@ log = structlog.get_logger("supervisor")
 
 
 class Takeovers:
-    """Settles the jobs a scheduler inherits, through the job runner's store calls and result folders."""
+    """Settles the jobs a scheduler inherits, through the job runner's store calls, result folders and recorder."""
 
     def __init__(self, runner: JobRunner) -> None:
         self._runner = runner
@@ -77,7 +78,7 @@ class Takeovers:
             d = decide(outcome, job, self._runner.settings.worker, result.output or "")
             hours = await self._runner.read_hours(Path(d.output or "").parent) or []
             now = self._runner.clock.time()
-            if await self._runner.record_done(job.id, job.claim_token, now, outcome, d, d.output, hours):
+            if await self._runner.recorder.record_done(job.id, job.claim_token, now, outcome, d, d.output, hours):
                 log.info("job_done_before_restart", job_id=job.id, video=str(job.path), output=d.output,
                          message="its worker had finished when its scheduler stopped: recorded done, not run again")
 
