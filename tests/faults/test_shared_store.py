@@ -129,3 +129,20 @@ def test_a_server_stopped_for_ten_seconds_pauses_new_work_and_everything_resumes
     assert alive == [True, True]  # no restart needed
     completed = Counter(r["video"] for r in read_runs(tmp_path / "runs.jsonl") if r["exit"] == 0)
     assert sorted(completed) == sorted(str(v) for v in videos) and max(completed.values()) == 1
+
+
+def test_a_database_the_server_refuses_for_good_stops_the_daemon_with_78_naming_the_fix(tmp_path, pg_url):
+    """A server that is down is waited for; one that answers "no such database" (or a wrong password)
+    will answer the same for ever, so the daemon stops at once and says what to check."""
+    import subprocess
+
+    from tests.fakes import cli, cli_env
+
+    make_video(tmp_path / "videos" / "cam" / "cam_20251114_100000.mp4")
+    bad = pg_url.rsplit("/", 1)[0] + "/no_such_database"
+    proc = subprocess.run(cli("--settings", str(daemon_settings(tmp_path)), "--state-db", bad, "--daemon",
+                              "--allow-root"), capture_output=True, text=True, env=cli_env(), timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 78, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "no_such_database" in line]
+    assert said and "check the user, the password and the database name" in said[-1], proc.stderr
