@@ -3,7 +3,7 @@ the run halted. Never slows the scheduler, never holds up a stop.
 
 Alerts go through a bounded queue to one sender task. Each delivery (a POST, or a whole SMTP
 conversation: connect, STARTTLS, AUTH, send) has one overall deadline (`timeout_seconds`), so an
-endpoint that answers a byte a second cannot stall the queue; failures are retried with backoff.
+endpoint that drips its answer a byte at a time cannot stall the queue; failures are retried with backoff.
 One alert per kind per `min_interval_seconds`: the next one carries how many were held back.
 `user:password@` in a URL becomes an Authorization header (webhooks) or SMTP AUTH (email). URLs
 are never logged whole (they often hold a secret).
