@@ -1,7 +1,7 @@
 """What starting a worker costs the event loop: the project's launcher against asyncio's own subprocesses.
 
 The launcher (supervisor/process/child.py) starts a worker with `subprocess.Popen` (vfork: nothing
-runs between fork and exec) and reads its pipes and pidfd on the loop; asyncio's
+runs between fork and exec) and reads its socket pairs and pidfd on the loop; asyncio's
 `loop.subprocess_exec` is the library way, also given here as a drop-in `library_spawn` that
 bench/scheduler.py runs the scheduler with. On uvloop the library forks the whole daemon and runs Python in the child
 before exec, which costs the loop far more a start. Each start here is timed from the call to the

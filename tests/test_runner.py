@@ -177,6 +177,47 @@ def test_the_exit_is_seen_while_a_process_outside_the_group_still_holds_the_outp
     assert pid not in live_pids()
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_start_cancelled_at_any_step_is_a_cancel_and_leaves_no_descriptor_or_child(loop):
+    """A stop can cancel a start anywhere between its fork and its readers: the cancel comes out as a
+    cancel (not as an error that would charge the job), and nothing started is left open or unreaped."""
+    import uvloop
+
+    from supervisor.process.child import live_pids, spawn
+
+    env = {"PATH": os.environ["PATH"]}
+
+    async def main():
+        warm = await spawn("/bin/true", [], env=env, limit=1 << 16)  # the loop's own descriptors, opened once
+        await warm.wait()
+        warm.close()
+        await asyncio.sleep(0)
+        before = sorted(os.listdir("/proc/self/fd"))
+        outcomes = []
+        for turns in range(8):  # cancelled after 0, 1, ... turns of the loop
+            task = asyncio.ensure_future(spawn("/bin/sleep", ["60"], env=env, limit=1 << 16))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                child = await task
+            except asyncio.CancelledError:
+                outcomes.append("cancelled")
+            else:
+                outcomes.append("started")
+                os.killpg(child.pid, signal.SIGKILL)
+                await child.wait()
+                child.close()
+        await until(lambda: not live_pids())  # every child killed and reaped by its pidfd watch
+        for _ in range(5):
+            await asyncio.sleep(0)  # the transports' closes land
+        return outcomes, before, sorted(os.listdir("/proc/self/fd"))
+
+    outcomes, before, after = (uvloop.run if loop == "uvloop" else asyncio.run)(main())
+    assert "cancelled" in outcomes and set(outcomes) <= {"cancelled", "started"}
+    assert after == before
+
+
 def test_a_missing_worker_program_is_a_spawn_failure():
     outcome, _, _ = run_worker(["/nonexistent/worker", "--video", "x"])
     assert outcome.kind is OutcomeKind.SPAWN_FAILED

@@ -1,18 +1,21 @@
 """A child process on the event loop: started by `subprocess.Popen`, watched and read by the loop.
 
-This is asyncio's own subprocess machinery with one part swapped. The output arrives through plain
-pipes read by the loop's pipe transports (`connect_read_pipe`), and the exit is watched by the loop
-itself through a pidfd (Linux 5.3+; `add_reader`, as asyncio's pidfd child watcher does; a thread
-per child where pidfd_open is missing): no child watcher, no SIGCHLD handler, no thread of ours.
+This is asyncio's own subprocess machinery with one part swapped. The output arrives through socket
+pairs read by the loop's transports, and the exit is watched by the loop itself through a pidfd
+(Linux 5.3+; `add_reader`, as asyncio's pidfd child watcher does; a thread per child where
+pidfd_open is missing): no child watcher, no SIGCHLD handler, no thread of ours. Sockets rather
+than pipes because uvloop, closing a transport, detaches a socket object but closes a pipe's file
+object a second time after libuv closed its descriptor, which by then may be another thread's file.
 
 The swapped part is the start. `asyncio.create_subprocess_exec` on uvloop forks the whole daemon
 and runs Python in the child before exec, all on the loop's time; `subprocess.Popen` with nothing
-to run between fork and exec uses vfork. `bench/spawn.py` measures a start both ways (0.6 ms here
+to run between fork and exec uses vfork. `bench/spawn.py` measures a start both ways (0.5 ms here
 against 3.2 ms on uvloop, quiet 2-core machine) and `bench/scheduler.py` prints both on 400 jobs of
 50 ms against `xargs -P 4`: 1.08x here, 1.19-1.20x with asyncio's subprocesses on uvloop, beside a
 target of 1.10x. The exit is also reported as soon as the worker ends: asyncio's `Process.wait()`
 returns only once every pipe is closed, which a grandchild holding the worker's stdout can put
-off for ever.
+off for ever. A child still running when its loop closes is reaped by nobody here: only a process
+that is ending closes its loop with workers left.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -77,7 +81,11 @@ def _watch_exit(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, 
         _live.discard(proc.pid)
         _settle(done)
 
-    loop.add_reader(pidfd, ended)
+    try:
+        loop.add_reader(pidfd, ended)
+    except BaseException:
+        os.close(pidfd)
+        raise
 
 
 def _wait_alone(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
@@ -87,50 +95,65 @@ def _wait_alone(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, 
         loop.call_soon_threadsafe(_settle, done)
 
 
-async def _reader(fd: int, limit: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    """The read end `fd` of a pipe, taken over by a transport (closing it closes the pipe)."""
+async def _reader(sock: socket.socket, limit: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """The near end of a socket pair, taken over whole by a transport (closing it closes the socket)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    pipe = open(fd, "rb", buffering=0)  # noqa: SIM115  (the transport owns it from here)
+    # Shielded: a cancel in the middle would leave it unsaid whether the transport or this function owns
+    # the socket. The connect takes one turn of the loop; a cancel waits for it, then closes what it made.
+    connecting = asyncio.ensure_future(
+        loop.create_connection(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), sock=sock))
     try:
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+        transport, _ = await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        connecting.add_done_callback(_close_made)
+        raise
     except BaseException:
-        pipe.close()
+        with contextlib.suppress(OSError):
+            sock.close()  # the connect failed: it never took the socket over
         raise
     return reader, transport
 
 
+def _close_made(connecting: asyncio.Future[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]) -> None:
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result()[0].close()
+
+
 async def spawn(program: str, args: Sequence[str], *, env: Mapping[str, str], limit: int) -> Child:
     """Start `program args` in a session of its own, stdin from /dev/null, stdout and stderr read by the loop."""
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    near: list[socket.socket] = []
     try:
-        proc = subprocess.Popen([program, *args], stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                                env=dict(env), start_new_session=True, close_fds=True)
+        out_near, out_far = socket.socketpair()
+        near.append(out_near)
+        with out_far:  # the child has its copies; ours close once it is started
+            err_near, err_far = socket.socketpair()
+            near.append(err_near)
+            with err_far:
+                proc = subprocess.Popen([program, *args], stdin=subprocess.DEVNULL, stdout=out_far.fileno(),
+                                        stderr=err_far.fileno(), env=dict(env), start_new_session=True,
+                                        close_fds=True)
     except BaseException:
-        os.close(out_r)
-        os.close(err_r)
+        for sock in near:
+            sock.close()
         raise
-    finally:  # the child has its copies of the write ends
-        os.close(out_w)
-        os.close(err_w)
     _live.add(proc.pid)
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-    _watch_exit(proc, loop, exited)
+    streams: list[tuple[asyncio.StreamReader, asyncio.BaseTransport]] = []
     try:
-        out = await _reader(out_r, limit)
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        _watch_exit(proc, loop, exited)
+        for sock in (out_near, err_near):
+            near.remove(sock)  # _reader owns it from here, whatever happens
+            streams.append(await _reader(sock, limit))
     except BaseException:
-        os.close(err_r)
+        for sock in near:
+            sock.close()
+        for _, transport in streams:
+            transport.close()
         _kill(proc)
         raise
-    try:
-        err = await _reader(err_r, limit)
-    except BaseException:
-        out[1].close()
-        _kill(proc)
-        raise
-    return Child(proc, [out, err], exited)
+    return Child(proc, streams, exited)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
