@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from supervisor.protocol import ENGINES, EX_CONFIG
 
@@ -395,7 +396,8 @@ def validate(s: Settings) -> None:
         _check(bool(sep) and bool(host) and port.isdigit() and 0 <= int(port) < 65536, s, "metrics.listen",
                f"{s.metrics.listen!r} is not HOST:PORT (or \"\" for off)")
     for i, url in enumerate(s.alerts.webhooks):
-        _check(url.startswith(("http://", "https://")), s, f"alerts.webhooks[{i}]", "must be an http(s) URL")
+        _check(url.startswith(("http://", "https://")) and _port_ok(url), s, f"alerts.webhooks[{i}]",
+               "must be an http(s) URL (with a port number, if any, from 1 to 65535)")
     _check(not s.alerts.smtp or s.alerts.smtp.startswith(("smtp://", "smtps://")), s, "alerts.smtp",
            "must be smtp://[user:password@]host[:port] or smtps://...")
     _check(bool(s.alerts.smtp) == bool(s.alerts.email_to), s, "alerts.email_to" if s.alerts.smtp else "alerts.smtp",
@@ -410,6 +412,13 @@ def validate(s: Settings) -> None:
     for i, cam in enumerate(s.cameras):
         _check(bool(cam) and "/" not in cam and cam not in (".", ".."), s, f"cameras[{i}]",
                f"{cam!r} is not a camera id")
+
+
+def _port_ok(url: str) -> bool:
+    try:
+        return urlsplit(url).port != 0
+    except ValueError:
+        return False
 
 
 def uses_model(s: Settings) -> bool:

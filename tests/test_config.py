@@ -68,6 +68,7 @@ def test_file_values_are_read_and_relative_paths_follow_the_file(tmp_path):
         ("[logging]\nlevel = \"LOUD\"\n", "logging.level", "must be one of"),
         ("cameras = [\"../etc\"]\n", "cameras[0]", "not a camera id"),
         ("scheduler = 3\n", "scheduler", "expected a table"),
+        ("[alerts]\nwebhooks = [\"http://hooks.example:12x/t\"]\n", "alerts.webhooks[0]", "port number"),
         ("[scheduler\n", "-", "invalid TOML"),
     ],
 )

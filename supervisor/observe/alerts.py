@@ -42,7 +42,10 @@ def endpoint_of(url: str) -> str:
     """scheme://host[:port]/… : enough to tell endpoints apart, never a token."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a port number: the delivery says so; naming the endpoint must not fail
+        port = ":?"
     return f"{parts.scheme}://{host}{port}/…"
 
 
@@ -52,24 +55,29 @@ class DeliveryError(Exception):
 
 async def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
     """POST `payload` as JSON; the whole exchange (connect, TLS, send, the answer's head) is bounded by
-    `timeout`. Returns the HTTP status. `user:password@` becomes Basic auth; the environment's
-    HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE apply, except to a loopback address, which no proxy
-    can reach for us."""
+    `timeout`. Returns the HTTP status; the answer's body is not read. `user:password@` becomes Basic
+    auth; the environment's HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE apply, except to a loopback
+    address, which no proxy can reach for us. Every failure is a DeliveryError without the URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DeliveryError("not an http(s) URL")
     loopback = parts.hostname == "localhost" or _is_loopback(parts.hostname)
     try:
-        # httpx's own timeout bounds each read and write; a server dripping a byte a second passes
-        # each of those, so one deadline goes around the whole exchange.
-        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout, trust_env=not loopback,
-                                                               follow_redirects=False) as client:
-            response = await client.post(url, json=payload, headers={"User-Agent": "video-supervisor"})
+        # httpx's own timeout bounds each read and write; a server dripping its answer passes each of
+        # those, so one deadline goes around the whole exchange.
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(timeout=timeout, trust_env=not loopback, follow_redirects=False) as client,
+            client.stream("POST", url, json=payload, headers={"User-Agent": "video-supervisor"}) as response,
+        ):
             return response.status_code
     except (TimeoutError, httpx.TimeoutException):
         raise DeliveryError(f"timed out: no complete answer within {timeout:g} s") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"connection failed: {_without(str(exc) or type(exc).__name__, url)}") from None
+    except Exception as exc:  # a URL httpx cannot use, a proxy setting or a CA file that is wrong
+        said = _without(f"{type(exc).__name__}: {exc}", url)[:200]
+        raise DeliveryError(f"cannot send: {said}") from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -4,6 +4,7 @@ with a reason, never alive with work stuck."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -179,12 +180,50 @@ def test_a_drip_feeding_webhook_is_cut_off_at_its_deadline_and_never_holds_up_a_
         server.close()
     assert cut_off
     # The stop waits one deadline, not the queue's worth of tries (3 alerts x 6), and no answer came.
-    assert 2 <= tries < 6 and answered == 0 and alerts.sent == 0
+    assert 1 <= tries < 6 and answered == 0 and alerts.sent == 0
     # user:password@ became a Basic Authorization header, and left the request line and Host alone.
     line, *fields = server.requests[0].decode("latin-1").split("\r\n\r\n")[0].split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (f.split(":", 1) for f in fields)}
     assert line == "POST /hook HTTP/1.1" and headers["host"] == f"127.0.0.1:{server.port}"
     assert headers["authorization"] == "Basic YWxlcnRzOnMzY3JldA=="
+
+
+def test_a_webhook_whose_answer_body_never_ends_is_delivered_once_on_its_status():
+    """The status line and headers are the answer; a body that never comes must not turn a delivered
+    alert into a failed one, sent again."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+    requests: list[bytes] = []
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            requests.append(conn.recv(65536))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly the start")
+            done.wait(60)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # closed at the end
+            while not done.is_set():
+                threading.Thread(target=answer, args=(sock.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+
+    async def main():
+        status = await post_json(url, {"kind": "x"}, timeout=30)
+        alerts = Alerts(AlertSettings(webhooks=(url,), timeout_seconds=30, max_retries=3, min_interval_seconds=0))
+        await alerts.start(None)  # type: ignore[arg-type]
+        alerts.alert("a")
+        await alerts.stop()
+        return status, alerts
+
+    try:
+        status, alerts = asyncio.run(main())
+    finally:
+        done.set()
+        sock.close()
+    assert status == 200
+    assert alerts.sent == 1 and alerts.failed == 0 and len(requests) == 2
 
 
 def test_results_are_private_to_the_service_group(tmp_path):
