@@ -115,7 +115,7 @@ async def _reader(sock: socket.socket, limit: int) -> tuple[asyncio.StreamReader
     return reader, transport
 
 
-def _close_made(connecting: asyncio.Future[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]) -> None:
+def _close_made(connecting: asyncio.Future[tuple[asyncio.Transport, asyncio.StreamReaderProtocol]]) -> None:
     if not connecting.cancelled() and connecting.exception() is None:
         connecting.result()[0].close()
 
