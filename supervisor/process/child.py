@@ -11,7 +11,7 @@ The swapped part is the start. `asyncio.create_subprocess_exec` on uvloop forks 
 and runs Python in the child before exec, all on the loop's time; `subprocess.Popen` with nothing
 to run between fork and exec uses vfork. `bench/spawn.py` measures a start both ways (0.5 ms here
 against 3.2 ms on uvloop, quiet 2-core machine) and `bench/scheduler.py` prints both on 400 jobs of
-50 ms against `xargs -P 4`: 1.08x here, 1.19-1.20x with asyncio's subprocesses on uvloop, beside a
+50 ms against `xargs -P 4`: 1.08x here, 1.18-1.20x with asyncio's subprocesses on uvloop, beside a
 target of 1.10x. The exit is also reported as soon as the worker ends: asyncio's `Process.wait()`
 returns only once every pipe is closed, which a grandchild holding the worker's stdout can put
 off for ever. A child still running when its loop closes is reaped by nobody here: only a process
